@@ -1,0 +1,265 @@
+"""The numbers assets. Each one only wires files, logging and metadata; the work lives in
+plain modules (``pipeline``, ``comparison``) that know nothing of Dagster."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+from data_pipeline.chunking import count_lines
+from data_pipeline.comparison import compare_serial_and_parallel, markdown_table, verdict
+from data_pipeline.generation import write_numbers_file
+from data_pipeline.parsing import RejectReason
+from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.pool import PoolStats
+from data_pipeline.resources import ProcessPoolResource
+from data_pipeline.storage import (
+    CLEANED_NUMBERS_FILE,
+    NUMBERS_FILE,
+    REJECTED_LINES_FILE,
+    TRANSFORMED_NUMBERS_FILE,
+    atomic_output,
+    data_directory,
+)
+
+GROUP = "numbers"
+# Steps that start a process pool; the job lets only one of them run at a time.
+POOLED_STEP_TAGS = {"data_pipeline/uses": "process_pool"}
+
+
+class NumbersFileConfig(dg.Config):
+    """What numbers_file generates, or which existing file it ingests instead."""
+
+    count: int = Field(
+        default=400_000,
+        ge=0,
+        description=(
+            "Lines to generate. The default makes the whole job take about half a minute on "
+            "two cores, with the pooled steps' compute well above process overheads."
+        ),
+    )
+    seed: int = Field(
+        default=42, description="Random seed: the same seed gives a byte-identical file."
+    )
+    dirty_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of lines made messy (blanks, whitespace, thousands separators, floats, "
+            "scientific notation, hex, words, NaN/inf, values beyond int64, duplicates, CRLF)."
+        ),
+    )
+    source_path: str | None = Field(
+        default=None,
+        description=(
+            "Ingest this existing text file (one number per line) instead of generating one. "
+            "It is only read, never changed; a copy goes to the data directory."
+        ),
+    )
+
+    @field_validator("source_path")
+    @classmethod
+    def _readable_file(cls, source_path: str | None) -> str | None:
+        if source_path is None:
+            return None
+        path = Path(source_path).expanduser()
+        if not path.exists():
+            raise ValueError(f"source_path {source_path!r} does not exist")
+        if not path.is_file():
+            raise ValueError(f"source_path {source_path!r} is not a regular file")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"source_path {source_path!r} is not readable")
+        return str(path)
+
+
+@dg.asset(group_name=GROUP, kinds={"python", "text"})
+def numbers_file(
+    context: dg.AssetExecutionContext, config: NumbersFileConfig
+) -> dg.MaterializeResult:
+    """Text file of numbers, one per line, as messy as real exports: generated from a seed,
+    or copied from `source_path`. Written to `numbers.txt` in the data directory."""
+    target = data_directory() / NUMBERS_FILE
+    metadata: dict[str, object] = {}
+    with atomic_output(target) as temporary:
+        if config.source_path:
+            context.log.info(f"ingesting {config.source_path}")
+            shutil.copyfile(config.source_path, temporary)
+            metadata["source"] = dg.MetadataValue.path(config.source_path)
+        else:
+            dirt = write_numbers_file(temporary, config.count, config.seed, config.dirty_fraction)
+            metadata["source"] = f"generated (seed {config.seed})"
+            metadata["dirty_lines"] = sum(dirt.values())
+            metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
+    lines = count_lines(target)
+    context.log.info(f"wrote {lines:,} lines to {target}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "lines": lines,
+            "bytes": target.stat().st_size,
+            **metadata,
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "parquet"}, deps=[numbers_file], op_tags=POOLED_STEP_TAGS
+)
+def cleaned_numbers(
+    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+) -> dg.MaterializeResult:
+    """Every line of numbers.txt parsed on a process pool: accepted values, in file order, go
+    to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
+    (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
+    directory = data_directory()
+    source = directory / NUMBERS_FILE
+    context.log.info(
+        f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
+        f"{process_pool.cleaning_chunk_bytes:,} bytes"
+    )
+    started = time.perf_counter()
+    summary = clean_to_parquet(
+        source,
+        directory / CLEANED_NUMBERS_FILE,
+        directory / REJECTED_LINES_FILE,
+        process_pool.settings(),
+        process_pool.cleaning_chunk_bytes,
+    )
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"{summary.lines:,} lines: {summary.accepted:,} accepted, {summary.rejected:,} rejected, "
+        f"{_pool_sentence(summary.pool)} in {seconds:.2f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(directory / CLEANED_NUMBERS_FILE)),
+            "rejected_path": dg.MetadataValue.path(str(directory / REJECTED_LINES_FILE)),
+            "lines": summary.lines,
+            "accepted": summary.accepted,
+            "rejected": summary.rejected,
+            **{f"rejected_{reason}": summary.rejected_by_reason[reason] for reason in RejectReason},
+            **_pool_metadata(summary.pool, summary.chunks, seconds),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP, kinds={"python", "parquet"}, deps=[cleaned_numbers], op_tags=POOLED_STEP_TAGS
+)
+def transformed_numbers(
+    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+) -> dg.MaterializeResult:
+    """Each accepted value with its square, digit sum, Collatz step count, smallest and
+    largest prime factor and primality, computed per value in plain Python on a process pool
+    (the reference any faster strategy must match). Written in input order to
+    `transformed_numbers.parquet`."""
+    directory = data_directory()
+    started = time.perf_counter()
+    summary = transform_to_parquet(
+        directory / CLEANED_NUMBERS_FILE,
+        directory / TRANSFORMED_NUMBERS_FILE,
+        process_pool.settings(),
+        process_pool.transform_chunk_values,
+    )
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"transformed {summary.rows:,} values, {_pool_sentence(summary.pool)} in {seconds:.2f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(directory / TRANSFORMED_NUMBERS_FILE)),
+            "rows": summary.rows,
+            **_pool_metadata(summary.pool, summary.chunks, seconds),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    # Depending on transformed_numbers makes this run after both pooled steps, so its
+    # timings are not shared with another pool; the job also runs one pooled step at a time.
+    deps=[numbers_file, transformed_numbers],
+    op_tags=POOLED_STEP_TAGS,
+)
+def parallelism_report(
+    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+) -> dg.MaterializeResult:
+    """Did the process pool pay off? Runs cleaning and the transform on numbers.txt both
+    serially (same functions, one process) and on the pool, fails if their outputs differ
+    in any value or in order, and records timings, speedup, efficiency and where the
+    parallel time went (pool start, compute, collecting results)."""
+    other_steps = _other_steps_running(context)
+    load_before = os.getloadavg()[0]
+    comparison = compare_serial_and_parallel(
+        data_directory() / NUMBERS_FILE,
+        process_pool.settings(),
+        process_pool.cleaning_chunk_bytes,
+        process_pool.transform_chunk_values,
+    )
+    table = markdown_table(comparison)
+    context.log.info(verdict(comparison))
+    metadata: dict[str, object] = {
+        "serial_seconds": comparison.serial_seconds,
+        "parallel_seconds": comparison.parallel_seconds,
+        "speedup": comparison.speedup,
+        "efficiency": comparison.efficiency,
+        "workers": comparison.workers,
+        "cpus_available": comparison.cpus_available,
+        "start_method": process_pool.start_method,
+        "items": comparison.cleaning.items,
+        "chunks": comparison.cleaning.pool.chunks + comparison.transform.pool.chunks,
+        "pool_start_seconds": comparison.total("startup_seconds"),
+        "compute_seconds": comparison.total("compute_seconds"),
+        "collect_seconds": comparison.total("collect_seconds"),
+        "other_overhead_seconds": comparison.total("overhead_seconds"),
+        "load_average_1m_before": load_before,
+        "other_steps_running": ", ".join(other_steps) or "none",
+        "outputs_identical": True,
+        "summary": dg.MetadataValue.md(table),
+        "verdict": verdict(comparison),
+    }
+    for stage in comparison.stages:
+        metadata |= {
+            f"{stage.name}_serial_seconds": stage.serial_seconds,
+            f"{stage.name}_parallel_seconds": stage.parallel_seconds,
+            f"{stage.name}_speedup": stage.speedup,
+            f"{stage.name}_output_digest": stage.digest,
+        }
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _pool_sentence(pool: PoolStats | None) -> str:
+    if pool is None or pool.workers == 1:
+        return "serially in the step process"
+    return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
+
+
+def _pool_metadata(pool: PoolStats | None, chunks: int, seconds: float) -> dict[str, object]:
+    return {
+        "workers": pool.workers if pool else 1,
+        "start_method": pool.start_method if pool else "none",
+        "chunks": chunks,
+        "seconds": seconds,
+        "pool_start_seconds": pool.startup_seconds if pool else 0.0,
+    }
+
+
+def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:
+    """Steps of this run that had started and not finished when this step began."""
+    started, finished = set(), set()
+    step_events = {
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+    }
+    for entry in context.instance.all_logs(context.run_id, of_type=step_events):
+        event = entry.dagster_event
+        (started if event.event_type == dg.DagsterEventType.STEP_START else finished).add(
+            event.step_key
+        )
+    return sorted(started - finished - {context.op_execution_context.node_handle.name})

@@ -1,0 +1,219 @@
+"""Run cleaning and the transform serially and on a pool, prove the results identical, and
+explain where the time went. No Dagster here: the report asset and the benchmark share it."""
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from data_pipeline.pipeline import (
+    TRANSFORMED_SCHEMA,
+    CleaningSummary,
+    TransformSummary,
+    clean_file,
+    transform_cleaned,
+)
+from data_pipeline.pool import PoolSettings, PoolStats, available_cpus
+
+# Below this speedup the pool is not worth its processes.
+_PAYS_OFF_SPEEDUP = 1.2
+
+
+class OutputMismatchError(AssertionError):
+    """The serial and parallel runs disagreed: a correctness bug, never a timing question."""
+
+
+@dataclass(frozen=True)
+class StageComparison:
+    """One step (cleaning or transform) run both ways on the same input."""
+
+    name: str
+    items: int
+    serial_seconds: float
+    parallel_seconds: float
+    pool: PoolStats
+    digest: str
+
+    @property
+    def speedup(self) -> float:
+        return self.serial_seconds / self.parallel_seconds if self.parallel_seconds else 0.0
+
+    @property
+    def efficiency(self) -> float:
+        return self.speedup / self.pool.workers
+
+    @property
+    def serial_microseconds_per_item(self) -> float:
+        return 1e6 * self.serial_seconds / max(1, self.items)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    cleaning: StageComparison
+    transform: StageComparison
+    cpus_available: int
+
+    @property
+    def stages(self) -> tuple[StageComparison, StageComparison]:
+        return self.cleaning, self.transform
+
+    @property
+    def serial_seconds(self) -> float:
+        return sum(stage.serial_seconds for stage in self.stages)
+
+    @property
+    def parallel_seconds(self) -> float:
+        return sum(stage.parallel_seconds for stage in self.stages)
+
+    @property
+    def speedup(self) -> float:
+        return self.serial_seconds / self.parallel_seconds if self.parallel_seconds else 0.0
+
+    @property
+    def workers(self) -> int:
+        return max(stage.pool.workers for stage in self.stages)
+
+    @property
+    def efficiency(self) -> float:
+        return self.speedup / self.workers
+
+    def total(self, attribute: str) -> float:
+        """Sum of one :class:`PoolStats` figure over both parallel runs."""
+        return sum(getattr(stage.pool, attribute) for stage in self.stages)
+
+
+def compare_serial_and_parallel(
+    numbers_path: Path,
+    pool_settings: PoolSettings,
+    cleaning_chunk_bytes: int,
+    transform_chunk_values: int,
+) -> Comparison:
+    """Clean and transform ``numbers_path`` twice, serially (same worker functions, this
+    process, no pool) and on a pool, with identical chunks. Raises
+    :class:`OutputMismatchError` if the two disagree in any value or in order."""
+    serial = PoolSettings(workers=1)
+
+    def run_cleaning(settings: PoolSettings) -> tuple[float, pa.Table, pa.Table, CleaningSummary]:
+        summary = CleaningSummary()
+        started = time.perf_counter()
+        batches = list(clean_file(numbers_path, settings, cleaning_chunk_bytes, summary))
+        seconds = time.perf_counter() - started
+        accepted = pa.Table.from_batches([pair[0] for pair in batches])
+        rejected = pa.Table.from_batches([pair[1] for pair in batches])
+        return seconds, accepted, rejected, summary
+
+    serial_clean = run_cleaning(serial)
+    parallel_clean = run_cleaning(pool_settings)
+    for position, name in ((1, "accepted values"), (2, "rejected lines")):
+        _require_equal(f"cleaning ({name})", serial_clean[position], parallel_clean[position])
+    accepted = serial_clean[1]
+    chunk_count = -(-accepted.num_rows // transform_chunk_values)
+
+    def run_transform(settings: PoolSettings) -> tuple[float, pa.Table, TransformSummary]:
+        summary = TransformSummary()
+        batches = accepted.to_batches(max_chunksize=transform_chunk_values)
+        started = time.perf_counter()
+        transformed = list(transform_cleaned(batches, chunk_count, settings, summary))
+        seconds = time.perf_counter() - started
+        return seconds, pa.Table.from_batches(transformed, schema=TRANSFORMED_SCHEMA), summary
+
+    serial_transform = run_transform(serial)
+    parallel_transform = run_transform(pool_settings)
+    _require_equal("transform", serial_transform[1], parallel_transform[1])
+
+    cleaning = StageComparison(
+        name="cleaning",
+        items=serial_clean[3].lines,
+        serial_seconds=serial_clean[0],
+        parallel_seconds=parallel_clean[0],
+        pool=parallel_clean[3].pool,
+        digest=table_digest(accepted, serial_clean[2]),
+    )
+    transform = StageComparison(
+        name="transform",
+        items=serial_transform[2].rows,
+        serial_seconds=serial_transform[0],
+        parallel_seconds=parallel_transform[0],
+        pool=parallel_transform[2].pool,
+        digest=table_digest(serial_transform[1]),
+    )
+    return Comparison(cleaning=cleaning, transform=transform, cpus_available=available_cpus())
+
+
+def table_digest(*tables: pa.Table) -> str:
+    """SHA-256 of the tables' contents (schema, values, order) in Arrow's IPC format."""
+    digest = hashlib.sha256()
+    for table in tables:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.combine_chunks())
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
+
+
+def _require_equal(what: str, serial: pa.Table, parallel: pa.Table) -> None:
+    if serial.num_rows != parallel.num_rows:
+        raise OutputMismatchError(
+            f"{what}: the serial run gave {serial.num_rows} rows, the parallel run "
+            f"{parallel.num_rows}"
+        )
+    if not serial.equals(parallel):
+        raise OutputMismatchError(f"{what}: serial and parallel outputs differ in content or order")
+
+
+def verdict(comparison: Comparison) -> str:
+    """One sentence: did parallelism pay off, and why."""
+    transform, cleaning = comparison.transform, comparison.cleaning
+    startup = comparison.total("startup_seconds")
+    if comparison.speedup >= _PAYS_OFF_SPEEDUP:
+        sentence = (
+            f"Parallelism paid off: {comparison.speedup:.2f}x faster on {comparison.workers} "
+            f"workers ({comparison.efficiency:.0%} efficiency), because the transform costs "
+            f"{transform.serial_microseconds_per_item:.1f} µs per value, far more than the "
+            f"{startup:.2f} s of pool start-up and the pickling of each chunk."
+        )
+    elif comparison.workers == 1:
+        sentence = (
+            "Parallelism could not pay off: only one worker ran (one CPU available, workers=1, "
+            "or a single chunk), so the 'parallel' run was serial too."
+        )
+    else:
+        sentence = (
+            f"Parallelism did not pay off: {comparison.speedup:.2f}x on {comparison.workers} "
+            f"workers. The input is too small for the work per item "
+            f"({transform.serial_microseconds_per_item:.1f} µs per value) to outweigh "
+            f"{startup:.2f} s of pool start-up and the cost of moving chunks between processes."
+        )
+    if cleaning.speedup < _PAYS_OFF_SPEEDUP <= transform.speedup:
+        sentence += (
+            f" Cleaning alone gained only {cleaning.speedup:.2f}x: parsing a line costs "
+            f"{cleaning.serial_microseconds_per_item:.1f} µs, too little to beat the overheads."
+        )
+    return sentence
+
+
+def markdown_table(comparison: Comparison) -> str:
+    """The comparison as a Markdown table a person reads at a glance."""
+    rows = [
+        "| stage | items | serial s | parallel s | speedup | efficiency "
+        "| pool start s | compute s | collect s | other s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for stage in comparison.stages:
+        pool = stage.pool
+        rows.append(
+            f"| {stage.name} | {stage.items:,} | {stage.serial_seconds:.2f} "
+            f"| {stage.parallel_seconds:.2f} | {stage.speedup:.2f}x | {stage.efficiency:.0%} "
+            f"| {pool.startup_seconds:.2f} | {pool.compute_seconds:.2f} "
+            f"| {pool.collect_seconds:.2f} | {pool.overhead_seconds:.2f} |"
+        )
+    rows.append(
+        f"| **total** | | **{comparison.serial_seconds:.2f}** "
+        f"| **{comparison.parallel_seconds:.2f}** | **{comparison.speedup:.2f}x** "
+        f"| **{comparison.efficiency:.0%}** | {comparison.total('startup_seconds'):.2f} "
+        f"| {comparison.total('compute_seconds'):.2f} | {comparison.total('collect_seconds'):.2f} "
+        f"| {comparison.total('overhead_seconds'):.2f} |"
+    )
+    return "\n".join(rows) + f"\n\n{verdict(comparison)}\n"

@@ -1,0 +1,22 @@
+"""Everything Dagster loads, for the UI, the daemon and `dagster job execute`."""
+
+import dagster as dg
+
+from data_pipeline.assets import (
+    cleaned_numbers,
+    numbers_file,
+    parallelism_report,
+    transformed_numbers,
+)
+from data_pipeline.jobs import numbers_executor, numbers_job
+from data_pipeline.resources import ProcessPoolResource
+from data_pipeline.schedules import numbers_daily_schedule
+
+defs = dg.Definitions(
+    assets=[numbers_file, cleaned_numbers, transformed_numbers, parallelism_report],
+    jobs=[numbers_job],
+    schedules=[numbers_daily_schedule],
+    resources={"process_pool": ProcessPoolResource()},
+    # The same executor for a "Materialize" click in the UI and `dagster asset materialize`.
+    executor=numbers_executor,
+)

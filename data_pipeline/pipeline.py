@@ -1,0 +1,196 @@
+"""The cleaning and transform steps as plain functions over Arrow data (no Dagster).
+
+Workers run the pure functions of :mod:`data_pipeline.parsing` and
+:mod:`data_pipeline.transforms`; this module plans their chunks, keeps the results in input
+order and turns them into Arrow record batches that stream straight into Parquet.
+"""
+
+from array import array
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_pipeline.chunking import ByteRange, count_lines, plan_byte_ranges
+from data_pipeline.parsing import CleanedChunk, clean_byte_range
+from data_pipeline.pool import PoolSettings, PoolStats
+from data_pipeline.storage import atomic_output
+from data_pipeline.transforms import ValueChunk, transform_chunk
+
+CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
+REJECTED_SCHEMA = pa.schema(
+    [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
+)
+TRANSFORMED_SCHEMA = pa.schema(
+    [
+        ("line_number", pa.int64()),
+        ("value", pa.int64()),
+        # The square of an int64 needs up to 127 bits: a 38-digit decimal holds it exactly.
+        ("square", pa.decimal128(38, 0)),
+        ("digit_sum", pa.int64()),
+        ("collatz_steps", pa.int64()),
+        ("smallest_prime_factor", pa.int64()),
+        ("largest_prime_factor", pa.int64()),
+        ("is_prime", pa.bool_()),
+    ]
+)
+# Modules a forkserver loads once, so each forked worker starts with them imported.
+WORKER_MODULES = ("data_pipeline.parsing", "data_pipeline.transforms")
+
+
+@dataclass
+class CleaningSummary:
+    """Counts of one cleaning run; filled in while the batches stream past."""
+
+    lines: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    chunks: int = 0
+    pool: PoolStats | None = None
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+@dataclass
+class TransformSummary:
+    rows: int = 0
+    chunks: int = 0
+    pool: PoolStats | None = None
+
+
+def clean_file(
+    path: Path, pool_settings: PoolSettings, chunk_bytes: int, summary: CleaningSummary
+) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    """Parse every line of ``path`` on a pool; yield (accepted, rejected) batches in file order.
+
+    Line numbers count from 1 and include blank and rejected lines, so accepted + rejected
+    always equals the lines in the file.
+    """
+    byte_ranges = plan_byte_ranges(path, chunk_bytes)
+    summary.chunks = len(byte_ranges)
+
+    def describe(byte_range: ByteRange) -> str:
+        # Only on failure: counting the lines before the chunk reads the file up to it.
+        first_line = count_lines(path, byte_range.start) + 1
+        return f"{byte_range}, from line {first_line}"
+
+    with pool_settings.open(len(byte_ranges), WORKER_MODULES) as pool:
+        summary.pool = pool.stats
+        for chunk in pool.map(clean_byte_range, byte_ranges, describe):
+            first_line_number = summary.lines + 1
+            summary.lines += chunk.line_count
+            summary.accepted += len(chunk.accepted_values)
+            summary.rejected_by_reason.update(chunk.rejected_reasons)
+            yield _cleaned_batches(chunk, first_line_number)
+
+
+def _cleaned_batches(
+    chunk: CleanedChunk, first_line_number: int
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    accepted = pa.record_batch(
+        [
+            _line_numbers(chunk.accepted_positions, first_line_number),
+            pa.array(chunk.accepted_values, pa.int64()),
+        ],
+        schema=CLEANED_SCHEMA,
+    )
+    rejected = pa.record_batch(
+        [
+            _line_numbers(chunk.rejected_positions, first_line_number),
+            pa.array(chunk.rejected_raw, pa.string()),
+            pa.array(chunk.rejected_reasons, pa.string()),
+        ],
+        schema=REJECTED_SCHEMA,
+    )
+    return accepted, rejected
+
+
+def _line_numbers(positions: array, first_line_number: int) -> pa.Array:
+    return pc.add(pa.array(positions, pa.int64()), first_line_number)
+
+
+def transform_cleaned(
+    cleaned: Iterable[pa.RecordBatch],
+    chunk_count: int,
+    pool_settings: PoolSettings,
+    summary: TransformSummary,
+) -> Iterator[pa.RecordBatch]:
+    """Transform cleaned (line_number, value) batches on a pool, one task per batch; yield the
+    transformed batches in the same order."""
+    waiting: deque[pa.RecordBatch] = deque()
+
+    def tasks() -> Iterator[ValueChunk]:
+        for index, batch in enumerate(cleaned):
+            if batch.num_rows == 0:
+                continue
+            line_numbers = batch.column("line_number")
+            waiting.append(batch)
+            yield ValueChunk(
+                index=index,
+                first_line_number=line_numbers[0].as_py(),
+                last_line_number=line_numbers[-1].as_py(),
+                values=array("q", batch.column("value").to_pylist()),
+            )
+
+    with pool_settings.open(chunk_count, WORKER_MODULES) as pool:
+        summary.pool = pool.stats
+        for columns in pool.map(transform_chunk, tasks(), str):
+            # Results come back in task order, so the oldest waiting batch is their input.
+            batch = _transformed_batch(waiting.popleft(), columns)
+            summary.rows += batch.num_rows
+            summary.chunks += 1
+            yield batch
+
+
+def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, list]) -> pa.RecordBatch:
+    arrays = [cleaned.column("line_number"), cleaned.column("value")]
+    arrays += [
+        pa.array(columns[name], TRANSFORMED_SCHEMA.field(name).type)
+        for name in TRANSFORMED_SCHEMA.names[2:]
+    ]
+    return pa.record_batch(arrays, schema=TRANSFORMED_SCHEMA)
+
+
+def clean_to_parquet(
+    source: Path,
+    cleaned_path: Path,
+    rejected_path: Path,
+    pool_settings: PoolSettings,
+    chunk_bytes: int,
+) -> CleaningSummary:
+    """Clean ``source`` into two Parquet files, streamed chunk by chunk; both appear together,
+    complete, or not at all."""
+    summary = CleaningSummary()
+    with (
+        atomic_output(cleaned_path) as cleaned_temporary,
+        atomic_output(rejected_path) as rejected_temporary,
+        pq.ParquetWriter(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
+        pq.ParquetWriter(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
+    ):
+        for accepted, rejected in clean_file(source, pool_settings, chunk_bytes, summary):
+            cleaned_writer.write_batch(accepted)
+            rejected_writer.write_batch(rejected)
+    return summary
+
+
+def transform_to_parquet(
+    cleaned_path: Path, transformed_path: Path, pool_settings: PoolSettings, chunk_values: int
+) -> TransformSummary:
+    """Transform the cleaned values into a Parquet file, streamed chunk by chunk."""
+    parquet = pq.ParquetFile(cleaned_path)
+    chunk_count = -(-parquet.metadata.num_rows // chunk_values)
+    summary = TransformSummary()
+    batches = parquet.iter_batches(batch_size=chunk_values)
+    with (
+        atomic_output(transformed_path) as temporary,
+        pq.ParquetWriter(temporary, TRANSFORMED_SCHEMA) as writer,
+    ):
+        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary):
+            writer.write_batch(batch)
+    return summary

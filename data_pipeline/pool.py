@@ -1,0 +1,346 @@
+"""A process pool that keeps input order, reports worker failures with context and never
+leaves a process behind. No Dagster here: any Python code (and every worker) can import it.
+
+Built on :class:`concurrent.futures.ProcessPoolExecutor` because a dead worker there raises
+``BrokenProcessPool`` at once, where ``multiprocessing.Pool`` waits forever.
+"""
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+logger = logging.getLogger(__name__)
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+StartMethod = Literal["spawn", "forkserver"]
+
+# fork is left out on purpose: a Dagster step process runs several threads and installs
+# signal handlers, and forked workers inherit both (hangs were seen; Python 3.12+ warns).
+START_METHODS: tuple[StartMethod, ...] = ("forkserver", "spawn")
+DEFAULT_START_METHOD: StartMethod = (
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
+
+# Native libraries (numpy's BLAS, OpenMP) would otherwise start one thread per CPU in every
+# worker, multiplying the processes the pool already runs.
+_THREAD_LIMIT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+_TERMINATE_GRACE_SECONDS = 3.0
+
+
+class ChunkFailedError(RuntimeError):
+    """A task raised in a worker; the message names the chunk and carries the worker's
+    traceback."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process exited while tasks were running (killed, out of memory, os._exit, or
+    unable to import the task's function)."""
+
+
+def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
+    """CPUs this process may really use: the smallest of the machine's count, the CPU
+    affinity set and the cgroup CPU quota (rounded up). Containers report the host's count
+    through ``os.cpu_count()``; the quota is what the scheduler enforces."""
+    counts = [os.cpu_count() or 1]
+    if hasattr(os, "sched_getaffinity"):
+        counts.append(len(os.sched_getaffinity(0)))
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        counts.append(math.ceil(quota))
+    return max(1, min(counts))
+
+
+def cgroup_cpu_quota(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota in CPUs (e.g. 1.5) from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_*``;
+    None when there is no limit or no cgroup file."""
+    root = Path(cgroup_root)
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    return None
+
+
+def effective_workers(requested: int | None, chunk_count: int) -> int:
+    """Workers to start: the request (or every available CPU), never more than there are
+    chunks, never fewer than one."""
+    wanted = available_cpus() if requested is None else requested
+    return max(1, min(wanted, chunk_count))
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process."""
+
+    workers: int | None = None
+    start_method: StartMethod = DEFAULT_START_METHOD
+
+    def open(self, chunk_count: int, preload_modules: Iterable[str] = ()) -> "ProcessPool":
+        """A pool sized for ``chunk_count`` chunks (never more workers than chunks)."""
+        return ProcessPool(
+            effective_workers(self.workers, chunk_count), self.start_method, preload_modules
+        )
+
+
+@dataclass
+class PoolStats:
+    """Where the time of one pool went. Seconds are wall-clock unless named otherwise."""
+
+    workers: int
+    start_method: str
+    chunks: int = 0
+    wall_seconds: float = 0.0
+    # From creating the pool until every worker process has started and answered.
+    startup_seconds: float = 0.0
+    # Time the parent spent on results: handing them over and the caller's use of them
+    # (e.g. writing Parquet) before it asked for the next one.
+    collect_seconds: float = 0.0
+    shutdown_seconds: float = 0.0
+    busy_seconds_by_worker: dict[int, float] = field(default_factory=dict)
+    chunks_by_worker: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def compute_seconds(self) -> float:
+        """Mean busy time per worker: the part of the wall time that was real work."""
+        return sum(self.busy_seconds_by_worker.values()) / max(1, self.workers)
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Wall time not explained by start-up, compute or collection: task sending,
+        pickling, waiting on the slowest worker."""
+        accounted = self.startup_seconds + self.compute_seconds + self.collect_seconds
+        return max(0.0, self.wall_seconds - accounted - self.shutdown_seconds)
+
+
+class ProcessPool:
+    """A pool of ``workers`` processes used as a context manager.
+
+    ``workers=1`` runs every task in this process (same code path, easy to debug). Leaving
+    the ``with`` block normally waits for the workers to exit; leaving it by an exception or
+    an interrupt terminates them, then kills any that do not stop within a few seconds.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        start_method: StartMethod = DEFAULT_START_METHOD,
+        preload_modules: Iterable[str] = (),
+    ):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
+        if workers > 1 and multiprocessing.current_process().daemon:
+            # A daemonic process may not have children (as joblib, we degrade, not crash).
+            logger.warning(
+                "running in a daemonic process: pool of %d workers runs serially", workers
+            )
+            workers = 1
+        self.workers = workers
+        self.start_method = start_method
+        self.preload_modules = tuple(preload_modules)
+        self.stats = PoolStats(
+            workers=workers, start_method=start_method if workers > 1 else "none"
+        )
+        self.worker_pids: set[int] = set()
+        self._executor: ProcessPoolExecutor | None = None
+        self._created_at = 0.0
+
+    def __enter__(self) -> "ProcessPool":
+        self._created_at = time.monotonic()
+        if self.workers > 1:
+            context = multiprocessing.get_context(self.start_method)
+            if self.start_method == "forkserver" and self.preload_modules:
+                context.set_forkserver_preload(list(self.preload_modules))
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=_initialize_worker
+            )
+            try:
+                self._start_all_workers()
+            except BaseException:
+                _abort(self._executor)
+                self._executor = None
+                raise
+        self.stats.startup_seconds = time.monotonic() - self._created_at
+        return self
+
+    def _start_all_workers(self) -> None:
+        """Start every worker now, so start-up is measured on its own and fails early.
+
+        The executor starts a process per submitted task until it has ``workers`` of them.
+        While they start, ``__main__`` is hidden from them: a spawned worker would otherwise
+        re-run the parent's main script, and under the ``dagster`` command that imports all
+        of Dagster again (about a second per pool). Tasks must therefore live in importable
+        modules, not in ``__main__`` (checked in :meth:`map`).
+        """
+        with _main_module_hidden():
+            warm_ups = [self._executor.submit(os.getpid) for _ in range(self.workers)]
+        try:
+            self.worker_pids.update(future.result() for future in warm_ups)
+        except BrokenProcessPool as error:
+            raise WorkerDiedError(
+                f"pool workers failed to start ({self.start_method}): {error}. Is the package "
+                "installed in this environment (`pip install -e .`)?"
+            ) from error
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        closing = time.monotonic()
+        if self._executor is not None:
+            self.worker_pids.update(self._executor._processes or {})
+            if exc_type is None:
+                self._executor.shutdown(wait=True)
+            else:
+                _abort(self._executor)
+            self._executor = None
+        self.stats.shutdown_seconds = time.monotonic() - closing
+        self.stats.wall_seconds = time.monotonic() - self._created_at
+
+    def map(
+        self,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        describe: Callable[[Task], str] | None = None,
+    ) -> Iterator[Result]:
+        """Yield ``function(task)`` for every task, in the order of ``tasks``.
+
+        At most two tasks per worker are in flight, so memory stays bounded however many
+        tasks there are. A task that raises ends the map with :class:`ChunkFailedError`
+        naming ``describe(task)``; a worker that dies ends it with :class:`WorkerDiedError`.
+        """
+        describe = describe or _describe_by_type
+        if self._executor is None and self.workers > 1:
+            raise RuntimeError("use the pool inside a 'with' block")
+        if self._executor is None:
+            yield from self._map_in_process(function, tasks, describe)
+            return
+        if function.__module__ == "__main__":
+            raise ValueError(
+                f"{function.__qualname__} is defined in __main__, which pool workers do not "
+                "import: move it into an importable module"
+            )
+        task_iterator = iter(tasks)
+        in_flight: deque[tuple[Task, Future]] = deque()
+
+        def submit_next(count: int) -> None:
+            for task in islice(task_iterator, count):
+                in_flight.append((task, self._executor.submit(_timed_call, function, task)))
+
+        submit_next(2 * self.workers)
+        while in_flight:
+            task, future = in_flight.popleft()
+            try:
+                result, timing = future.result()
+            except BrokenProcessPool as error:
+                self.worker_pids.update(self._executor._processes or {})
+                raise WorkerDiedError(
+                    f"a pool worker died while {describe(task)} was running or queued: {error}. "
+                    "Likely causes: the worker was killed (out of memory, a signal), called "
+                    "os._exit, or could not import the task's module (is the package installed? "
+                    "run `pip install -e .`)."
+                ) from error
+            except Exception as error:
+                raise ChunkFailedError(_failure_message(describe(task), error)) from error
+            submit_next(1)
+            yield from self._collect(result, timing)
+
+    def _map_in_process(self, function, tasks, describe) -> Iterator:
+        for task in tasks:
+            try:
+                result, timing = _timed_call(function, task)
+            except Exception as error:
+                raise ChunkFailedError(_failure_message(describe(task), error)) from error
+            yield from self._collect(result, timing)
+
+    def _collect(self, result: Result, timing: tuple[int, float, float]) -> Iterator[Result]:
+        pid, started, finished = timing
+        stats = self.stats
+        stats.chunks += 1
+        stats.busy_seconds_by_worker[pid] = stats.busy_seconds_by_worker.get(pid, 0.0) + (
+            finished - started
+        )
+        stats.chunks_by_worker[pid] = stats.chunks_by_worker.get(pid, 0) + 1
+        handed_over = time.monotonic()
+        yield result
+        stats.collect_seconds += time.monotonic() - handed_over
+
+
+def _timed_call(function: Callable[[Any], Any], task: Any) -> tuple[Any, tuple[int, float, float]]:
+    # time.monotonic() is one system-wide clock on Linux and macOS, so the parent can compare
+    # a worker's timestamps with its own.
+    started = time.monotonic()
+    result = function(task)
+    return result, (os.getpid(), started, time.monotonic())
+
+
+def _initialize_worker() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. SIGTERM
+    # gets its default action back, in case the parent's handler was inherited.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for variable in _THREAD_LIMIT_VARIABLES:
+        os.environ.setdefault(variable, "1")
+
+
+def _abort(executor: ProcessPoolExecutor) -> None:
+    """Stop now: cancel queued tasks, terminate workers, kill those that linger."""
+    processes = list((executor._processes or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + _TERMINATE_GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Keep spawned children from re-running the parent's ``__main__`` script."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main is None or main_file is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = main_file
+
+
+def _describe_by_type(task: Any) -> str:
+    return f"a {type(task).__name__} task"
+
+
+def _failure_message(description: str, error: BaseException) -> str:
+    message = f"{description} failed in a pool worker: {type(error).__name__}: {error}"
+    remote_traceback = error.__cause__
+    if remote_traceback is not None and type(remote_traceback).__name__ == "_RemoteTraceback":
+        message += f"\nWorker traceback:{remote_traceback}"
+    return message

@@ -1,0 +1,51 @@
+"""The process pool as a Dagster resource: one place to size and tune every pooled step."""
+
+import dagster as dg
+from pydantic import Field
+
+from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod, available_cpus
+
+# Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
+# round trip ~0.2 ms, so 256 KiB (~35,000 lines, ~70 ms of work) keeps the per-chunk cost
+# under 1 % while still giving a few chunks per worker for a 3 MB file to balance the load.
+DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
+# The transform costs ~25 µs a value: 2,000 values are ~50 ms of work per task, so the
+# ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
+# input gives ~200 tasks, which keeps both workers busy until the end.
+DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
+
+
+class ProcessPoolResource(dg.ConfigurableResource):
+    """The process pool each CPU-heavy step starts inside itself."""
+
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Worker processes per pooled step. Unset: one per CPU available to the step "
+            f"(affinity and cgroup quota aware; {available_cpus()} here). 1 runs the work "
+            "serially inside the step process, which is handy for debugging."
+        ),
+    )
+    start_method: StartMethod = Field(
+        default=DEFAULT_START_METHOD,
+        description=(
+            "How workers start: 'forkserver' (fork from a clean server process, fast) or "
+            "'spawn' (fresh interpreters, slower, works everywhere). 'fork' is not offered: "
+            "Dagster's step process has threads and signal handlers that forked workers "
+            "would inherit."
+        ),
+    )
+    cleaning_chunk_bytes: int = Field(
+        default=DEFAULT_CLEANING_CHUNK_BYTES,
+        ge=1,
+        description="Bytes of the numbers file per cleaning task (moved to the next line end).",
+    )
+    transform_chunk_values: int = Field(
+        default=DEFAULT_TRANSFORM_CHUNK_VALUES,
+        ge=1,
+        description="Values per transform task.",
+    )
+
+    def settings(self) -> PoolSettings:
+        return PoolSettings(workers=self.workers, start_method=self.start_method)

@@ -1,0 +1,37 @@
+"""Where outputs live, and how they are written so a failed run never leaves half a file."""
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+DATA_DIR_VARIABLE = "DATA_PIPELINE_DATA_DIR"
+_REPOSITORY_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+NUMBERS_FILE = "numbers.txt"
+CLEANED_NUMBERS_FILE = "cleaned_numbers.parquet"
+REJECTED_LINES_FILE = "rejected_lines.parquet"
+TRANSFORMED_NUMBERS_FILE = "transformed_numbers.parquet"
+
+
+def data_directory() -> Path:
+    """``$DATA_PIPELINE_DATA_DIR`` if set, else ``data/`` in the repository; created if needed."""
+    directory = Path(os.environ.get(DATA_DIR_VARIABLE) or _REPOSITORY_DATA_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    The rename is atomic on one file system: readers see the old file or the new one, never a
+    mix, and a failure (or interrupt) removes the temporary file.
+    """
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
