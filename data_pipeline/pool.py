@@ -256,8 +256,8 @@ class ProcessPool:
             except BrokenProcessPool as error:
                 self.worker_pids.update(self._executor._processes or {})
                 raise WorkerDiedError(
-                    f"a pool worker died while {describe(task)} was running or queued: {error}. "
-                    "Likely causes: the worker was killed (out of memory, a signal), called "
+                    f"a pool worker died with {describe(task)} or a later chunk unfinished: "
+                    f"{error} Likely causes: the worker was killed (out of memory, a signal), called "
                     "os._exit, or could not import the task's module (is the package installed? "
                     "run `pip install -e .`)."
                 ) from error

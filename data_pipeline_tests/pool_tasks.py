@@ -1,0 +1,29 @@
+"""Task functions for the pool tests. They live in an importable module, as every pool task
+must: workers import them by name."""
+
+import os
+import time
+
+
+def square_after_delay(task: tuple[int, float]) -> tuple[int, int]:
+    """Sleep, then return (value squared, worker pid); later tasks may finish first."""
+    value, delay = task
+    time.sleep(delay)
+    return value * value, os.getpid()
+
+
+def fail_on_three(value: int) -> int:
+    if value == 3:
+        raise ValueError(f"cannot handle {value}")
+    return value
+
+
+def exit_abruptly(value: int) -> int:
+    if value == 1:
+        os._exit(13)
+    time.sleep(0.2)
+    return value
+
+
+def own_pid(_: object) -> int:
+    return os.getpid()

@@ -1,0 +1,147 @@
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from data_pipeline.pool import (
+    ChunkFailedError,
+    PoolSettings,
+    ProcessPool,
+    WorkerDiedError,
+    available_cpus,
+    cgroup_cpu_quota,
+    effective_workers,
+)
+from data_pipeline_tests.pool_tasks import exit_abruptly, fail_on_three, own_pid, square_after_delay
+
+START_METHODS = ["forkserver", "spawn"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def assert_no_worker_left(pool: ProcessPool) -> None:
+    assert pool.worker_pids, "the pool should have recorded its workers"
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pool.worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pool.worker_pids if alive(pid)]
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_results_come_back_in_input_order_even_when_later_tasks_finish_first(start_method):
+    # Early tasks sleep longest, so a completion-ordered pool would return them last.
+    tasks = [(value, 0.2 if value < 2 else 0.0) for value in range(12)]
+    with ProcessPool(2, start_method) as pool:
+        results = list(pool.map(square_after_delay, tasks))
+    assert [square for square, _ in results] == [value * value for value in range(12)]
+    assert len({pid for _, pid in results}) == 2, "both workers should have taken tasks"
+    assert_no_worker_left(pool)
+
+
+def test_one_worker_runs_in_this_process_with_the_same_results():
+    tasks = [(value, 0.0) for value in range(5)]
+    with ProcessPool(1) as pool:
+        results = list(pool.map(square_after_delay, tasks))
+    assert results == [(value * value, os.getpid()) for value in range(5)]
+    assert pool.worker_pids == set()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_exception_names_its_chunk_and_carries_the_worker_traceback(workers):
+    with (
+        pytest.raises(ChunkFailedError) as failure,
+        ProcessPool(workers) as pool,
+    ):
+        list(pool.map(fail_on_three, range(6), describe=lambda value: f"chunk #{value}"))
+    message = str(failure.value)
+    assert "chunk #3 failed" in message
+    assert "ValueError: cannot handle 3" in message
+    if workers > 1:
+        assert "Worker traceback" in message
+        assert "fail_on_three" in message
+        assert_no_worker_left(pool)
+
+
+def test_a_dead_worker_fails_fast_instead_of_hanging():
+    started = time.monotonic()
+    with (
+        pytest.raises(WorkerDiedError, match="worker died with task 0 or a later"),
+        ProcessPool(2) as pool,
+    ):
+        list(pool.map(exit_abruptly, range(4), describe=lambda value: f"task {value}"))
+    assert time.monotonic() - started < 10
+    assert_no_worker_left(pool)
+
+
+def test_leaving_the_block_early_terminates_busy_workers():
+    with pytest.raises(KeyboardInterrupt), ProcessPool(2) as pool:
+        for _ in pool.map(square_after_delay, [(1, 0.0)] + [(2, 30.0)] * 4):
+            raise KeyboardInterrupt
+    assert_no_worker_left(pool)
+
+
+def test_the_pool_refuses_tasks_defined_in_main():
+    def local_task(value):  # pragma: no cover - never runs
+        return value
+
+    local_task.__module__ = "__main__"
+    with ProcessPool(2) as pool, pytest.raises(ValueError, match="importable module"):
+        list(pool.map(local_task, [1]))
+
+
+def test_workers_start_once_and_serve_every_chunk():
+    with ProcessPool(2) as pool:
+        pids = set(pool.map(own_pid, range(50)))
+    assert pids <= pool.worker_pids
+    assert pool.stats.chunks == 50
+    assert sum(pool.stats.chunks_by_worker.values()) == 50
+    assert pool.stats.startup_seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("requested", "chunks", "expected"),
+    [(None, 1000, available_cpus()), (3, 1000, 3), (4, 2, 2), (2, 0, 1), (1, 50, 1)],
+)
+def test_never_more_workers_than_chunks(requested, chunks, expected):
+    assert effective_workers(requested, chunks) == expected
+
+
+def test_settings_open_a_pool_sized_for_the_chunks():
+    pool = PoolSettings(workers=8, start_method="spawn").open(chunk_count=3)
+    assert (pool.workers, pool.start_method) == (3, "spawn")
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2_files(tmp_path, files, quota):
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    assert cgroup_cpu_quota(tmp_path) == quota
+
+
+def test_available_cpus_respects_a_fractional_quota(tmp_path):
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cpus(tmp_path) == 1
+
+
+@pytest.mark.parametrize(("workers", "start_method"), [(0, "spawn"), (2, "fork")])
+def test_nonsense_settings_are_refused_by_name(workers, start_method):
+    with pytest.raises(ValueError, match="workers|start_method"):
+        ProcessPool(workers, start_method)

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Set up and run data_pipeline with nothing but Python 3.11+ and pip.
+
+    python3 dev.py run [ARGS]   install if needed, then run numbers_job (extra ARGS go to
+                                `dagster job execute`, e.g. -c config.yaml)
+    python3 dev.py test [ARGS]  install if needed, then run the test suite (ARGS go to pytest)
+    python3 dev.py lint         ruff check and ruff format --check
+    python3 dev.py ui           start the Dagster UI and daemon on http://127.0.0.1:3000
+
+The first call creates .venv/ and installs the project into it (about a minute); later calls
+reinstall only when pyproject.toml changes.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed-pyproject-sha256"
+
+
+def ensure_installed() -> None:
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print(f"creating {VENV.name}/ ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    print("installing data_pipeline and its dependencies (about a minute) ...", flush=True)
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "--editable", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def with_dagster_home() -> None:
+    """Keep runs in .dagster_home/ unless DAGSTER_HOME is set, so the UI, the daemon and
+    `dev.py run` share one history."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = ROOT / ".dagster_home"
+        home.mkdir(exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+
+
+def run(*command: str) -> None:
+    os.chdir(ROOT)
+    sys.stdout.flush()
+    os.execv(command[0], list(command))
+
+
+def main(arguments: list[str]) -> None:
+    if not arguments or arguments[0] not in {"run", "test", "lint", "ui"}:
+        sys.exit(__doc__)
+    action, extra = arguments[0], arguments[1:]
+    ensure_installed()
+    if action == "run":
+        with_dagster_home()
+        job = ["job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+        run(str(BIN / "dagster"), *job, *extra)
+    elif action == "test":
+        run(str(BIN / "python"), "-m", "pytest", *extra)
+    elif action == "lint":
+        subprocess.run([str(BIN / "ruff"), "check", str(ROOT)], check=True)
+        run(str(BIN / "ruff"), "format", "--check", str(ROOT))
+    else:
+        with_dagster_home()
+        run(str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
