@@ -257,9 +257,9 @@ class ProcessPool:
                 self.worker_pids.update(self._executor._processes or {})
                 raise WorkerDiedError(
                     f"a pool worker died with {describe(task)} or a later chunk unfinished: "
-                    f"{error} Likely causes: the worker was killed (out of memory, a signal), called "
-                    "os._exit, or could not import the task's module (is the package installed? "
-                    "run `pip install -e .`)."
+                    f"{error} Likely causes: the worker was killed (out of memory, a signal), "
+                    "called os._exit, or could not import the task's module (is the package "
+                    "installed? run `pip install -e .`)."
                 ) from error
             except Exception as error:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error

@@ -1,3 +1,4 @@
+import itertools
 import random
 
 import pytest
@@ -68,7 +69,7 @@ def test_ranges_tile_the_file_and_start_at_line_starts(tmp_path):
     ranges = plan_byte_ranges(path, 100)
     assert ranges[0].start == 0
     assert ranges[-1].end == len(content)
-    for previous, current in zip(ranges, ranges[1:], strict=False):
+    for previous, current in itertools.pairwise(ranges):
         assert previous.end == current.start
         assert content[current.start - 1 : current.start] == b"\n"
     assert [byte_range.index for byte_range in ranges] == list(range(len(ranges)))

@@ -52,7 +52,7 @@ R = RejectReason
         (b"--5", R.NOT_A_NUMBER),
         (b"12\x0034", R.NOT_A_NUMBER),
         ("١٢٣".encode(), R.NON_ASCII_DIGITS),
-        ("１２".encode(), R.NON_ASCII_DIGITS),
+        ("\uff11\uff12".encode(), R.NON_ASCII_DIGITS),  # fullwidth digits
         (b"\xff\xfe12", R.INVALID_UTF8),
         (b"12\xc3", R.INVALID_UTF8),
         (b"x" * 300_000, R.NOT_A_NUMBER),

@@ -143,5 +143,5 @@ def test_available_cpus_respects_a_fractional_quota(tmp_path):
 
 @pytest.mark.parametrize(("workers", "start_method"), [(0, "spawn"), (2, "fork")])
 def test_nonsense_settings_are_refused_by_name(workers, start_method):
-    with pytest.raises(ValueError, match="workers|start_method"):
+    with pytest.raises(ValueError, match=r"workers|start_method"):
         ProcessPool(workers, start_method)
