@@ -257,7 +257,7 @@ def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:
         dg.DagsterEventType.STEP_SUCCESS,
         dg.DagsterEventType.STEP_FAILURE,
     }
-    for entry in context.instance.all_logs(context.run_id, of_type=step_events):
+    for entry in context.instance.all_logs(context.run.run_id, of_type=step_events):
         event = entry.dagster_event
         (started if event.event_type == dg.DagsterEventType.STEP_START else finished).add(
             event.step_key

@@ -4,11 +4,10 @@ from data_pipeline.storage import DATA_DIR_VARIABLE
 
 
 @pytest.fixture(autouse=True)
-def isolated_directories(tmp_path, monkeypatch):
+def isolated_directories(tmp_path_factory, monkeypatch):
     """Every test writes into its own data directory and Dagster instance, never the repo's."""
-    data_dir = tmp_path / "data"
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
+    data_dir = tmp_path_factory.mktemp("data")
+    dagster_home = tmp_path_factory.mktemp("dagster_home")
     monkeypatch.setenv(DATA_DIR_VARIABLE, str(data_dir))
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     return data_dir

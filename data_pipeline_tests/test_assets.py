@@ -1,0 +1,110 @@
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.definitions import defs
+from data_pipeline.resources import ProcessPoolResource
+
+ASSETS = [
+    defs.get_assets_def(name)
+    for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
+]
+SMALL_POOL = ProcessPoolResource(workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200)
+
+
+def materialize(numbers_config: dict, pool: ProcessPoolResource = SMALL_POOL, **kwargs):
+    return dg.materialize(
+        ASSETS,
+        resources={"process_pool": pool},
+        run_config={"ops": {"numbers_file": {"config": numbers_config}}},
+        **kwargs,
+    )
+
+
+def metadata_of(result, asset: str) -> dict:
+    [materialization] = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_the_whole_graph_materializes_into_the_data_directory(isolated_directories):
+    result = materialize({"count": 3_000, "seed": 7, "dirty_fraction": 0.2})
+    assert result.success
+    data = isolated_directories
+    numbers = metadata_of(result, "numbers_file")
+    cleaned = metadata_of(result, "cleaned_numbers")
+    transformed = metadata_of(result, "transformed_numbers")
+    report = metadata_of(result, "parallelism_report")
+
+    assert numbers["lines"] == 3_000
+    assert numbers["bytes"] == (data / "numbers.txt").stat().st_size
+    assert numbers["dirty_lines"] == sum(
+        v for k, v in numbers.items() if k.startswith("dirty_lines_")
+    )
+    assert cleaned["accepted"] + cleaned["rejected"] == 3_000
+    assert cleaned["accepted"] == pq.read_metadata(data / "cleaned_numbers.parquet").num_rows
+    assert cleaned["rejected"] == pq.read_metadata(data / "rejected_lines.parquet").num_rows
+    assert cleaned["workers"] == 2 and cleaned["chunks"] > 2
+    assert transformed["rows"] == cleaned["accepted"]
+    assert transformed["rows"] == pq.read_metadata(data / "transformed_numbers.parquet").num_rows
+
+    for key in (
+        "serial_seconds",
+        "parallel_seconds",
+        "speedup",
+        "efficiency",
+        "pool_start_seconds",
+        "compute_seconds",
+        "collect_seconds",
+    ):
+        assert isinstance(report[key], float) and report[key] >= 0, key
+    assert report["workers"] == 2
+    assert report["items"] == 3_000
+    assert report["outputs_identical"] is True
+    assert report["efficiency"] == pytest.approx(report["speedup"] / 2)
+    assert "| transform |" in report["summary"]
+    assert sorted(p.name for p in data.iterdir()) == [
+        "cleaned_numbers.parquet",
+        "numbers.txt",
+        "rejected_lines.parquet",
+        "transformed_numbers.parquet",
+    ]
+
+
+def test_an_existing_file_is_ingested_and_left_untouched(tmp_path, isolated_directories):
+    source = tmp_path / "export.txt"
+    source.write_bytes(b"1\r\n2\n\nthree\n4")
+    result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
+    assert result.success
+    assert source.read_bytes() == b"1\r\n2\n\nthree\n4"
+    assert (isolated_directories / "numbers.txt").read_bytes() == source.read_bytes()
+    cleaned = metadata_of(result, "cleaned_numbers")
+    assert (cleaned["lines"], cleaned["accepted"], cleaned["rejected"]) == (5, 3, 2)
+    assert (cleaned["rejected_blank"], cleaned["rejected_not_a_number"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("numbers_config", "resource_config", "field", "value"),
+    [
+        ({"count": -5}, {}, "count", "-5"),
+        ({"dirty_fraction": 1.5}, {}, "dirty_fraction", "1.5"),
+        ({"source_path": "/no/such/numbers.txt"}, {}, "source_path", "/no/such/numbers.txt"),
+        ({}, {"workers": 0}, "workers", "0"),
+        ({}, {"cleaning_chunk_bytes": 0}, "cleaning_chunk_bytes", "0"),
+    ],
+)
+def test_bad_config_fails_naming_the_field_and_the_value(
+    numbers_config, resource_config, field, value
+):
+    result = dg.materialize(
+        ASSETS,
+        resources={"process_pool": ProcessPoolResource.configure_at_launch()},
+        run_config={
+            "ops": {"numbers_file": {"config": {"count": 100, **numbers_config}}},
+            "resources": {"process_pool": {"config": resource_config}},
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    failures = [event for event in result.all_events if event.is_failure]
+    message = "\n".join(str(event.event_specific_data.error) for event in failures)
+    assert field in message and value in message, message

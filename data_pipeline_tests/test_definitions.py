@@ -1,0 +1,38 @@
+import dagster as dg
+
+from data_pipeline.definitions import defs
+from data_pipeline.jobs import MAX_CONCURRENT_STEPS
+
+ASSET_NAMES = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
+
+
+def test_the_definitions_load_and_hold_every_asset_in_the_numbers_group():
+    graph = defs.resolve_asset_graph()
+    for name in ASSET_NAMES:
+        node = graph.get(dg.AssetKey(name))
+        assert node.group_name == "numbers"
+        assert node.description, f"{name} needs a description for the UI"
+
+
+def test_the_report_runs_after_both_pooled_steps():
+    graph = defs.resolve_asset_graph()
+    upstream = graph.get(dg.AssetKey("parallelism_report")).parent_keys
+    assert dg.AssetKey("transformed_numbers") in upstream
+    assert dg.AssetKey("numbers_file") in upstream
+
+
+def test_the_job_and_ui_materializations_share_the_multiprocess_executor():
+    job = defs.resolve_job_def("numbers_job")
+    assert job.executor_def is defs.executor
+    assert job.executor_def.executor_creation_fn.__name__ == "multiprocess_executor"
+    assert job.executor_def.name == "numbers_executor"
+    assert MAX_CONCURRENT_STEPS == 1, "each pooled step already uses every CPU"
+
+
+def test_the_daily_schedule_requests_a_numbers_job_run():
+    schedule = defs.resolve_schedule_def("numbers_daily_schedule")
+    assert schedule.job_name == "numbers_job"
+    assert schedule.cron_schedule == "0 6 * * *"
+    with dg.build_schedule_context() as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1

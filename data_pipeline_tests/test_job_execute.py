@@ -1,0 +1,90 @@
+"""The real path: `dagster job execute` in a subprocess, so steps run on the multiprocess
+executor, each in its own process, each starting its own pool (execute_in_process and
+materialize would use the in-process executor)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+RUN_CONFIG = """
+ops:
+  numbers_file:
+    config:
+      count: {count}
+      {extra}
+resources:
+  process_pool:
+    config:
+      workers: 2
+      cleaning_chunk_bytes: 8192
+      transform_chunk_values: 500
+"""
+
+
+def execute_job(tmp_path: Path, count: int, extra: str = "", env: dict | None = None):
+    config = tmp_path / "config.yaml"
+    config.write_text(RUN_CONFIG.format(count=count, extra=extra))
+    command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+    return subprocess.run(
+        [*command, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env or dict(os.environ),
+        cwd=tmp_path,
+    )
+
+
+def test_numbers_job_runs_every_step_in_its_own_process_and_reports(tmp_path, isolated_directories):
+    result = execute_job(tmp_path, count=20_000)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stderr + result.stdout
+    assert "RUN_SUCCESS" in log
+    # Log lines read: time - dagster - level - job - run id - pid - step - event - message.
+    step_pids = {
+        fields[5]: fields[6]
+        for fields in (line.split(" - ") for line in log.splitlines())
+        if len(fields) > 7 and fields[7] == "STEP_START"
+    }
+    assert sorted(step_pids.values()) == sorted(
+        ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
+    ), "each step should run in a process of its own"
+
+    data = isolated_directories
+    cleaned = pq.read_metadata(data / "cleaned_numbers.parquet").num_rows
+    rejected = pq.read_metadata(data / "rejected_lines.parquet").num_rows
+    assert cleaned + rejected == 20_000
+    assert pq.read_metadata(data / "transformed_numbers.parquet").num_rows == cleaned
+    assert not [path.name for path in data.iterdir() if path.name.endswith(".tmp")]
+
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("parallelism_report"))
+        report = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert report["workers"] == 2
+    assert report["items"] == 20_000
+    assert report["serial_seconds"] > 0 and report["parallel_seconds"] > 0
+    assert report["speedup"] == pytest.approx(report["serial_seconds"] / report["parallel_seconds"])
+    assert report["other_steps_running"] == "none"
+    assert report["start_method"] in {"forkserver", "spawn"}
+
+
+def test_a_failing_step_makes_the_command_exit_non_zero_without_dagster_home(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    missing = tmp_path / "missing.txt"
+    result = execute_job(tmp_path, count=10, extra=f"source_path: {missing}", env=env)
+    assert result.returncode != 0
+    assert "source_path" in result.stderr + result.stdout
+    assert "RUN_FAILURE" in result.stderr + result.stdout
+
+
+def test_the_dagster_command_is_installed_beside_this_python():
+    assert shutil.which(DAGSTER)

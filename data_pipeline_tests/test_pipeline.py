@@ -1,0 +1,124 @@
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.chunking import UTF8_BOM
+from data_pipeline.comparison import compare_serial_and_parallel, markdown_table
+from data_pipeline.generation import write_numbers_file
+from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.pool import PoolSettings
+from data_pipeline.storage import atomic_output
+from data_pipeline.transforms import transform_values
+
+MESSY = (
+    UTF8_BOM + b"10\r\n"
+    b"\n"
+    b"  20  \n"
+    b"1,234\n"
+    b"12.0\n"
+    b"12.5\n"
+    b"0x1F\n"
+    b"\xff\xfe\n"
+    b"NaN\n"
+    b"99999999999999999999\n"
+    b"10\n"
+    b"7"
+)
+
+
+def clean(tmp_path, content: bytes, workers: int, chunk_bytes: int = 8):
+    source = tmp_path / "numbers.txt"
+    source.write_bytes(content)
+    cleaned, rejected = (
+        tmp_path / f"cleaned{workers}.parquet",
+        tmp_path / f"rejected{workers}.parquet",
+    )
+    summary = clean_to_parquet(source, cleaned, rejected, PoolSettings(workers), chunk_bytes)
+    return summary, pq.read_table(cleaned), pq.read_table(rejected)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_line_is_accepted_or_rejected_with_a_reason(tmp_path, workers):
+    summary, cleaned, rejected = clean(tmp_path, MESSY, workers)
+    assert cleaned.to_pydict() == {
+        "line_number": [1, 3, 4, 5, 11, 12],
+        "value": [10, 20, 1234, 12, 10, 7],
+    }
+    assert rejected.to_pydict() == {
+        "line_number": [2, 6, 7, 8, 9, 10],
+        "raw": ["", "12.5", "0x1F", "\\xff\\xfe", "NaN", "99999999999999999999"],
+        "reason": [
+            "blank",
+            "non_integral",
+            "hexadecimal",
+            "invalid_utf8",
+            "not_finite",
+            "out_of_range",
+        ],
+    }
+    assert summary.lines == 12 == summary.accepted + summary.rejected
+    assert summary.rejected_by_reason["blank"] == 1
+
+
+def test_line_numbers_are_complete_and_increasing_across_both_outputs(tmp_path):
+    source = tmp_path / "generated.txt"
+    write_numbers_file(source, count=5_000, seed=3, dirty_fraction=0.3)
+    summary, cleaned, rejected = clean(tmp_path, source.read_bytes(), workers=2, chunk_bytes=997)
+    for table in (cleaned, rejected):
+        numbers = table.column("line_number").to_pylist()
+        assert numbers == sorted(set(numbers))
+    all_numbers = (
+        cleaned.column("line_number").to_pylist() + rejected.column("line_number").to_pylist()
+    )
+    assert sorted(all_numbers) == list(range(1, 5_001))
+    assert summary.lines == 5_000
+    assert summary.chunks > 2
+
+
+def test_an_empty_file_gives_empty_outputs(tmp_path):
+    summary, cleaned, rejected = clean(tmp_path, b"", workers=2)
+    assert (summary.lines, cleaned.num_rows, rejected.num_rows) == (0, 0, 0)
+
+
+def test_the_transform_keeps_line_numbers_and_order(tmp_path):
+    _, cleaned, _ = clean(tmp_path, b"5\nx\n-4\n97\n\n1\n", workers=1)
+    target = tmp_path / "transformed.parquet"
+    summary = transform_to_parquet(tmp_path / "cleaned1.parquet", target, PoolSettings(2), 2)
+    transformed = pq.read_table(target).to_pydict()
+    assert transformed["line_number"] == [1, 3, 4, 6]
+    assert transformed["value"] == [5, -4, 97, 1]
+    expected = transform_values([5, -4, 97, 1])
+    assert transformed["square"] == [25, 16, 9409, 1]
+    for column, values in expected.items():
+        if column != "square":
+            assert transformed[column] == values
+    assert summary.rows == 4
+
+
+def test_a_failed_write_leaves_neither_output_nor_temporary_file(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_output(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_successful_write_replaces_the_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with atomic_output(target) as temporary:
+        temporary.write_text("new")
+    assert target.read_text() == "new"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_the_comparison_proves_serial_and_parallel_identical(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, count=20_000, seed=1, dirty_fraction=0.1)
+    comparison = compare_serial_and_parallel(source, PoolSettings(2), 16 * 1024, 500)
+    assert comparison.cleaning.items == 20_000
+    assert comparison.workers == 2
+    assert comparison.cleaning.pool.chunks > 1 and comparison.transform.pool.chunks > 1
+    assert comparison.serial_seconds > 0 and comparison.parallel_seconds > 0
+    assert len(comparison.transform.digest) == 64
+    table = markdown_table(comparison)
+    assert "| cleaning |" in table and "| transform |" in table and "Parallelism" in table
