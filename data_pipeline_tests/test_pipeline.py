@@ -80,7 +80,7 @@ def test_an_empty_file_gives_empty_outputs(tmp_path):
 
 
 def test_the_transform_keeps_line_numbers_and_order(tmp_path):
-    _, cleaned, _ = clean(tmp_path, b"5\nx\n-4\n97\n\n1\n", workers=1)
+    clean(tmp_path, b"5\nx\n-4\n97\n\n1\n", workers=1)
     target = tmp_path / "transformed.parquet"
     summary = transform_to_parquet(tmp_path / "cleaned1.parquet", target, PoolSettings(2), 2)
     transformed = pq.read_table(target).to_pydict()
