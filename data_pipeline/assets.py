@@ -215,8 +215,9 @@ def parallelism_report(
         "chunks": comparison.cleaning.pool.chunks + comparison.transform.pool.chunks,
         "pool_start_seconds": comparison.total("startup_seconds"),
         "compute_seconds": comparison.total("compute_seconds"),
+        "worker_idle_seconds": comparison.total("idle_seconds"),
+        "shutdown_seconds": comparison.total("shutdown_seconds"),
         "collect_seconds": comparison.total("collect_seconds"),
-        "other_overhead_seconds": comparison.total("overhead_seconds"),
         "load_average_1m_before": load_before,
         "other_steps_running": ", ".join(other_steps) or "none",
         "outputs_identical": True,
@@ -228,6 +229,7 @@ def parallelism_report(
             f"{stage.name}_serial_seconds": stage.serial_seconds,
             f"{stage.name}_parallel_seconds": stage.parallel_seconds,
             f"{stage.name}_speedup": stage.speedup,
+            f"{stage.name}_cpu_contention": stage.cpu_contention,
             f"{stage.name}_output_digest": stage.digest,
         }
     return dg.MaterializeResult(metadata=metadata)

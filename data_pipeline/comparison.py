@@ -19,6 +19,8 @@ from data_pipeline.pool import PoolSettings, PoolStats, available_cpus
 
 # Below this speedup the pool is not worth its processes.
 _PAYS_OFF_SPEEDUP = 1.2
+# Worth a sentence when workers need this much more CPU time than one process.
+_NOTABLE_CONTENTION = 1.1
 
 
 class OutputMismatchError(AssertionError):
@@ -34,6 +36,7 @@ class StageComparison:
     serial_seconds: float
     parallel_seconds: float
     pool: PoolStats
+    serial_busy_seconds: float
     digest: str
 
     @property
@@ -47,6 +50,15 @@ class StageComparison:
     @property
     def serial_microseconds_per_item(self) -> float:
         return 1e6 * self.serial_seconds / max(1, self.items)
+
+    @property
+    def cpu_contention(self) -> float:
+        """Busy time of all workers over the busy time of the serial run for the same work:
+        above 1 means each CPU computed slower while the others were busy (shared physical
+        cores, caches, memory bandwidth or noisy neighbours), a cost no pool design removes."""
+        return (
+            self.pool.busy_seconds / self.serial_busy_seconds if self.serial_busy_seconds else 0.0
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ def compare_serial_and_parallel(
         serial_seconds=serial_clean[0],
         parallel_seconds=parallel_clean[0],
         pool=parallel_clean[3].pool,
+        serial_busy_seconds=serial_clean[3].pool.busy_seconds,
         digest=table_digest(accepted, serial_clean[2]),
     )
     transform = StageComparison(
@@ -137,6 +150,7 @@ def compare_serial_and_parallel(
         serial_seconds=serial_transform[0],
         parallel_seconds=parallel_transform[0],
         pool=parallel_transform[2].pool,
+        serial_busy_seconds=serial_transform[2].pool.busy_seconds,
         digest=table_digest(serial_transform[1]),
     )
     return Comparison(cleaning=cleaning, transform=transform, cpus_available=available_cpus())
@@ -186,6 +200,12 @@ def verdict(comparison: Comparison) -> str:
             f"({transform.serial_microseconds_per_item:.1f} µs per value) to outweigh "
             f"{startup:.2f} s of pool start-up and the cost of moving chunks between processes."
         )
+    if transform.cpu_contention > _NOTABLE_CONTENTION and comparison.workers > 1:
+        sentence += (
+            f" The workers needed {transform.cpu_contention - 1:.0%} more CPU time for the "
+            "transform than one process alone: the CPUs slow each other down here (shared "
+            "cores or busy neighbours), which caps the speedup below the worker count."
+        )
     if cleaning.speedup < _PAYS_OFF_SPEEDUP <= transform.speedup:
         sentence += (
             f" Cleaning alone gained only {cleaning.speedup:.2f}x: parsing a line costs "
@@ -197,9 +217,9 @@ def verdict(comparison: Comparison) -> str:
 def markdown_table(comparison: Comparison) -> str:
     """The comparison as a Markdown table a person reads at a glance."""
     rows = [
-        "| stage | items | serial s | parallel s | speedup | efficiency "
-        "| pool start s | compute s | collect s | other s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stage | items | serial s | parallel s | speedup | efficiency | pool start s "
+        "| compute s | worker idle s | shutdown s | parent collect s | CPU contention |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stage in comparison.stages:
         pool = stage.pool
@@ -207,13 +227,20 @@ def markdown_table(comparison: Comparison) -> str:
             f"| {stage.name} | {stage.items:,} | {stage.serial_seconds:.2f} "
             f"| {stage.parallel_seconds:.2f} | {stage.speedup:.2f}x | {stage.efficiency:.0%} "
             f"| {pool.startup_seconds:.2f} | {pool.compute_seconds:.2f} "
-            f"| {pool.collect_seconds:.2f} | {pool.overhead_seconds:.2f} |"
+            f"| {pool.idle_seconds:.2f} | {pool.shutdown_seconds:.2f} "
+            f"| {pool.collect_seconds:.2f} | {stage.cpu_contention:.2f}x |"
         )
     rows.append(
         f"| **total** | | **{comparison.serial_seconds:.2f}** "
         f"| **{comparison.parallel_seconds:.2f}** | **{comparison.speedup:.2f}x** "
         f"| **{comparison.efficiency:.0%}** | {comparison.total('startup_seconds'):.2f} "
-        f"| {comparison.total('compute_seconds'):.2f} | {comparison.total('collect_seconds'):.2f} "
-        f"| {comparison.total('overhead_seconds'):.2f} |"
+        f"| {comparison.total('compute_seconds'):.2f} | {comparison.total('idle_seconds'):.2f} "
+        f"| {comparison.total('shutdown_seconds'):.2f} "
+        f"| {comparison.total('collect_seconds'):.2f} | |"
     )
-    return "\n".join(rows) + f"\n\n{verdict(comparison)}\n"
+    notes = (
+        "Parallel time = pool start + compute + worker idle + shutdown (the parent's "
+        "collecting overlaps the compute). CPU contention above 1.00x means the workers "
+        "together needed more CPU time than one process alone for the same work."
+    )
+    return "\n".join(rows) + f"\n\n{verdict(comparison)}\n\n{notes}\n"

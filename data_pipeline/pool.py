@@ -107,7 +107,8 @@ class PoolSettings:
 
 @dataclass
 class PoolStats:
-    """Where the time of one pool went. Seconds are wall-clock unless named otherwise."""
+    """Where the wall time of one pool went: ``startup + map + shutdown`` is the pool's life,
+    and within ``map``, ``compute`` is the workers' mean busy time and ``idle`` the rest."""
 
     workers: int
     start_method: str
@@ -115,24 +116,30 @@ class PoolStats:
     wall_seconds: float = 0.0
     # From creating the pool until every worker process has started and answered.
     startup_seconds: float = 0.0
-    # Time the parent spent on results: handing them over and the caller's use of them
-    # (e.g. writing Parquet) before it asked for the next one.
+    # From the first task sent until the last result was used, over all map() calls.
+    map_seconds: float = 0.0
+    # Parent time spent on results (unpacking, the caller's use such as writing Parquet);
+    # it overlaps the workers' compute, so it is not a slice of the wall time.
     collect_seconds: float = 0.0
     shutdown_seconds: float = 0.0
     busy_seconds_by_worker: dict[int, float] = field(default_factory=dict)
     chunks_by_worker: dict[int, int] = field(default_factory=dict)
 
     @property
-    def compute_seconds(self) -> float:
-        """Mean busy time per worker: the part of the wall time that was real work."""
-        return sum(self.busy_seconds_by_worker.values()) / max(1, self.workers)
+    def busy_seconds(self) -> float:
+        """CPU-bound time summed over workers."""
+        return sum(self.busy_seconds_by_worker.values())
 
     @property
-    def overhead_seconds(self) -> float:
-        """Wall time not explained by start-up, compute or collection: task sending,
-        pickling, waiting on the slowest worker."""
-        accounted = self.startup_seconds + self.compute_seconds + self.collect_seconds
-        return max(0.0, self.wall_seconds - accounted - self.shutdown_seconds)
+    def compute_seconds(self) -> float:
+        """Mean busy time per worker: the part of the map time that was real work."""
+        return self.busy_seconds / max(1, self.workers)
+
+    @property
+    def idle_seconds(self) -> float:
+        """Map time a worker spent not computing, on average: waiting for tasks to arrive or
+        results to be taken, and for the slowest worker at the end."""
+        return max(0.0, self.map_seconds - self.compute_seconds)
 
 
 class ProcessPool:
@@ -233,9 +240,16 @@ class ProcessPool:
         describe = describe or _describe_by_type
         if self._executor is None and self.workers > 1:
             raise RuntimeError("use the pool inside a 'with' block")
-        if self._executor is None:
-            yield from self._map_in_process(function, tasks, describe)
-            return
+        started = time.monotonic()
+        try:
+            if self._executor is None:
+                yield from self._map_in_process(function, tasks, describe)
+            else:
+                yield from self._map_in_workers(function, tasks, describe)
+        finally:
+            self.stats.map_seconds += time.monotonic() - started
+
+    def _map_in_workers(self, function, tasks, describe) -> Iterator:
         if function.__module__ == "__main__":
             raise ValueError(
                 f"{function.__qualname__} is defined in __main__, which pool workers do not "

@@ -54,7 +54,10 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         "efficiency",
         "pool_start_seconds",
         "compute_seconds",
+        "worker_idle_seconds",
+        "shutdown_seconds",
         "collect_seconds",
+        "transform_cpu_contention",
     ):
         assert isinstance(report[key], float) and report[key] >= 0, key
     assert report["workers"] == 2

@@ -106,6 +106,16 @@ def test_workers_start_once_and_serve_every_chunk():
     assert pool.stats.startup_seconds > 0
 
 
+def test_the_time_breakdown_adds_up_to_the_pool_lifetime():
+    with ProcessPool(2) as pool:
+        list(pool.map(square_after_delay, [(value, 0.05) for value in range(8)]))
+    stats = pool.stats
+    parts = stats.startup_seconds + stats.map_seconds + stats.shutdown_seconds
+    assert parts == pytest.approx(stats.wall_seconds, abs=0.05)
+    assert stats.compute_seconds + stats.idle_seconds == pytest.approx(stats.map_seconds)
+    assert stats.busy_seconds == pytest.approx(8 * 0.05, rel=0.5)
+
+
 @pytest.mark.parametrize(
     ("requested", "chunks", "expected"),
     [(None, 1000, available_cpus()), (3, 1000, 3), (4, 2, 2), (2, 0, 1), (1, 50, 1)],
