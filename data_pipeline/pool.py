@@ -349,7 +349,7 @@ def _main_module_hidden() -> Iterator[None]:
 
 
 def _describe_by_type(task: Any) -> str:
-    return f"a {type(task).__name__} task"
+    return f"a task of type {type(task).__name__}"
 
 
 def _failure_message(description: str, error: BaseException) -> str:

@@ -1,6 +1,8 @@
 import multiprocessing
 import os
+import sys
 import time
+import types
 
 import pytest
 
@@ -77,6 +79,18 @@ def test_a_dead_worker_fails_fast_instead_of_hanging():
         ProcessPool(2) as pool,
     ):
         list(pool.map(exit_abruptly, range(4), describe=lambda value: f"task {value}"))
+    assert time.monotonic() - started < 10
+    assert_no_worker_left(pool)
+
+
+def test_a_task_the_workers_cannot_import_fails_fast_instead_of_respawning_forever(monkeypatch):
+    # Importable here, unknown to the workers: like running without `pip install -e .`.
+    phantom = types.ModuleType("phantom_tasks")
+    exec("def double(value):\n    return 2 * value\n", phantom.__dict__)
+    monkeypatch.setitem(sys.modules, "phantom_tasks", phantom)
+    started = time.monotonic()
+    with pytest.raises(WorkerDiedError, match="could not import"), ProcessPool(2, "spawn") as pool:
+        list(pool.map(phantom.double, [1, 2, 3]))
     assert time.monotonic() - started < 10
     assert_no_worker_left(pool)
 
