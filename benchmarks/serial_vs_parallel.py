@@ -2,11 +2,14 @@
 
     python benchmarks/serial_vs_parallel.py [--sizes 20000 100000 400000] [--repeats 5]
 
-Each repeat runs serial then parallel back to back on the same file (a fresh pool each time,
-as a Dagster step does), and the table shows medians. Shared machines are noisy, so it also
-measures the raw ceiling: the same CPU-bound work in one process vs split over two processes
-one task each and next to no data to pickle. Compare the pool's speedup with that ceiling, not
-with the textbook 2.0.
+Each repeat runs serial then parallel back to back on the same file, a fresh pool each time
+as in a Dagster step, through the report's own comparison (which also proves the outputs
+identical); the table shows medians. "contention" is the workers' total CPU time over the
+serial run's for the same work: above 1 the CPUs slow each other down.
+
+Shared machines are noisy, so it also measures the raw ceiling: the same CPU-bound work in
+one process vs split over already-started processes, one task each and next to no data to
+pickle. Compare the pool's speedup with that ceiling, not with the textbook 2.0.
 """
 
 import argparse
@@ -15,30 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
+from data_pipeline.comparison import compare_serial_and_parallel
 from data_pipeline.generation import write_numbers_file
-from data_pipeline.pipeline import CleaningSummary, TransformSummary, clean_file, transform_cleaned
 from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, ProcessPool, available_cpus
 from data_pipeline.resources import DEFAULT_CLEANING_CHUNK_BYTES, DEFAULT_TRANSFORM_CHUNK_VALUES
 from data_pipeline.transforms import transform_values
 
 CEILING_VALUES = list(range(100_000, 160_000))
-
-
-def time_cleaning(path: Path, settings: PoolSettings, chunk_bytes: int) -> tuple[float, pa.Table]:
-    started = time.perf_counter()
-    batches = [pair[0] for pair in clean_file(path, settings, chunk_bytes, CleaningSummary())]
-    return time.perf_counter() - started, pa.Table.from_batches(batches)
-
-
-def time_transform(cleaned: pa.Table, settings: PoolSettings, chunk_values: int) -> float:
-    chunks = -(-cleaned.num_rows // chunk_values)
-    batches = cleaned.to_batches(max_chunksize=chunk_values)
-    started = time.perf_counter()
-    for _ in transform_cleaned(batches, chunks, settings, TransformSummary()):
-        pass
-    return time.perf_counter() - started
 
 
 def raw_ceiling(workers: int, start_method: str) -> float:
@@ -68,7 +54,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     parallel = PoolSettings(workers=args.workers, start_method=args.start_method)
-    serial = PoolSettings(workers=1)
     workers = args.workers or available_cpus()
     print(
         f"{available_cpus()} CPUs available, {workers} workers, start method "
@@ -81,7 +66,7 @@ def main() -> None:
     )
     header = (
         f"{'stage':<10} {'lines':>8} {'items':>8} {'serial s':>9} {'parallel s':>10} "
-        f"{'speedup':>8} {'efficiency':>10} {'µs/item':>8}"
+        f"{'speedup':>8} {'efficiency':>10} {'µs/item':>8} {'contention':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -89,29 +74,25 @@ def main() -> None:
         for size in args.sizes:
             path = Path(directory) / f"numbers-{size}.txt"
             write_numbers_file(path, size, seed=42, dirty_fraction=0.05)
-            timings: dict[str, list[tuple[float, float]]] = {"cleaning": [], "transform": []}
-            for _ in range(args.repeats):
-                serial_seconds, cleaned = time_cleaning(path, serial, args.cleaning_chunk_bytes)
-                parallel_seconds, parallel_cleaned = time_cleaning(
-                    path, parallel, args.cleaning_chunk_bytes
+            # Each comparison runs serial then parallel back to back and checks that the
+            # outputs are identical; a fresh pool each time, as in a Dagster step.
+            runs = [
+                compare_serial_and_parallel(
+                    path, parallel, args.cleaning_chunk_bytes, args.transform_chunk_values
                 )
-                assert cleaned.equals(parallel_cleaned), "serial and parallel cleaning differ"
-                timings["cleaning"].append((serial_seconds, parallel_seconds))
-                timings["transform"].append(
-                    (
-                        time_transform(cleaned, serial, args.transform_chunk_values),
-                        time_transform(cleaned, parallel, args.transform_chunk_values),
-                    )
-                )
-            for stage, pairs in timings.items():
-                serial_median = statistics.median(pair[0] for pair in pairs)
-                parallel_median = statistics.median(pair[1] for pair in pairs)
+                for _ in range(args.repeats)
+            ]
+            for stage in ("cleaning", "transform"):
+                stages = [getattr(run, stage) for run in runs]
+                serial_median = statistics.median(s.serial_seconds for s in stages)
+                parallel_median = statistics.median(s.parallel_seconds for s in stages)
+                contention = statistics.median(s.cpu_contention for s in stages)
                 speedup = serial_median / parallel_median
-                items = size if stage == "cleaning" else cleaned.num_rows
+                items = stages[0].items
                 print(
                     f"{stage:<10} {size:>8,} {items:>8,} {serial_median:>9.3f} "
                     f"{parallel_median:>10.3f} {speedup:>7.2f}x {speedup / workers:>10.0%} "
-                    f"{1e6 * serial_median / items:>8.1f}",
+                    f"{1e6 * serial_median / items:>8.1f} {contention:>9.2f}x",
                     flush=True,
                 )
 

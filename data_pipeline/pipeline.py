@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_pipeline.chunking import ByteRange, count_lines, plan_byte_ranges
@@ -112,7 +111,7 @@ def _cleaned_batches(
 
 
 def _line_numbers(positions: array, first_line_number: int) -> pa.Array:
-    return pc.add(pa.array(positions, pa.int64()), first_line_number)
+    return pa.array([first_line_number + position for position in positions], pa.int64())
 
 
 def transform_cleaned(
