@@ -116,7 +116,7 @@ def cleaned_numbers(
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
     directory = data_directory()
-    source = directory / NUMBERS_FILE
+    source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
         f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
         f"{process_pool.cleaning_chunk_bytes:,} bytes"
@@ -160,7 +160,7 @@ def transformed_numbers(
     directory = data_directory()
     started = time.perf_counter()
     summary = transform_to_parquet(
-        directory / CLEANED_NUMBERS_FILE,
+        _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
         directory / TRANSFORMED_NUMBERS_FILE,
         process_pool.settings(),
         process_pool.transform_chunk_values,
@@ -196,7 +196,7 @@ def parallelism_report(
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
     comparison = compare_serial_and_parallel(
-        data_directory() / NUMBERS_FILE,
+        _existing_input(data_directory() / NUMBERS_FILE, "numbers_file"),
         process_pool.settings(),
         process_pool.cleaning_chunk_bytes,
         process_pool.transform_chunk_values,
@@ -233,6 +233,15 @@ def parallelism_report(
             f"{stage.name}_output_digest": stage.digest,
         }
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _existing_input(path: Path, producer: str) -> Path:
+    if not path.is_file():
+        raise dg.Failure(
+            f"{path} does not exist: materialize {producer} first (same "
+            f"DATA_PIPELINE_DATA_DIR), or materialize the whole numbers group together."
+        )
+    return path
 
 
 def _pool_sentence(pool: PoolStats | None) -> str:

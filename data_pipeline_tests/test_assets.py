@@ -111,3 +111,14 @@ def test_bad_config_fails_naming_the_field_and_the_value(
     failures = [event for event in result.all_events if event.is_failure]
     message = "\n".join(str(event.event_specific_data.error) for event in failures)
     assert field in message and value in message, message
+
+
+def test_a_missing_upstream_file_fails_with_a_hint(isolated_directories):
+    result = dg.materialize(
+        [defs.get_assets_def("cleaned_numbers")],
+        resources={"process_pool": SMALL_POOL},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    assert "materialize numbers_file first" in str(failure.event_specific_data.error)
