@@ -1,20 +1,28 @@
 """The numbers assets. Each one only wires files, logging and metadata; the work lives in
 plain modules (``pipeline``, ``comparison``) that know nothing of Dagster."""
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, field_validator
 
 from data_pipeline.chunking import count_lines
-from data_pipeline.comparison import compare_serial_and_parallel, markdown_table, verdict
+from data_pipeline.comparison import (
+    OutputMismatchError,
+    compare_serial_and_parallel,
+    markdown_table,
+    verdict,
+)
 from data_pipeline.generation import write_numbers_file
 from data_pipeline.parsing import RejectReason
 from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.pool import PoolStats
+from data_pipeline.pool import ChunkFailedError, PoolStats
 from data_pipeline.resources import ProcessPoolResource
 from data_pipeline.storage import (
     CLEANED_NUMBERS_FILE,
@@ -26,6 +34,10 @@ from data_pipeline.storage import (
 )
 
 GROUP = "numbers"
+# A worker death that survived the in-pool restart may still be a passing accident (memory
+# pressure from elsewhere): one more try of the step. Errors that would repeat are raised
+# as dg.Failure(allow_retries=False) instead.
+POOLED_STEP_RETRY = dg.RetryPolicy(max_retries=1, delay=2)
 # Steps that start a process pool; the job lets only one of them run at a time.
 POOLED_STEP_TAGS = {"data_pipeline/uses": "process_pool"}
 
@@ -78,10 +90,15 @@ class NumbersFileConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, kinds={"python", "text"})
 def numbers_file(
-    context: dg.AssetExecutionContext, config: NumbersFileConfig
+    context: dg.AssetExecutionContext,
+    config: NumbersFileConfig,
+    process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
     """Text file of numbers, one per line, as messy as real exports: generated from a seed,
     or copied from `source_path`. Written to `numbers.txt` in the data directory."""
+    # The pool is not used here, but asking for it validates its config before any work
+    # starts, so a bad setting fails the first step rather than the third.
+    context.log.info(f"plan: {process_pool.describe_plan()}")
     target = data_directory() / NUMBERS_FILE
     metadata: dict[str, object] = {}
     with atomic_output(target) as temporary:
@@ -107,7 +124,11 @@ def numbers_file(
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "parquet"}, deps=[numbers_file], op_tags=POOLED_STEP_TAGS
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    deps=[numbers_file],
+    op_tags=POOLED_STEP_TAGS,
+    retry_policy=POOLED_STEP_RETRY,
 )
 def cleaned_numbers(
     context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
@@ -122,13 +143,15 @@ def cleaned_numbers(
         f"{process_pool.cleaning_chunk_bytes:,} bytes"
     )
     started = time.perf_counter()
-    summary = clean_to_parquet(
-        source,
-        directory / CLEANED_NUMBERS_FILE,
-        directory / REJECTED_LINES_FILE,
-        process_pool.settings(),
-        process_pool.cleaning_chunk_bytes,
-    )
+    with _retried_only_for_worker_deaths():
+        summary = clean_to_parquet(
+            source,
+            directory / CLEANED_NUMBERS_FILE,
+            directory / REJECTED_LINES_FILE,
+            process_pool.settings(),
+            process_pool.cleaning_chunk_bytes,
+            context.log,
+        )
     seconds = time.perf_counter() - started
     context.log.info(
         f"{summary.lines:,} lines: {summary.accepted:,} accepted, {summary.rejected:,} rejected, "
@@ -148,7 +171,11 @@ def cleaned_numbers(
 
 
 @dg.asset(
-    group_name=GROUP, kinds={"python", "parquet"}, deps=[cleaned_numbers], op_tags=POOLED_STEP_TAGS
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    deps=[cleaned_numbers],
+    op_tags=POOLED_STEP_TAGS,
+    retry_policy=POOLED_STEP_RETRY,
 )
 def transformed_numbers(
     context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
@@ -159,12 +186,14 @@ def transformed_numbers(
     `transformed_numbers.parquet`."""
     directory = data_directory()
     started = time.perf_counter()
-    summary = transform_to_parquet(
-        _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
-        directory / TRANSFORMED_NUMBERS_FILE,
-        process_pool.settings(),
-        process_pool.transform_chunk_values,
-    )
+    with _retried_only_for_worker_deaths():
+        summary = transform_to_parquet(
+            _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
+            directory / TRANSFORMED_NUMBERS_FILE,
+            process_pool.settings(),
+            process_pool.transform_chunk_values,
+            context.log,
+        )
     seconds = time.perf_counter() - started
     context.log.info(
         f"transformed {summary.rows:,} values, {_pool_sentence(summary.pool)} in {seconds:.2f} s"
@@ -185,6 +214,7 @@ def transformed_numbers(
     # timings are not shared with another pool; the job also runs one pooled step at a time.
     deps=[numbers_file, transformed_numbers],
     op_tags=POOLED_STEP_TAGS,
+    retry_policy=POOLED_STEP_RETRY,
 )
 def parallelism_report(
     context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
@@ -195,12 +225,16 @@ def parallelism_report(
     parallel time went (pool start, compute, collecting results)."""
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    comparison = compare_serial_and_parallel(
-        _existing_input(data_directory() / NUMBERS_FILE, "numbers_file"),
-        process_pool.settings(),
-        process_pool.cleaning_chunk_bytes,
-        process_pool.transform_chunk_values,
-    )
+    with _retried_only_for_worker_deaths():
+        comparison = compare_serial_and_parallel(
+            _existing_input(data_directory() / NUMBERS_FILE, "numbers_file"),
+            # A pool restarted mid-way would make the timings meaningless: fail instead, and let
+            # the step's retry policy run the whole comparison again.
+            dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
+            process_pool.cleaning_chunk_bytes,
+            process_pool.transform_chunk_values,
+            context.log,
+        )
     table = markdown_table(comparison)
     context.log.info(verdict(comparison))
     metadata: dict[str, object] = {
@@ -239,9 +273,19 @@ def _existing_input(path: Path, producer: str) -> Path:
     if not path.is_file():
         raise dg.Failure(
             f"{path} does not exist: materialize {producer} first (same "
-            f"DATA_PIPELINE_DATA_DIR), or materialize the whole numbers group together."
+            f"DATA_PIPELINE_DATA_DIR), or materialize the whole numbers group together.",
+            allow_retries=False,
         )
     return path
+
+
+@contextlib.contextmanager
+def _retried_only_for_worker_deaths() -> Iterator[None]:
+    """A chunk that raised, or outputs that differ, would do the same again: no retry."""
+    try:
+        yield
+    except (ChunkFailedError, OutputMismatchError) as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
 
 
 def _pool_sentence(pool: PoolStats | None) -> str:

@@ -6,6 +6,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -17,6 +18,7 @@ from data_pipeline.pipeline import (
     transform_cleaned,
 )
 from data_pipeline.pool import PoolSettings, PoolStats, available_cpus
+from data_pipeline.pool import logger as pool_logger
 
 # Below this speedup the pool is not worth its processes.
 _PAYS_OFF_SPEEDUP = 1.2
@@ -102,6 +104,7 @@ def compare_serial_and_parallel(
     pool_settings: PoolSettings,
     cleaning_chunk_bytes: int,
     transform_chunk_values: int,
+    log: Any = pool_logger,
 ) -> Comparison:
     """Clean and transform ``numbers_path`` twice, serially (same worker functions, this
     process, no pool) and on a pool, with identical chunks. Raises
@@ -112,7 +115,7 @@ def compare_serial_and_parallel(
     def run_cleaning(settings: PoolSettings) -> tuple[float, pa.Table, pa.Table, CleaningSummary]:
         summary = CleaningSummary()
         started = time.perf_counter()
-        batches = list(clean_file(numbers_path, settings, cleaning_chunk_bytes, summary))
+        batches = list(clean_file(numbers_path, settings, cleaning_chunk_bytes, summary, log))
         seconds = time.perf_counter() - started
         accepted = pa.Table.from_batches([pair[0] for pair in batches])
         rejected = pa.Table.from_batches([pair[1] for pair in batches])
@@ -129,7 +132,7 @@ def compare_serial_and_parallel(
         summary = TransformSummary()
         batches = accepted.to_batches(max_chunksize=transform_chunk_values)
         started = time.perf_counter()
-        transformed = list(transform_cleaned(batches, chunk_count, settings, summary))
+        transformed = list(transform_cleaned(batches, chunk_count, settings, summary, log))
         seconds = time.perf_counter() - started
         return seconds, pa.Table.from_batches(transformed, schema=TRANSFORMED_SCHEMA), summary
 

@@ -10,6 +10,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 from data_pipeline.chunking import ByteRange, count_lines, plan_byte_ranges
 from data_pipeline.parsing import CleanedChunk, clean_byte_range
 from data_pipeline.pool import PoolSettings, PoolStats
+from data_pipeline.pool import logger as pool_logger
 from data_pipeline.storage import atomic_output
 from data_pipeline.transforms import ValueChunk, transform_chunk
 
@@ -64,7 +66,11 @@ class TransformSummary:
 
 
 def clean_file(
-    path: Path, pool_settings: PoolSettings, chunk_bytes: int, summary: CleaningSummary
+    path: Path,
+    pool_settings: PoolSettings,
+    chunk_bytes: int,
+    summary: CleaningSummary,
+    log: Any = pool_logger,
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Parse every line of ``path`` on a pool; yield (accepted, rejected) batches in file order.
 
@@ -79,7 +85,7 @@ def clean_file(
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
-    with pool_settings.open(len(byte_ranges), WORKER_MODULES) as pool:
+    with pool_settings.open(len(byte_ranges), WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
         for chunk in pool.map(clean_byte_range, byte_ranges, describe):
             first_line_number = summary.lines + 1
@@ -119,6 +125,7 @@ def transform_cleaned(
     chunk_count: int,
     pool_settings: PoolSettings,
     summary: TransformSummary,
+    log: Any = pool_logger,
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool, one task per batch; yield the
     transformed batches in the same order."""
@@ -137,7 +144,7 @@ def transform_cleaned(
                 values=array("q", batch.column("value").to_pylist()),
             )
 
-    with pool_settings.open(chunk_count, WORKER_MODULES) as pool:
+    with pool_settings.open(chunk_count, WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
         for columns in pool.map(transform_chunk, tasks(), str):
             # Results come back in task order, so the oldest waiting batch is their input.
@@ -162,6 +169,7 @@ def clean_to_parquet(
     rejected_path: Path,
     pool_settings: PoolSettings,
     chunk_bytes: int,
+    log: Any = pool_logger,
 ) -> CleaningSummary:
     """Clean ``source`` into two Parquet files, streamed chunk by chunk; both appear together,
     complete, or not at all."""
@@ -172,14 +180,18 @@ def clean_to_parquet(
         pq.ParquetWriter(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
         pq.ParquetWriter(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
     ):
-        for accepted, rejected in clean_file(source, pool_settings, chunk_bytes, summary):
+        for accepted, rejected in clean_file(source, pool_settings, chunk_bytes, summary, log):
             cleaned_writer.write_batch(accepted)
             rejected_writer.write_batch(rejected)
     return summary
 
 
 def transform_to_parquet(
-    cleaned_path: Path, transformed_path: Path, pool_settings: PoolSettings, chunk_values: int
+    cleaned_path: Path,
+    transformed_path: Path,
+    pool_settings: PoolSettings,
+    chunk_values: int,
+    log: Any = pool_logger,
 ) -> TransformSummary:
     """Transform the cleaned values into a Parquet file, streamed chunk by chunk."""
     parquet = pq.ParquetFile(cleaned_path)
@@ -190,6 +202,6 @@ def transform_to_parquet(
         atomic_output(transformed_path) as temporary,
         pq.ParquetWriter(temporary, TRANSFORMED_SCHEMA) as writer,
     ):
-        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary):
+        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary, log):
             writer.write_batch(batch)
     return summary

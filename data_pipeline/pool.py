@@ -93,15 +93,24 @@ def effective_workers(requested: int | None, chunk_count: int) -> int:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process."""
+    """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process;
+    after a worker dies, the unfinished chunks get ``restarts_on_worker_death`` more tries
+    on a fresh pool."""
 
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD
+    restarts_on_worker_death: int = 1
 
-    def open(self, chunk_count: int, preload_modules: Iterable[str] = ()) -> "ProcessPool":
+    def open(
+        self, chunk_count: int, preload_modules: Iterable[str] = (), log: Any = logger
+    ) -> "ProcessPool":
         """A pool sized for ``chunk_count`` chunks (never more workers than chunks)."""
         return ProcessPool(
-            effective_workers(self.workers, chunk_count), self.start_method, preload_modules
+            effective_workers(self.workers, chunk_count),
+            self.start_method,
+            preload_modules,
+            restarts_on_worker_death=self.restarts_on_worker_death,
+            log=log,
         )
 
 
@@ -148,6 +157,9 @@ class ProcessPool:
     ``workers=1`` runs every task in this process (same code path, easy to debug). Leaving
     the ``with`` block normally waits for the workers to exit; leaving it by an exception or
     an interrupt terminates them, then kills any that do not stop within a few seconds.
+    A worker that dies (killed, out of memory) is reported with the chunk it was running;
+    with ``restarts_on_worker_death=1`` the unfinished chunks first get one more try on a
+    fresh pool.
     """
 
     def __init__(
@@ -155,6 +167,8 @@ class ProcessPool:
         workers: int,
         start_method: StartMethod = DEFAULT_START_METHOD,
         preload_modules: Iterable[str] = (),
+        restarts_on_worker_death: int = 0,
+        log: logging.Logger | logging.LoggerAdapter | Any = logger,
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -162,39 +176,30 @@ class ProcessPool:
             raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
         if workers > 1 and multiprocessing.current_process().daemon:
             # A daemonic process may not have children (as joblib, we degrade, not crash).
-            logger.warning(
-                "running in a daemonic process: pool of %d workers runs serially", workers
-            )
+            log.warning(f"running in a daemonic process: the {workers} workers run serially")
             workers = 1
         self.workers = workers
         self.start_method = start_method
         self.preload_modules = tuple(preload_modules)
+        self.restarts_on_worker_death = restarts_on_worker_death
+        self.log = log
         self.stats = PoolStats(
             workers=workers, start_method=start_method if workers > 1 else "none"
         )
         self.worker_pids: set[int] = set()
         self._executor: ProcessPoolExecutor | None = None
+        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._running_task_by_slot: Any = None
         self._created_at = 0.0
 
     def __enter__(self) -> "ProcessPool":
         self._created_at = time.monotonic()
         if self.workers > 1:
-            context = multiprocessing.get_context(self.start_method)
-            if self.start_method == "forkserver" and self.preload_modules:
-                context.set_forkserver_preload(list(self.preload_modules))
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=context, initializer=_initialize_worker
-            )
-            try:
-                self._start_all_workers()
-            except BaseException:
-                _abort(self._executor)
-                self._executor = None
-                raise
+            self._start_executor()
         self.stats.startup_seconds = time.monotonic() - self._created_at
         return self
 
-    def _start_all_workers(self) -> None:
+    def _start_executor(self) -> None:
         """Start every worker now, so start-up is measured on its own and fails early.
 
         The executor starts a process per submitted task until it has ``workers`` of them.
@@ -203,20 +208,42 @@ class ProcessPool:
         of Dagster again (about a second per pool). Tasks must therefore live in importable
         modules, not in ``__main__`` (checked in :meth:`map`).
         """
-        with _main_module_hidden():
-            warm_ups = [self._executor.submit(os.getpid) for _ in range(self.workers)]
+        context = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver" and self.preload_modules:
+            context.set_forkserver_preload(list(self.preload_modules))
+        # Two slots per worker, (pid, index of the running task or -1), written by the workers
+        # without a lock: each worker writes only its own slot. It tells which chunk a dead
+        # worker held, which the executor itself does not know.
+        slot_counter = context.Value("i", 0)
+        self._running_task_by_slot = context.RawArray("q", [_IDLE] * (2 * self.workers))
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_initialize_worker,
+            initargs=(slot_counter, self._running_task_by_slot),
+        )
         try:
-            self.worker_pids.update(future.result() for future in warm_ups)
+            with _main_module_hidden():
+                warm_ups = [self._executor.submit(os.getpid) for _ in range(self.workers)]
+            for future in warm_ups:
+                future.result()
         except BrokenProcessPool as error:
+            _abort(self._executor)
+            self._executor = None
             raise WorkerDiedError(
                 f"pool workers failed to start ({self.start_method}): {error}. Is the package "
                 "installed in this environment (`pip install -e .`)?"
             ) from error
+        except BaseException:
+            _abort(self._executor)
+            self._executor = None
+            raise
+        self._processes = dict(self._executor._processes)
+        self.worker_pids.update(self._processes)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         closing = time.monotonic()
         if self._executor is not None:
-            self.worker_pids.update(self._executor._processes or {})
             if exc_type is None:
                 self._executor.shutdown(wait=True)
             else:
@@ -235,7 +262,8 @@ class ProcessPool:
 
         At most two tasks per worker are in flight, so memory stays bounded however many
         tasks there are. A task that raises ends the map with :class:`ChunkFailedError`
-        naming ``describe(task)``; a worker that dies ends it with :class:`WorkerDiedError`.
+        naming ``describe(task)``; a worker that dies ends it with :class:`WorkerDiedError`
+        (after ``restarts_on_worker_death`` fresh pools have failed too).
         """
         describe = describe or _describe_by_type
         if self._executor is None and self.workers > 1:
@@ -255,35 +283,68 @@ class ProcessPool:
                 f"{function.__qualname__} is defined in __main__, which pool workers do not "
                 "import: move it into an importable module"
             )
-        task_iterator = iter(tasks)
-        in_flight: deque[tuple[Task, Future]] = deque()
+        numbered_tasks = enumerate(tasks)
+        in_flight: deque[tuple[int, Task, Future]] = deque()
+        restarts_left = self.restarts_on_worker_death
 
-        def submit_next(count: int) -> None:
-            for task in islice(task_iterator, count):
-                in_flight.append((task, self._executor.submit(_timed_call, function, task)))
+        def submit(index: int, task: Task) -> None:
+            future = self._executor.submit(_timed_call, function, task, index)
+            in_flight.append((index, task, future))
 
-        submit_next(2 * self.workers)
+        for index, task in islice(numbered_tasks, 2 * self.workers):
+            submit(index, task)
         while in_flight:
-            task, future = in_flight.popleft()
+            index, task, future = in_flight[0]
             try:
                 result, timing = future.result()
             except BrokenProcessPool as error:
-                self.worker_pids.update(self._executor._processes or {})
-                raise WorkerDiedError(
-                    f"a pool worker died with {describe(task)} or a later chunk unfinished: "
-                    f"{error} Likely causes: the worker was killed (out of memory, a signal), "
-                    "called os._exit, or could not import the task's module (is the package "
-                    "installed? run `pip install -e .`)."
-                ) from error
+                death = self._describe_death(in_flight, describe)
+                if restarts_left <= 0:
+                    raise WorkerDiedError(f"{death} {_DEATH_CAUSES}") from error
+                restarts_left -= 1
+                self.log.warning(f"{death} Retrying the unfinished chunks on a fresh pool.")
+                unfinished = [(index, task) for index, task, _ in in_flight]
+                in_flight.clear()
+                _abort(self._executor)
+                self._start_executor()
+                for index, task in unfinished:
+                    submit(index, task)
+                continue
             except Exception as error:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error
-            submit_next(1)
+            in_flight.popleft()
+            for next_index, next_task in islice(numbered_tasks, 1):
+                submit(next_index, next_task)
             yield from self._collect(result, timing)
 
+    def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
+        """Which worker died, how, and which chunk it was running."""
+        for process in self._processes.values():
+            process.join(0.5)
+        slots = self._running_task_by_slot
+        running = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
+        tasks = {index: task for index, task, _ in in_flight}
+        dead = [
+            (pid, process.exitcode)
+            for pid, process in self._processes.items()
+            if process.exitcode not in (None, 0, -signal.SIGTERM)
+        ]
+        if not dead:  # killed by SIGTERM from outside: indistinguishable from our clean-up
+            dead = [(pid, p.exitcode) for pid, p in self._processes.items() if p.exitcode]
+        sentences = []
+        for pid, exitcode in dead:
+            index = running.get(pid, _IDLE)
+            if index in tasks:
+                doing = f"while running {describe(tasks[index])}"
+            else:
+                doing = "between chunks (while receiving one: could it import the task's module?)"
+            sentences.append(f"pool worker {pid} {_exit_reason(exitcode)} {doing}.")
+        return " ".join(sentences) or "a pool worker died."
+
     def _map_in_process(self, function, tasks, describe) -> Iterator:
-        for task in tasks:
+        for index, task in enumerate(tasks):
             try:
-                result, timing = _timed_call(function, task)
+                result, timing = _timed_call(function, task, index)
             except Exception as error:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error
             yield from self._collect(result, timing)
@@ -301,21 +362,56 @@ class ProcessPool:
         stats.collect_seconds += time.monotonic() - handed_over
 
 
-def _timed_call(function: Callable[[Any], Any], task: Any) -> tuple[Any, tuple[int, float, float]]:
+_IDLE = -1
+_DEATH_CAUSES = (
+    "Likely causes: the out-of-memory killer or another signal, os._exit or a crash in native "
+    "code inside the task, or a worker that cannot import the task's module (is the package "
+    "installed? run `pip install -e .`)."
+)
+# Set in each worker by _initialize_worker.
+_worker_slot: int | None = None
+_running_task_by_slot: Any = None
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = ", as the out-of-memory killer does" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+def _timed_call(
+    function: Callable[[Any], Any], task: Any, index: int
+) -> tuple[Any, tuple[int, float, float]]:
+    if _worker_slot is not None:
+        _running_task_by_slot[2 * _worker_slot + 1] = index
     # time.monotonic() is one system-wide clock on Linux and macOS, so the parent can compare
     # a worker's timestamps with its own.
     started = time.monotonic()
-    result = function(task)
+    try:
+        result = function(task)
+    finally:
+        if _worker_slot is not None:
+            _running_task_by_slot[2 * _worker_slot + 1] = _IDLE
     return result, (os.getpid(), started, time.monotonic())
 
 
-def _initialize_worker() -> None:
+def _initialize_worker(slot_counter: Any, running_task_by_slot: Any) -> None:
+    global _worker_slot, _running_task_by_slot
     # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. SIGTERM
     # gets its default action back, in case the parent's handler was inherited.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for variable in _THREAD_LIMIT_VARIABLES:
         os.environ.setdefault(variable, "1")
+    with slot_counter.get_lock():
+        _worker_slot = slot_counter.value
+        slot_counter.value += 1
+    _running_task_by_slot = running_task_by_slot
+    _running_task_by_slot[2 * _worker_slot] = os.getpid()
 
 
 def _abort(executor: ProcessPoolExecutor) -> None:

@@ -1,7 +1,7 @@
 """The process pool as a Dagster resource: one place to size and tune every pooled step."""
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod, available_cpus
 
@@ -13,6 +13,8 @@ DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
 # ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
 # input gives ~200 tasks, which keeps both workers busy until the end.
 DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
+# More workers than this per available CPU only adds start-up and switching costs.
+MAX_WORKERS_PER_CPU = 4
 
 
 class ProcessPoolResource(dg.ConfigurableResource):
@@ -47,5 +49,39 @@ class ProcessPoolResource(dg.ConfigurableResource):
         description="Values per transform task.",
     )
 
+    restarts_on_worker_death: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description=(
+            "When a worker dies (killed, out of memory), retry the chunks it left unfinished "
+            "this many times on a fresh pool before failing the step; the log says so."
+        ),
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _sane_worker_count(cls, workers: int | None) -> int | None:
+        limit = MAX_WORKERS_PER_CPU * available_cpus()
+        if workers is not None and workers > limit:
+            raise ValueError(
+                f"workers={workers} is more than {MAX_WORKERS_PER_CPU} per available CPU "
+                f"({available_cpus()} here, so at most {limit}): the extra processes would "
+                "only compete for the same CPUs"
+            )
+        return workers
+
+    def describe_plan(self) -> str:
+        """One line for the log: how pooled steps will run."""
+        workers = self.workers or available_cpus()
+        return (
+            f"pooled steps run one at a time, each on up to {workers} {self.start_method} "
+            f"worker(s) ({available_cpus()} CPUs available)"
+        )
+
     def settings(self) -> PoolSettings:
-        return PoolSettings(workers=self.workers, start_method=self.start_method)
+        return PoolSettings(
+            workers=self.workers,
+            start_method=self.start_method,
+            restarts_on_worker_death=self.restarts_on_worker_death,
+        )

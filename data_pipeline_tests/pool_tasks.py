@@ -2,6 +2,7 @@
 must: workers import them by name."""
 
 import os
+import signal
 import time
 
 
@@ -22,6 +23,23 @@ def exit_abruptly(value: int) -> int:
     if value == 1:
         os._exit(13)
     time.sleep(0.2)
+    return value
+
+
+def killed_on_one(value: int) -> int:
+    """Die by SIGKILL on 1, as a worker hit by the out-of-memory killer does."""
+    if value == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.1)
+    return value
+
+
+def die_once(task: tuple[int, str]) -> int:
+    """Die the first time value 2 is seen (the marker file remembers), then succeed."""
+    value, marker = task
+    if value == 2 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
     return value
 
 

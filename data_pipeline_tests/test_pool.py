@@ -15,7 +15,14 @@ from data_pipeline.pool import (
     cgroup_cpu_quota,
     effective_workers,
 )
-from data_pipeline_tests.pool_tasks import exit_abruptly, fail_on_three, own_pid, square_after_delay
+from data_pipeline_tests.pool_tasks import (
+    die_once,
+    exit_abruptly,
+    fail_on_three,
+    killed_on_one,
+    own_pid,
+    square_after_delay,
+)
 
 START_METHODS = ["forkserver", "spawn"]
 
@@ -72,14 +79,38 @@ def test_a_worker_exception_names_its_chunk_and_carries_the_worker_traceback(wor
         assert_no_worker_left(pool)
 
 
-def test_a_dead_worker_fails_fast_instead_of_hanging():
+@pytest.mark.parametrize(
+    ("task", "how"),
+    [(exit_abruptly, "exited with code 13"), (killed_on_one, "was killed by SIGKILL")],
+)
+def test_a_dead_worker_is_named_with_its_chunk_and_fails_fast(task, how):
     started = time.monotonic()
     with (
-        pytest.raises(WorkerDiedError, match="worker died with task 0 or a later"),
+        pytest.raises(WorkerDiedError, match=rf"worker \d+ {how}.* while running chunk #1\."),
         ProcessPool(2) as pool,
     ):
-        list(pool.map(exit_abruptly, range(4), describe=lambda value: f"task {value}"))
-    assert time.monotonic() - started < 10
+        list(pool.map(task, range(4), describe=lambda value: f"chunk #{value}"))
+    assert time.monotonic() - started < 5
+    assert_no_worker_left(pool)
+
+
+def test_chunks_lost_with_a_dead_worker_are_retried_once_on_a_fresh_pool(tmp_path, caplog):
+    tasks = [(value, str(tmp_path / "died")) for value in range(8)]
+    with ProcessPool(2, restarts_on_worker_death=1) as pool:
+        results = list(pool.map(die_once, tasks, describe=lambda task: f"chunk #{task[0]}"))
+    assert results == list(range(8))
+    assert "exited with code 3 while running chunk #2. Retrying" in caplog.text
+    assert len(pool.worker_pids) == 4, "a second set of workers replaced the first"
+    assert_no_worker_left(pool)
+
+
+def test_a_chunk_that_kills_every_pool_fails_after_its_retry():
+    with (
+        pytest.raises(WorkerDiedError, match="killed by SIGKILL"),
+        ProcessPool(2, restarts_on_worker_death=1) as pool,
+    ):
+        list(pool.map(killed_on_one, range(4)))
+    assert len(pool.worker_pids) == 4
     assert_no_worker_left(pool)
 
 
@@ -89,7 +120,10 @@ def test_a_task_the_workers_cannot_import_fails_fast_instead_of_respawning_forev
     exec("def double(value):\n    return 2 * value\n", phantom.__dict__)
     monkeypatch.setitem(sys.modules, "phantom_tasks", phantom)
     started = time.monotonic()
-    with pytest.raises(WorkerDiedError, match="could not import"), ProcessPool(2, "spawn") as pool:
+    with (
+        pytest.raises(WorkerDiedError, match=r"between chunks.*import"),
+        ProcessPool(2, "spawn") as pool,
+    ):
         list(pool.map(phantom.double, [1, 2, 3]))
     assert time.monotonic() - started < 10
     assert_no_worker_left(pool)
