@@ -264,7 +264,8 @@ def parallelism_report(
             f"{stage.name}_parallel_seconds": stage.parallel_seconds,
             f"{stage.name}_speedup": stage.speedup,
             f"{stage.name}_cpu_contention": stage.cpu_contention,
-            f"{stage.name}_output_digest": stage.digest,
+            f"{stage.name}_serial_digest": stage.serial_digest,
+            f"{stage.name}_parallel_digest": stage.parallel_digest,
         }
     return dg.MaterializeResult(metadata=metadata)
 

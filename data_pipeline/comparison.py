@@ -40,7 +40,8 @@ class StageComparison:
     parallel_seconds: float
     pool: PoolStats
     serial_busy_seconds: float
-    digest: str
+    serial_digest: str
+    parallel_digest: str
 
     @property
     def speedup(self) -> float:
@@ -147,7 +148,8 @@ def compare_serial_and_parallel(
         parallel_seconds=parallel_clean[0],
         pool=parallel_clean[3].pool,
         serial_busy_seconds=serial_clean[3].pool.busy_seconds,
-        digest=table_digest(accepted, serial_clean[2]),
+        serial_digest=table_digest(serial_clean[1], serial_clean[2]),
+        parallel_digest=table_digest(parallel_clean[1], parallel_clean[2]),
     )
     transform = StageComparison(
         name="transform",
@@ -156,7 +158,8 @@ def compare_serial_and_parallel(
         parallel_seconds=parallel_transform[0],
         pool=parallel_transform[2].pool,
         serial_busy_seconds=serial_transform[2].pool.busy_seconds,
-        digest=table_digest(serial_transform[1]),
+        serial_digest=table_digest(serial_transform[1]),
+        parallel_digest=table_digest(parallel_transform[1]),
     )
     return Comparison(cleaning=cleaning, transform=transform, cpus_available=available_cpus())
 

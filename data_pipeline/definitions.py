@@ -8,12 +8,22 @@ from data_pipeline.assets import (
     parallelism_report,
     transformed_numbers,
 )
+from data_pipeline.checks import (
+    every_line_accepted_or_rejected,
+    one_transformed_row_per_accepted_value,
+    serial_and_parallel_outputs_identical,
+)
 from data_pipeline.jobs import numbers_executor, numbers_job
 from data_pipeline.resources import ProcessPoolResource
 from data_pipeline.schedules import numbers_daily_schedule
 
 defs = dg.Definitions(
     assets=[numbers_file, cleaned_numbers, transformed_numbers, parallelism_report],
+    asset_checks=[
+        every_line_accepted_or_rejected,
+        one_transformed_row_per_accepted_value,
+        serial_and_parallel_outputs_identical,
+    ],
     jobs=[numbers_job],
     schedules=[numbers_daily_schedule],
     resources={"process_pool": ProcessPoolResource()},

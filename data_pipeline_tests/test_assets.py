@@ -2,6 +2,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from data_pipeline.checks import every_line_accepted_or_rejected
 from data_pipeline.definitions import defs
 from data_pipeline.resources import ProcessPoolResource
 
@@ -9,12 +10,13 @@ ASSETS = [
     defs.get_assets_def(name)
     for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
 ]
+CHECKS = list(defs.asset_checks)
 SMALL_POOL = ProcessPoolResource(workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200)
 
 
 def materialize(numbers_config: dict, pool: ProcessPoolResource = SMALL_POOL, **kwargs):
     return dg.materialize(
-        ASSETS,
+        [*ASSETS, *CHECKS],
         resources={"process_pool": pool},
         run_config={"ops": {"numbers_file": {"config": numbers_config}}},
         **kwargs,
@@ -122,3 +124,32 @@ def test_a_missing_upstream_file_fails_with_a_hint(isolated_directories):
     assert not result.success
     [failure] = [event for event in result.all_events if event.is_step_failure]
     assert "materialize numbers_file first" in str(failure.event_specific_data.error)
+
+
+def test_the_asset_checks_pass_on_a_real_run():
+    result = materialize({"count": 2_000, "dirty_fraction": 0.3})
+    evaluations = {
+        evaluation.check_name: evaluation.passed
+        for evaluation in result.get_asset_check_evaluations()
+    }
+    assert evaluations == {
+        "every_line_accepted_or_rejected": True,
+        "one_transformed_row_per_accepted_value": True,
+        "serial_and_parallel_outputs_identical": True,
+    }
+
+
+def test_a_failing_blocking_check_fails_the_run(isolated_directories):
+    assert materialize({"count": 2_000}).success
+    rejected = isolated_directories / "rejected_lines.parquet"
+    pq.write_table(pq.read_table(rejected).slice(1), rejected)  # lose a rejected line
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        resources={"process_pool": SMALL_POOL},
+        selection=dg.AssetSelection.checks(every_line_accepted_or_rejected),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "1 line(s) of the file are in neither output" in evaluation.description

@@ -119,6 +119,8 @@ def test_the_comparison_proves_serial_and_parallel_identical(tmp_path):
     assert comparison.workers == 2
     assert comparison.cleaning.pool.chunks > 1 and comparison.transform.pool.chunks > 1
     assert comparison.serial_seconds > 0 and comparison.parallel_seconds > 0
-    assert len(comparison.transform.digest) == 64
+    for stage in comparison.stages:
+        assert len(stage.serial_digest) == 64
+        assert stage.serial_digest == stage.parallel_digest
     table = markdown_table(comparison)
     assert "| cleaning |" in table and "| transform |" in table and "Parallelism" in table

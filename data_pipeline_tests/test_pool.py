@@ -23,16 +23,9 @@ from data_pipeline_tests.pool_tasks import (
     own_pid,
     square_after_delay,
 )
+from data_pipeline_tests.processes import alive
 
 START_METHODS = ["forkserver", "spawn"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] not in "ZX"
-    except FileNotFoundError:
-        return False
 
 
 def assert_no_worker_left(pool: ProcessPool) -> None:

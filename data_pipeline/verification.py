@@ -1,0 +1,101 @@
+"""Independent checks of the outputs, read back from disk (no Dagster): the asset checks call
+them. Each streams its files, so memory grows with one byte per line at most."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from data_pipeline.chunking import count_lines
+
+_BATCH_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    explanation: str
+    figures: dict[str, int]
+
+
+def every_line_accounted_for(numbers: Path, cleaned: Path, rejected: Path) -> Verdict:
+    """Accepted + rejected == lines in the file; each output's line numbers strictly increase;
+    together they cover 1..lines with none missing and none twice."""
+    lines = count_lines(numbers)
+    seen = np.zeros(lines + 1, dtype=bool)
+    problems: list[str] = []
+    counts = {}
+    for name, path in (("accepted", cleaned), ("rejected", rejected)):
+        previous = 0
+        counts[name] = 0
+        for line_numbers in _column_blocks(path, "line_number"):
+            counts[name] += len(line_numbers)
+            if len(line_numbers) == 0:
+                continue
+            if line_numbers[0] <= previous or np.any(np.diff(line_numbers) <= 0):
+                problems.append(f"{name} line numbers do not strictly increase")
+                break
+            previous = line_numbers[-1]
+            if line_numbers[0] < 1 or line_numbers[-1] > lines:
+                problems.append(f"{name} has line numbers outside 1..{lines}")
+                break
+            if seen[line_numbers].any():
+                problems.append(f"a line is both accepted and rejected ({name})")
+                break
+            seen[line_numbers] = True
+    missing = int(lines - seen[1:].sum())
+    if missing:
+        problems.append(f"{missing} line(s) of the file are in neither output")
+    figures = {"lines": lines, **counts, "missing": missing}
+    if counts["accepted"] + counts["rejected"] != lines:
+        problems.append(
+            f"accepted {counts['accepted']} + rejected {counts['rejected']} != {lines} lines"
+        )
+    return _verdict(problems, figures, f"all {lines} lines accounted for, in order")
+
+
+def one_row_per_accepted_value(cleaned: Path, transformed: Path) -> Verdict:
+    """The transform has exactly the cleaned (line_number, value) rows, in the same order."""
+    expected_rows = pq.read_metadata(cleaned).num_rows
+    rows = pq.read_metadata(transformed).num_rows
+    figures = {"accepted": expected_rows, "rows": rows}
+    if rows != expected_rows:
+        return _verdict([f"{rows} rows for {expected_rows} accepted values"], figures, "")
+    problems: list[str] = []
+    for column in ("line_number", "value"):
+        blocks = zip(
+            _fixed_blocks(_column_blocks(cleaned, column)),
+            _fixed_blocks(_column_blocks(transformed, column)),
+            strict=True,
+        )
+        for block, (expected, actual) in enumerate(blocks):
+            mismatch = np.flatnonzero(expected != actual)
+            if len(mismatch):
+                row = block * _BATCH_ROWS + int(mismatch[0]) + 1
+                problems.append(f"{column} differs first at row {row}")
+                break
+    return _verdict(problems, figures, f"{rows} rows, same values in the same order")
+
+
+def _verdict(problems: list[str], figures: dict[str, int], success: str) -> Verdict:
+    return Verdict(not problems, "; ".join(problems) or success, figures)
+
+
+def _column_blocks(path: Path, column: str) -> Iterator[np.ndarray]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=[column]):
+        yield batch.column(0).to_numpy(zero_copy_only=False)
+
+
+def _fixed_blocks(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The same values re-cut into blocks of exactly _BATCH_ROWS (the last may be shorter),
+    so two files with different row groups can be compared block by block."""
+    pending = np.empty(0, dtype=np.int64)
+    for block in blocks:
+        pending = np.concatenate([pending, block])
+        while len(pending) >= _BATCH_ROWS:
+            yield pending[:_BATCH_ROWS]
+            pending = pending[_BATCH_ROWS:]
+    if len(pending):
+        yield pending

@@ -1,0 +1,88 @@
+"""A run terminated while its pool is busy leaves no pool process and no temporary file.
+
+Real processes and real signals: `dagster job execute` runs in its own session; the test
+waits until the transform step's pool workers are busy, signals the command or the step
+process, and reads the process table."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data_pipeline_tests.processes import alive, children_by_parent, command_line, descendants
+
+pytestmark = pytest.mark.slow
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+CONFIG = """
+ops: {numbers_file: {config: {count: 300000}}}
+resources: {process_pool: {config: {workers: 2}}}
+"""
+
+
+def busy_pool(job_pid: int, log: Path, timeout: float = 120) -> tuple[int, set[int]]:
+    """Wait for the transform step's pool: return (step process, its pool processes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if 'Started execution of step "transformed_numbers"' in log.read_text():
+            tree = children_by_parent()
+            for pid in descendants(job_pid):
+                if (
+                    "multiprocessing.forkserver" in command_line(pid)
+                    and len(tree.get(pid, [])) >= 2
+                ):
+                    step = next(p for p, kids in tree.items() if pid in kids)
+                    return step, {pid, *descendants(pid)}
+        time.sleep(0.1)
+    raise AssertionError(f"the pool never got busy:\n{log.read_text()[-3000:]}")
+
+
+def wait_for_text(log: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never appeared:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("target", "signal_number"),
+    [("command", signal.SIGINT), ("command", signal.SIGTERM), ("step", signal.SIGTERM)],
+)
+def test_terminating_a_run_ends_every_pool_process_within_five_seconds(
+    tmp_path, isolated_directories, target, signal_number
+):
+    config, log = tmp_path / "config.yaml", tmp_path / "run.log"
+    config.write_text(CONFIG)
+    command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+    with open(log, "w") as output:
+        job = subprocess.Popen(
+            [*command, "-c", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    try:
+        step, pool = busy_pool(job.pid, log)
+        os.kill(job.pid if target == "command" else step, signal_number)
+        signalled = time.monotonic()
+        while any(alive(pid) for pid in pool):
+            assert time.monotonic() - signalled < 5, f"still running: {pool}"
+            time.sleep(0.05)
+        if target == "step":
+            # Dagster applies the step's RetryPolicy to an interrupted step (think of a node
+            # being drained): the attempt ends as interrupted and a new one is scheduled.
+            wait_for_text(log, "STEP_UP_FOR_RETRY")
+            os.kill(job.pid, signal.SIGINT)
+        job.wait(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    assert job.returncode != 0
+    assert "DagsterExecutionInterruptedError" in log.read_text()
+    assert not [path.name for path in isolated_directories.iterdir() if path.name.endswith(".tmp")]

@@ -1,0 +1,71 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.pipeline import REJECTED_SCHEMA, clean_to_parquet, transform_to_parquet
+from data_pipeline.pool import PoolSettings
+from data_pipeline.verification import every_line_accounted_for, one_row_per_accepted_value
+
+CONTENT = b"1\nx\n3\n\n5\n6.5\n7\n"
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_bytes(CONTENT)
+    cleaned, rejected, transformed = (
+        tmp_path / name for name in ("cleaned.parquet", "rejected.parquet", "transformed.parquet")
+    )
+    clean_to_parquet(numbers, cleaned, rejected, PoolSettings(1), 4)
+    transform_to_parquet(cleaned, transformed, PoolSettings(1), 2)
+    return numbers, cleaned, rejected, transformed
+
+
+def rewrite(path, transform):
+    pq.write_table(transform(pq.read_table(path)), path)
+
+
+def test_real_outputs_pass_both_checks(outputs):
+    numbers, cleaned, rejected, transformed = outputs
+    lines = every_line_accounted_for(numbers, cleaned, rejected)
+    assert lines.passed, lines.explanation
+    assert lines.figures == {"lines": 7, "accepted": 4, "rejected": 3, "missing": 0}
+    rows = one_row_per_accepted_value(cleaned, transformed)
+    assert rows.passed, rows.explanation
+
+
+@pytest.mark.parametrize(
+    ("damage", "complaint"),
+    [
+        (lambda table: table.slice(1), "in neither output"),
+        (lambda table: table.take([1, 0, 2]), "do not strictly increase"),
+        (
+            lambda table: pa.Table.from_pylist(
+                [*table.to_pylist(), {"line_number": 7, "raw": "7", "reason": "blank"}],
+                schema=REJECTED_SCHEMA,
+            ),
+            "both accepted and rejected",
+        ),
+    ],
+)
+def test_a_lost_reordered_or_doubled_line_fails_the_line_check(outputs, damage, complaint):
+    numbers, cleaned, rejected, _ = outputs
+    rewrite(rejected, damage)
+    verdict = every_line_accounted_for(numbers, cleaned, rejected)
+    assert not verdict.passed
+    assert complaint in verdict.explanation
+
+
+@pytest.mark.parametrize(
+    ("damage", "complaint"),
+    [
+        (lambda table: table.slice(0, 3), "3 rows for 4 accepted values"),
+        (lambda table: table.take([0, 2, 1, 3]), "line_number differs first at row 2"),
+    ],
+)
+def test_a_missing_or_reordered_row_fails_the_transform_check(outputs, damage, complaint):
+    _, cleaned, _, transformed = outputs
+    rewrite(transformed, damage)
+    verdict = one_row_per_accepted_value(cleaned, transformed)
+    assert not verdict.passed
+    assert complaint in verdict.explanation
