@@ -298,7 +298,15 @@ class ProcessPool:
             try:
                 result, timing = future.result()
             except BrokenProcessPool as error:
-                death = self._describe_death(in_flight, describe)
+                dead = self._dead_workers()
+                if not dead:
+                    # No worker died on its own: the executor gave up on something else, such
+                    # as a result or exception that could not be unpickled. That would repeat.
+                    raise ChunkFailedError(
+                        f"the pool broke with {describe(task)} or a later chunk unfinished: "
+                        f"{error}{_remote_traceback(error, 'Traceback from the pool')}"
+                    ) from error
+                death = self._describe_death(dead, in_flight, describe)
                 if restarts_left <= 0:
                     raise WorkerDiedError(f"{death} {_DEATH_CAUSES}") from error
                 restarts_left -= 1
@@ -317,20 +325,23 @@ class ProcessPool:
                 submit(next_index, next_task)
             yield from self._collect(result, timing)
 
-    def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
-        """Which worker died, how, and which chunk it was running."""
+    def _dead_workers(self) -> list[tuple[int, int | None]]:
+        """(pid, exit code) of workers that ended on their own, not by our clean-up."""
         for process in self._processes.values():
             process.join(0.5)
-        slots = self._running_task_by_slot
-        running = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
-        tasks = {index: task for index, task, _ in in_flight}
-        dead = [
+        return [
             (pid, process.exitcode)
             for pid, process in self._processes.items()
             if process.exitcode not in (None, 0, -signal.SIGTERM)
         ]
-        if not dead:  # killed by SIGTERM from outside: indistinguishable from our clean-up
-            dead = [(pid, p.exitcode) for pid, p in self._processes.items() if p.exitcode]
+
+    def _describe_death(
+        self, dead: list[tuple[int, int | None]], in_flight: deque, describe: Callable
+    ) -> str:
+        """Which worker died, how, and which chunk it was running."""
+        slots = self._running_task_by_slot
+        running = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
+        tasks = {index: task for index, task, _ in in_flight}
         sentences = []
         for pid, exitcode in dead:
             index = running.get(pid, _IDLE)
@@ -339,7 +350,7 @@ class ProcessPool:
             else:
                 doing = "between chunks (while receiving one: could it import the task's module?)"
             sentences.append(f"pool worker {pid} {_exit_reason(exitcode)} {doing}.")
-        return " ".join(sentences) or "a pool worker died."
+        return " ".join(sentences)
 
     def _map_in_process(self, function, tasks, describe) -> Iterator:
         for index, task in enumerate(tasks):
@@ -450,7 +461,12 @@ def _describe_by_type(task: Any) -> str:
 
 def _failure_message(description: str, error: BaseException) -> str:
     message = f"{description} failed in a pool worker: {type(error).__name__}: {error}"
-    remote_traceback = error.__cause__
-    if remote_traceback is not None and type(remote_traceback).__name__ == "_RemoteTraceback":
-        message += f"\nWorker traceback:{remote_traceback}"
-    return message
+    return message + _remote_traceback(error)
+
+
+def _remote_traceback(error: BaseException, label: str = "Worker traceback") -> str:
+    """The traceback the executor attaches as the error's cause, if any."""
+    cause = error.__cause__
+    if cause is not None and type(cause).__name__ == "_RemoteTraceback":
+        return f"\n{label}:{cause}"
+    return ""

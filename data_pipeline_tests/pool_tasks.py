@@ -45,3 +45,22 @@ def die_once(task: tuple[int, str]) -> int:
 
 def own_pid(_: object) -> int:
     return os.getpid()
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles, but cannot be unpickled: Exception's pickling passes only the message on."""
+
+    def __init__(self, first: str, second: str):
+        super().__init__(f"{first} {second}")
+
+
+def raise_unpicklable(value: int) -> int:
+    if value == 2:
+        raise NeedsTwoArguments("bad", "value")
+    return value
+
+
+def return_unpicklable(value: int):
+    if value == 2:
+        return lambda: value
+    return value

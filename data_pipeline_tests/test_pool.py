@@ -21,6 +21,8 @@ from data_pipeline_tests.pool_tasks import (
     fail_on_three,
     killed_on_one,
     own_pid,
+    raise_unpicklable,
+    return_unpicklable,
     square_after_delay,
 )
 from data_pipeline_tests.processes import alive
@@ -104,6 +106,26 @@ def test_a_chunk_that_kills_every_pool_fails_after_its_retry():
     ):
         list(pool.map(killed_on_one, range(4)))
     assert len(pool.worker_pids) == 4
+    assert_no_worker_left(pool)
+
+
+def test_a_result_that_cannot_be_pickled_names_its_chunk():
+    with (
+        pytest.raises(ChunkFailedError, match=r"chunk #2 failed.*Can't pickle"),
+        ProcessPool(2) as pool,
+    ):
+        list(pool.map(return_unpicklable, range(5), describe=lambda value: f"chunk #{value}"))
+    assert_no_worker_left(pool)
+
+
+def test_an_exception_that_cannot_be_unpickled_is_reported_not_hung():
+    started = time.monotonic()
+    with (
+        pytest.raises(ChunkFailedError, match=r"(?s)pool broke.*missing 1 required positional"),
+        ProcessPool(2) as pool,
+    ):
+        list(pool.map(raise_unpicklable, range(5)))
+    assert time.monotonic() - started < 5
     assert_no_worker_left(pool)
 
 
