@@ -101,12 +101,17 @@ def numbers_file(
     context.log.info(f"plan: {process_pool.describe_plan()}")
     target = data_directory() / NUMBERS_FILE
     metadata: dict[str, object] = {}
-    with atomic_output(target) as temporary:
-        if config.source_path:
-            context.log.info(f"ingesting {config.source_path}")
-            shutil.copyfile(config.source_path, temporary)
-            metadata["source"] = dg.MetadataValue.path(config.source_path)
+    if config.source_path:
+        metadata["source"] = dg.MetadataValue.path(config.source_path)
+        if target.exists() and os.path.samefile(config.source_path, target):
+            # Copying onto itself would rewrite the user's file: it is already in place.
+            context.log.info(f"{config.source_path} is already the data directory's input")
         else:
+            context.log.info(f"ingesting {config.source_path}")
+            with atomic_output(target) as temporary:
+                shutil.copyfile(config.source_path, temporary)
+    else:
+        with atomic_output(target) as temporary:
             dirt = write_numbers_file(temporary, config.count, config.seed, config.dirty_fraction)
             metadata["source"] = f"generated (seed {config.seed})"
             metadata["dirty_lines"] = sum(dirt.values())

@@ -64,3 +64,17 @@ def return_unpicklable(value: int):
     if value == 2:
         return lambda: value
     return value
+
+
+def clean_into(task: tuple[str, str]) -> int:
+    """Clean one file into fixed output paths (a 'run' for the concurrent-writers test)."""
+    from pathlib import Path
+
+    from data_pipeline.pipeline import clean_to_parquet
+    from data_pipeline.pool import PoolSettings
+
+    source, directory = Path(task[0]), Path(task[1])
+    summary = clean_to_parquet(
+        source, directory / "cleaned.parquet", directory / "rejected.parquet", PoolSettings(1), 4096
+    )
+    return summary.accepted

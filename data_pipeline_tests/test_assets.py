@@ -93,12 +93,14 @@ def test_an_existing_file_is_ingested_and_left_untouched(tmp_path, isolated_dire
         ({"count": -5}, {}, "count", "-5"),
         ({"dirty_fraction": 1.5}, {}, "dirty_fraction", "1.5"),
         ({"source_path": "/no/such/numbers.txt"}, {}, "source_path", "/no/such/numbers.txt"),
+        ({"source_path": "/"}, {}, "source_path", "is not a regular file"),
         ({}, {"workers": 0}, "workers", "0"),
+        ({}, {"workers": 1000}, "workers", "1000"),
         ({}, {"cleaning_chunk_bytes": 0}, "cleaning_chunk_bytes", "0"),
     ],
 )
-def test_bad_config_fails_naming_the_field_and_the_value(
-    numbers_config, resource_config, field, value
+def test_bad_config_fails_naming_the_field_and_the_value_before_any_work(
+    isolated_directories, numbers_config, resource_config, field, value
 ):
     result = dg.materialize(
         ASSETS,
@@ -113,6 +115,7 @@ def test_bad_config_fails_naming_the_field_and_the_value(
     failures = [event for event in result.all_events if event.is_failure]
     message = "\n".join(str(event.event_specific_data.error) for event in failures)
     assert field in message and value in message, message
+    assert list(isolated_directories.iterdir()) == [], "the first step must fail before writing"
 
 
 def test_a_missing_upstream_file_fails_with_a_hint(isolated_directories):
@@ -153,3 +156,21 @@ def test_a_failing_blocking_check_fails_the_run(isolated_directories):
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "1 line(s) of the file are in neither output" in evaluation.description
+
+
+def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"start_method.*got fork"):
+        dg.materialize(
+            ASSETS,
+            resources={"process_pool": ProcessPoolResource.configure_at_launch()},
+            run_config={"resources": {"process_pool": {"config": {"start_method": "fork"}}}},
+        )
+
+
+def test_a_source_that_already_is_the_input_file_is_not_rewritten(isolated_directories):
+    source = isolated_directories / "numbers.txt"
+    source.write_bytes(b"1\n2\n")
+    inode, modified = source.stat().st_ino, source.stat().st_mtime_ns
+    result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
+    assert result.success
+    assert (source.stat().st_ino, source.stat().st_mtime_ns) == (inode, modified)
