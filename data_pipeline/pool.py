@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +46,7 @@ _THREAD_LIMIT_VARIABLES = (
     "VECLIB_MAXIMUM_THREADS",
 )
 _TERMINATE_GRACE_SECONDS = 3.0
+_ORPHAN_POLL_SECONDS = 0.5
 
 
 class ChunkFailedError(RuntimeError):
@@ -220,7 +222,7 @@ class ProcessPool:
             max_workers=self.workers,
             mp_context=context,
             initializer=_initialize_worker,
-            initargs=(slot_counter, self._running_task_by_slot),
+            initargs=(slot_counter, self._running_task_by_slot, os.getpid()),
         )
         try:
             with _main_module_hidden():
@@ -288,7 +290,11 @@ class ProcessPool:
         restarts_left = self.restarts_on_worker_death
 
         def submit(index: int, task: Task) -> None:
-            future = self._executor.submit(_timed_call, function, task, index)
+            try:
+                future = self._executor.submit(_timed_call, function, task, index)
+            except BrokenProcessPool as error:  # broke since the last result: handled below
+                future = Future()
+                future.set_exception(error)
             in_flight.append((index, task, future))
 
         for index, task in islice(numbered_tasks, 2 * self.workers):
@@ -298,15 +304,14 @@ class ProcessPool:
             try:
                 result, timing = future.result()
             except BrokenProcessPool as error:
-                dead = self._dead_workers()
-                if not dead:
-                    # No worker died on its own: the executor gave up on something else, such
-                    # as a result or exception that could not be unpickled. That would repeat.
+                if _remote_traceback(error):
+                    # The executor attaches a traceback only when it could not unpickle a
+                    # result or exception; a dead worker comes without one. This would repeat.
                     raise ChunkFailedError(
                         f"the pool broke with {describe(task)} or a later chunk unfinished: "
                         f"{error}{_remote_traceback(error, 'Traceback from the pool')}"
                     ) from error
-                death = self._describe_death(dead, in_flight, describe)
+                death = self._describe_death(in_flight, describe)
                 if restarts_left <= 0:
                     raise WorkerDiedError(f"{death} {_DEATH_CAUSES}") from error
                 restarts_left -= 1
@@ -321,24 +326,20 @@ class ProcessPool:
             except Exception as error:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error
             in_flight.popleft()
+            yield from self._collect(result, timing)
             for next_index, next_task in islice(numbered_tasks, 1):
                 submit(next_index, next_task)
-            yield from self._collect(result, timing)
 
-    def _dead_workers(self) -> list[tuple[int, int | None]]:
-        """(pid, exit code) of workers that ended on their own, not by our clean-up."""
+    def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
+        """Which worker died, how, and which chunk it was running."""
         for process in self._processes.values():
             process.join(0.5)
-        return [
+        # Workers that ended on their own; the executor terminates the others (SIGTERM).
+        dead = [
             (pid, process.exitcode)
             for pid, process in self._processes.items()
             if process.exitcode not in (None, 0, -signal.SIGTERM)
         ]
-
-    def _describe_death(
-        self, dead: list[tuple[int, int | None]], in_flight: deque, describe: Callable
-    ) -> str:
-        """Which worker died, how, and which chunk it was running."""
         slots = self._running_task_by_slot
         running = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
         tasks = {index: task for index, task, _ in in_flight}
@@ -350,7 +351,8 @@ class ProcessPool:
             else:
                 doing = "between chunks (while receiving one: could it import the task's module?)"
             sentences.append(f"pool worker {pid} {_exit_reason(exitcode)} {doing}.")
-        return " ".join(sentences)
+        head = describe(in_flight[0][1])
+        return " ".join(sentences) or f"a pool worker died with {head} or a later chunk unfinished."
 
     def _map_in_process(self, function, tasks, describe) -> Iterator:
         for index, task in enumerate(tasks):
@@ -410,7 +412,7 @@ def _timed_call(
     return result, (os.getpid(), started, time.monotonic())
 
 
-def _initialize_worker(slot_counter: Any, running_task_by_slot: Any) -> None:
+def _initialize_worker(slot_counter: Any, running_task_by_slot: Any, owner_pid: int) -> None:
     global _worker_slot, _running_task_by_slot
     # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. SIGTERM
     # gets its default action back, in case the parent's handler was inherited.
@@ -423,6 +425,33 @@ def _initialize_worker(slot_counter: Any, running_task_by_slot: Any) -> None:
         slot_counter.value += 1
     _running_task_by_slot = running_task_by_slot
     _running_task_by_slot[2 * _worker_slot] = os.getpid()
+    threading.Thread(target=_exit_when_orphaned, args=(owner_pid,), daemon=True).start()
+
+
+def _exit_when_orphaned(owner_pid: int) -> None:
+    """End this worker once the process that owns the pool is gone.
+
+    A pool owner killed outright (SIGKILL, or a crash) cannot clean up, and its workers would
+    wait for tasks forever: they hold both ends of their task pipe, and forkserver workers
+    also keep the fork server alive. Polling is crude but works for every start method.
+    """
+    while _process_running(owner_pid):
+        time.sleep(_ORPHAN_POLL_SECONDS)
+    os._exit(1)
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited but waits for its parent to reap it
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return True  # no /proc (macOS): kill(pid, 0) is all we know
 
 
 def _abort(executor: ProcessPoolExecutor) -> None:

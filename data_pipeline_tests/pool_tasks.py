@@ -78,3 +78,17 @@ def clean_into(task: tuple[str, str]) -> int:
         source, directory / "cleaned.parquet", directory / "rejected.parquet", PoolSettings(1), 4096
     )
     return summary.accepted
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def own_a_busy_pool(start_method: str) -> None:
+    """Run in a process of its own: start a pool, print the worker pids, stay busy."""
+    from data_pipeline.pool import ProcessPool
+
+    with ProcessPool(2, start_method) as pool:
+        print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
+        list(pool.map(sleep_for, [60.0] * 4))

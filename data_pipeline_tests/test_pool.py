@@ -1,5 +1,6 @@
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 import types
@@ -127,6 +128,28 @@ def test_an_exception_that_cannot_be_unpickled_is_reported_not_hung():
         list(pool.map(raise_unpicklable, range(5)))
     assert time.monotonic() - started < 5
     assert_no_worker_left(pool)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_workers_of_a_killed_pool_owner_exit_on_their_own(start_method):
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from data_pipeline_tests.pool_tasks import own_a_busy_pool; "
+            f"own_a_busy_pool({start_method!r})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    workers = [int(pid) for pid in owner.stdout.readline().split()]
+    assert len(workers) == 2
+    owner.kill()  # SIGKILL: the owner gets no chance to clean up
+    owner.wait()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if alive(pid)]
 
 
 def test_a_task_the_workers_cannot_import_fails_fast_instead_of_respawning_forever(monkeypatch):
