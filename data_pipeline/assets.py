@@ -31,6 +31,7 @@ from data_pipeline.storage import (
     TRANSFORMED_NUMBERS_FILE,
     atomic_output,
     data_directory,
+    pinned,
 )
 
 GROUP = "numbers"
@@ -148,9 +149,9 @@ def cleaned_numbers(
         f"{process_pool.cleaning_chunk_bytes:,} bytes"
     )
     started = time.perf_counter()
-    with _retried_only_for_worker_deaths():
+    with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
         summary = clean_to_parquet(
-            source,
+            snapshot,
             directory / CLEANED_NUMBERS_FILE,
             directory / REJECTED_LINES_FILE,
             process_pool.settings(),
@@ -230,9 +231,10 @@ def parallelism_report(
     parallel time went (pool start, compute, collecting results)."""
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    with _retried_only_for_worker_deaths():
+    source = _existing_input(data_directory() / NUMBERS_FILE, "numbers_file")
+    with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
         comparison = compare_serial_and_parallel(
-            _existing_input(data_directory() / NUMBERS_FILE, "numbers_file"),
+            snapshot,
             # A pool restarted mid-way would make the timings meaningless: fail instead, and let
             # the step's retry policy run the whole comparison again.
             dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
@@ -269,6 +271,7 @@ def parallelism_report(
             f"{stage.name}_parallel_seconds": stage.parallel_seconds,
             f"{stage.name}_speedup": stage.speedup,
             f"{stage.name}_cpu_contention": stage.cpu_contention,
+            f"{stage.name}_cpu_wait_share": stage.cpu_wait_share,
             f"{stage.name}_serial_digest": stage.serial_digest,
             f"{stage.name}_parallel_digest": stage.parallel_digest,
         }

@@ -24,6 +24,8 @@ from data_pipeline.pool import logger as pool_logger
 _PAYS_OFF_SPEEDUP = 1.2
 # Worth a sentence when workers need this much more CPU time than one process.
 _NOTABLE_CONTENTION = 1.1
+# Worth a sentence when workers wait this share of their time for a CPU.
+_NOTABLE_CPU_WAIT = 0.1
 
 
 class OutputMismatchError(AssertionError):
@@ -39,7 +41,7 @@ class StageComparison:
     serial_seconds: float
     parallel_seconds: float
     pool: PoolStats
-    serial_busy_seconds: float
+    serial_cpu_seconds: float
     serial_digest: str
     parallel_digest: str
 
@@ -57,12 +59,18 @@ class StageComparison:
 
     @property
     def cpu_contention(self) -> float:
-        """Busy time of all workers over the busy time of the serial run for the same work:
-        above 1 means each CPU computed slower while the others were busy (shared physical
-        cores, caches, memory bandwidth or noisy neighbours), a cost no pool design removes."""
-        return (
-            self.pool.busy_seconds / self.serial_busy_seconds if self.serial_busy_seconds else 0.0
-        )
+        """CPU time of all workers over the serial run's CPU time for the same work: above 1,
+        each CPU got less done per CPU-second while the others were busy (shared physical
+        cores, caches, memory bandwidth, other virtual machines on the host), a cost no pool
+        design removes."""
+        return self.pool.cpu_seconds / self.serial_cpu_seconds if self.serial_cpu_seconds else 0.0
+
+    @property
+    def cpu_wait_share(self) -> float:
+        """Share of the workers' time in tasks spent waiting for a CPU that another process
+        held: too many workers for the CPUs, or other load on the machine."""
+        busy = self.pool.busy_seconds
+        return max(0.0, 1 - self.pool.cpu_seconds / busy) if busy else 0.0
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,7 @@ def compare_serial_and_parallel(
         serial_seconds=serial_clean[0],
         parallel_seconds=parallel_clean[0],
         pool=parallel_clean[3].pool,
-        serial_busy_seconds=serial_clean[3].pool.busy_seconds,
+        serial_cpu_seconds=serial_clean[3].pool.cpu_seconds,
         serial_digest=table_digest(serial_clean[1], serial_clean[2]),
         parallel_digest=table_digest(parallel_clean[1], parallel_clean[2]),
     )
@@ -157,7 +165,7 @@ def compare_serial_and_parallel(
         serial_seconds=serial_transform[0],
         parallel_seconds=parallel_transform[0],
         pool=parallel_transform[2].pool,
-        serial_busy_seconds=serial_transform[2].pool.busy_seconds,
+        serial_cpu_seconds=serial_transform[2].pool.cpu_seconds,
         serial_digest=table_digest(serial_transform[1]),
         parallel_digest=table_digest(parallel_transform[1]),
     )
@@ -224,7 +232,13 @@ def verdict(comparison: Comparison) -> str:
         sentence += (
             f" The workers needed {transform.cpu_contention - 1:.0%} more CPU time for the "
             "transform than one process alone: the CPUs slow each other down here (shared "
-            "cores or busy neighbours), which caps the speedup below the worker count."
+            "physical cores or caches, or other virtual machines on the host), which caps "
+            "the speedup below the worker count."
+        )
+    if transform.cpu_wait_share > _NOTABLE_CPU_WAIT and comparison.workers > 1:
+        sentence += (
+            f" The workers waited for a CPU {transform.cpu_wait_share:.0%} of the time: other "
+            "processes were competing for the CPUs."
         )
     if cleaning.speedup < _PAYS_OFF_SPEEDUP <= transform.speedup:
         sentence += (
@@ -238,8 +252,9 @@ def markdown_table(comparison: Comparison) -> str:
     """The comparison as a Markdown table a person reads at a glance."""
     rows = [
         "| stage | items | serial s | parallel s | speedup | efficiency | pool start s "
-        "| compute s | worker idle s | shutdown s | parent collect s | CPU contention |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| compute s | worker idle s | shutdown s | parent collect s | CPU contention "
+        "| waiting for CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stage in comparison.stages:
         pool = stage.pool
@@ -248,7 +263,8 @@ def markdown_table(comparison: Comparison) -> str:
             f"| {stage.parallel_seconds:.2f} | {stage.speedup:.2f}x | {stage.efficiency:.0%} "
             f"| {pool.startup_seconds:.2f} | {pool.compute_seconds:.2f} "
             f"| {pool.idle_seconds:.2f} | {pool.shutdown_seconds:.2f} "
-            f"| {pool.collect_seconds:.2f} | {stage.cpu_contention:.2f}x |"
+            f"| {pool.collect_seconds:.2f} | {stage.cpu_contention:.2f}x "
+            f"| {stage.cpu_wait_share:.0%} |"
         )
     rows.append(
         f"| **total** | | **{comparison.serial_seconds:.2f}** "
@@ -256,11 +272,12 @@ def markdown_table(comparison: Comparison) -> str:
         f"| **{comparison.efficiency:.0%}** | {comparison.total('startup_seconds'):.2f} "
         f"| {comparison.total('compute_seconds'):.2f} | {comparison.total('idle_seconds'):.2f} "
         f"| {comparison.total('shutdown_seconds'):.2f} "
-        f"| {comparison.total('collect_seconds'):.2f} | |"
+        f"| {comparison.total('collect_seconds'):.2f} | | |"
     )
     notes = (
         "Parallel time = pool start + compute + worker idle + shutdown (the parent's "
         "collecting overlaps the compute). CPU contention above 1.00x means the workers "
-        "together needed more CPU time than one process alone for the same work."
+        "together needed more CPU time than one process alone for the same work; waiting "
+        "for CPU is the share of their time other processes held the CPUs."
     )
     return "\n".join(rows) + f"\n\n{verdict(comparison)}\n\n{notes}\n"

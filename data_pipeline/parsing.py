@@ -2,11 +2,14 @@
 
 The rules (also in the README):
 
-- Surrounding whitespace (spaces, tabs, a trailing ``\\r``) is ignored; leading zeros are fine.
+- Surrounding spaces, tabs and line-end characters are ignored (other control characters
+  are not); leading zeros are fine.
 - ``1,234`` and ``-1,234,567`` are accepted when every group after the first has exactly three
-  digits (US-style thousands separators); ``12,34`` is rejected as ``malformed_thousands``.
+  digits and the first does not start with 0 (US-style thousands separators); ``12,34`` and
+  ``0,500`` are rejected as ``malformed_thousands``.
 - Decimal and scientific notation are accepted when the value is exactly integral
-  (``12.0``, ``12.``, ``1e3``, ``1.5E3``) and rejected as ``non_integral`` otherwise (``12.5``).
+  (``12.0``, ``12.``, ``1e3``, ``1.5E3``, ``1,234.0``) and rejected as ``non_integral``
+  otherwise (``12.5``).
   Parsing uses :class:`decimal.Decimal`, never ``float``, so nothing is rounded.
 - Hexadecimal (``0x1F``) is rejected as ``hexadecimal``: in a decimal column it is usually an
   identifier that slipped in, not a quantity, and guessing would hide that.
@@ -33,10 +36,21 @@ INT64_MAX = 2**63 - 1
 # int() sees them (it refuses strings past 4300 digits, and would waste time on shorter ones).
 _MAX_INT64_DIGITS = 19
 
+# Every pattern here matches in linear time: no two quantifiers can split the same run of
+# digits between them (a line of a million digits must not backtrack).
 _PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+")
-_THOUSANDS_GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+")
+# The first group has no leading zero: "0,500" is more likely a decimal comma than 500.
+_THOUSANDS_GROUPED = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+")
+_THOUSANDS_GROUPED_DECIMAL = re.compile(
+    r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+\.[0-9]*(?:[eE][+-]?[0-9]+)?"
+)
 _COMMA_NUMBER = re.compile(r"[+-]?[0-9][0-9,]*")
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Exponents this long are settled without building the number (Decimal refuses them).
+_LONG_EXPONENT = re.compile(r"[eE]([+-]?)[0-9]{10,}$")
+# Only spaces, tabs and line-end characters count as surrounding whitespace; str.strip()
+# would also remove control separators such as \x1e, which mean something in an export.
+_SURROUNDING_WHITESPACE = " \t\r\n\v\f"
 _HEXADECIMAL = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 _NOT_FINITE = frozenset(
     sign + word for sign in ("", "+", "-") for word in ("nan", "inf", "infinity", "snan")
@@ -60,7 +74,7 @@ class RejectReason(StrEnum):
 def parse_line(raw: bytes) -> int | RejectReason:
     """Return the int64 value of one line (without its ``\\n``), or the reason it is rejected."""
     try:
-        text = raw.decode("utf-8").strip()
+        text = raw.decode("utf-8").strip(_SURROUNDING_WHITESPACE)
     except UnicodeDecodeError:
         return RejectReason.INVALID_UTF8
     if not text:
@@ -69,6 +83,8 @@ def parse_line(raw: bytes) -> int | RejectReason:
         return _checked_int(text)
     if _THOUSANDS_GROUPED.fullmatch(text):
         return _checked_int(text.replace(",", ""))
+    if _THOUSANDS_GROUPED_DECIMAL.fullmatch(text):
+        return _integral_decimal(text.replace(",", ""))
     if _COMMA_NUMBER.fullmatch(text):
         return RejectReason.MALFORMED_THOUSANDS
     if _DECIMAL.fullmatch(text):
@@ -83,19 +99,29 @@ def parse_line(raw: bytes) -> int | RejectReason:
 
 
 def _checked_int(digits: str) -> int | RejectReason:
+    sign = "-" if digits.startswith("-") else ""
     significant = digits.lstrip("+-").lstrip("0")
     if len(significant) > _MAX_INT64_DIGITS:
         return RejectReason.OUT_OF_RANGE
-    value = int(digits)
+    # Built from the significant digits: int() refuses strings over 4300 characters, and
+    # thousands of leading zeros must not turn a valid value into a crash.
+    value = int(sign + (significant or "0"))
     if not INT64_MIN <= value <= INT64_MAX:
         return RejectReason.OUT_OF_RANGE
     return value
 
 
 def _integral_decimal(text: str) -> int | RejectReason:
+    long_exponent = _LONG_EXPONENT.search(text)
+    if long_exponent:
+        mantissa = text[: long_exponent.start()].lstrip("+-").replace(".", "")
+        if not mantissa.strip("0"):
+            return 0
+        negative_exponent = long_exponent.group(1) == "-"
+        return RejectReason.NON_INTEGRAL if negative_exponent else RejectReason.OUT_OF_RANGE
     try:
         number = Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the regex admits only valid literals
+    except InvalidOperation:  # pragma: no cover - the regexes admit only valid literals
         return RejectReason.NOT_A_NUMBER
     if number.is_zero():
         return 0

@@ -47,6 +47,7 @@ _THREAD_LIMIT_VARIABLES = (
 )
 _TERMINATE_GRACE_SECONDS = 3.0
 _ORPHAN_POLL_SECONDS = 0.5
+_WORKER_START_TIMEOUT_SECONDS = 60.0
 
 
 class ChunkFailedError(RuntimeError):
@@ -72,16 +73,47 @@ def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
     return max(1, min(counts))
 
 
-def cgroup_cpu_quota(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> float | None:
-    """The CPU quota in CPUs (e.g. 1.5) from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_*``;
-    None when there is no limit or no cgroup file."""
+def cgroup_cpu_quota(
+    cgroup_root: str | os.PathLike = "/sys/fs/cgroup", own_cgroup: str | None = None
+) -> float | None:
+    """The tightest CPU quota, in CPUs (e.g. 1.5), on this process's cgroup and its
+    ancestors, from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; None when unlimited.
+
+    ``own_cgroup`` is the process's cgroup path (read from ``/proc/self/cgroup`` when None);
+    a container with its own cgroup namespace sees just ``/``.
+    """
     root = Path(cgroup_root)
+    paths = own_cgroup_paths() if own_cgroup is None else {"v2": own_cgroup, "v1": own_cgroup}
+    quotas = []
+    for version, base in (("v2", root), ("v2", root / "unified"), ("v1", root / "cpu")):
+        relative = Path(paths.get(version, "/").lstrip("/"))
+        for directory in [base / relative, *(base / parent for parent in relative.parents)]:
+            quota = _read_quota(directory, version)
+            if quota is not None:
+                quotas.append(quota)
+    return min(quotas, default=None)
+
+
+def own_cgroup_paths(proc_file: str = "/proc/self/cgroup") -> dict[str, str]:
+    """This process's cgroup path for v2 (the ``0::`` line) and for v1's cpu controller."""
+    paths: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(proc_file).read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                paths["v2"] = path
+            elif "cpu" in controllers.split(","):
+                paths["v1"] = path
+    return paths
+
+
+def _read_quota(directory: Path, version: str) -> float | None:
     with contextlib.suppress(OSError, ValueError):
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    with contextlib.suppress(OSError, ValueError):
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if version == "v2":
+            quota, period = (directory / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
         return None if quota <= 0 else quota / period
     return None
 
@@ -133,13 +165,21 @@ class PoolStats:
     # it overlaps the workers' compute, so it is not a slice of the wall time.
     collect_seconds: float = 0.0
     shutdown_seconds: float = 0.0
+    # Wall-clock time inside tasks, and the CPU time the tasks used (less when the worker
+    # had to wait for a CPU that another process held).
     busy_seconds_by_worker: dict[int, float] = field(default_factory=dict)
+    cpu_seconds_by_worker: dict[int, float] = field(default_factory=dict)
     chunks_by_worker: dict[int, int] = field(default_factory=dict)
 
     @property
     def busy_seconds(self) -> float:
-        """CPU-bound time summed over workers."""
+        """Time inside tasks, summed over workers."""
         return sum(self.busy_seconds_by_worker.values())
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time used by tasks, summed over workers."""
+        return sum(self.cpu_seconds_by_worker.values())
 
     @property
     def compute_seconds(self) -> float:
@@ -217,7 +257,7 @@ class ProcessPool:
         # without a lock: each worker writes only its own slot. It tells which chunk a dead
         # worker held, which the executor itself does not know.
         slot_counter = context.Value("i", 0)
-        self._running_task_by_slot = context.RawArray("q", [_IDLE] * (2 * self.workers))
+        self._running_task_by_slot = context.RawArray("q", [0, _IDLE] * self.workers)
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
@@ -225,8 +265,13 @@ class ProcessPool:
             initargs=(slot_counter, self._running_task_by_slot, os.getpid()),
         )
         try:
+            # Each warm-up waits until every worker has started: while none is idle, each
+            # submit makes the executor start one more process.
             with _main_module_hidden():
-                warm_ups = [self._executor.submit(os.getpid) for _ in range(self.workers)]
+                warm_ups = [
+                    self._executor.submit(_wait_for_all_workers, _WORKER_START_TIMEOUT_SECONDS)
+                    for _ in range(self.workers)
+                ]
             for future in warm_ups:
                 future.result()
         except BrokenProcessPool as error:
@@ -332,9 +377,14 @@ class ProcessPool:
 
     def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
         """Which worker died, how, and which chunk it was running."""
-        for process in self._processes.values():
-            process.join(0.5)
-        # Workers that ended on their own; the executor terminates the others (SIGTERM).
+        # The executor terminates the surviving workers (SIGTERM) and reaps them in its own
+        # thread, so an exit code can read None for a moment after a process has ended.
+        deadline = time.monotonic() + 2
+        while (
+            any(process.exitcode is None for process in self._processes.values())
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
         dead = [
             (pid, process.exitcode)
             for pid, process in self._processes.items()
@@ -362,13 +412,14 @@ class ProcessPool:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error
             yield from self._collect(result, timing)
 
-    def _collect(self, result: Result, timing: tuple[int, float, float]) -> Iterator[Result]:
-        pid, started, finished = timing
+    def _collect(self, result: Result, timing: tuple[int, float, float, float]) -> Iterator[Result]:
+        pid, started, finished, cpu_seconds = timing
         stats = self.stats
         stats.chunks += 1
         stats.busy_seconds_by_worker[pid] = stats.busy_seconds_by_worker.get(pid, 0.0) + (
             finished - started
         )
+        stats.cpu_seconds_by_worker[pid] = stats.cpu_seconds_by_worker.get(pid, 0.0) + cpu_seconds
         stats.chunks_by_worker[pid] = stats.chunks_by_worker.get(pid, 0) + 1
         handed_over = time.monotonic()
         yield result
@@ -398,18 +449,27 @@ def _exit_reason(exitcode: int | None) -> str:
 
 def _timed_call(
     function: Callable[[Any], Any], task: Any, index: int
-) -> tuple[Any, tuple[int, float, float]]:
+) -> tuple[Any, tuple[int, float, float, float]]:
     if _worker_slot is not None:
         _running_task_by_slot[2 * _worker_slot + 1] = index
     # time.monotonic() is one system-wide clock on Linux and macOS, so the parent can compare
     # a worker's timestamps with its own.
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     try:
         result = function(task)
     finally:
         if _worker_slot is not None:
             _running_task_by_slot[2 * _worker_slot + 1] = _IDLE
-    return result, (os.getpid(), started, time.monotonic())
+    return result, (os.getpid(), started, time.monotonic(), time.process_time() - cpu_started)
+
+
+def _wait_for_all_workers(timeout: float) -> None:
+    """Return once every worker of the pool has written its pid into its slot."""
+    deadline = time.monotonic() + timeout
+    while any(pid == 0 for pid in _running_task_by_slot[0::2]):
+        if time.monotonic() > deadline:
+            return  # start-up is slow, not broken: the pool works with the workers it has
+        time.sleep(0.002)
 
 
 def _initialize_worker(slot_counter: Any, running_task_by_slot: Any, owner_pid: int) -> None:

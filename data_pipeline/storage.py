@@ -32,6 +32,40 @@ def atomic_output(path: Path) -> Iterator[Path]:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield temporary
+        # Flush to disk before the rename, and the rename itself after, so that even a power
+        # cut leaves the old file or the new one, never an empty or partial one.
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, path)
+        _fsync_directory(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def pinned(path: Path) -> Iterator[Path]:
+    """Yield a second name (a hard link) for the file as it is now.
+
+    Workers open the input by name, many times. If another run replaces it meanwhile (an
+    atomic rename), they would read offsets planned on the old file from the new one. The
+    link keeps the old contents reachable until we are done.
+    """
+    link = path.with_name(f".{path.name}.{uuid.uuid4().hex}.reading")
+    try:
+        os.link(path, link)
+    except OSError:  # a file system without hard links: read the file where it is
+        yield path
+        return
+    try:
+        yield link
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -15,6 +15,7 @@ from data_pipeline.pool import (
     available_cpus,
     cgroup_cpu_quota,
     effective_workers,
+    own_cgroup_paths,
 )
 from data_pipeline_tests.pool_tasks import (
     die_once,
@@ -216,20 +217,34 @@ def test_settings_open_a_pool_sized_for_the_chunks():
 
 
 @pytest.mark.parametrize(
-    ("files", "quota"),
+    ("files", "own_cgroup", "quota"),
     [
-        ({"cpu.max": "150000 100000\n"}, 1.5),
-        ({"cpu.max": "max 100000\n"}, None),
-        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),
-        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-        ({}, None),
+        ({"cpu.max": "150000 100000\n"}, "/", 1.5),
+        ({"cpu.max": "max 100000\n"}, "/", None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, "/", 2.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, "/", None),
+        ({}, "/", None),
+        # A limit on the process's own cgroup, or on an ancestor, counts; the tightest wins.
+        ({"app.slice/job/cpu.max": "50000 100000\n"}, "/app.slice/job", 0.5),
+        (
+            {"app.slice/cpu.max": "300000 100000\n", "app.slice/job/cpu.max": "max 100000\n"},
+            "/app.slice/job",
+            3.0,
+        ),
+        ({"unified/app/cpu.max": "120000 100000\n"}, "/app", 1.2),
     ],
 )
-def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2_files(tmp_path, files, quota):
+def test_the_cgroup_cpu_quota_is_read_from_v1_and_v2_files(tmp_path, files, own_cgroup, quota):
     for name, content in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
-    assert cgroup_cpu_quota(tmp_path) == quota
+    assert cgroup_cpu_quota(tmp_path, own_cgroup) == quota
+
+
+def test_own_cgroup_paths_are_read_for_v1_and_v2(tmp_path):
+    proc_file = tmp_path / "cgroup"
+    proc_file.write_text("4:memory:/a\n1:cpu,cpuacct:/b/c\n0::/d/e\n")
+    assert own_cgroup_paths(str(proc_file)) == {"v1": "/b/c", "v2": "/d/e"}
 
 
 def test_available_cpus_respects_a_fractional_quota(tmp_path):
