@@ -378,7 +378,11 @@ class ProcessPool:
     def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
         """Which worker died, how, and which chunk it was running."""
         # The executor terminates the surviving workers (SIGTERM) and reaps them in its own
-        # thread, so an exit code can read None for a moment after a process has ended.
+        # thread. Reading exit codes while it does races with it (a forkserver child's code
+        # then reads 255), so let that thread finish first.
+        manager = getattr(self._executor, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(_TERMINATE_GRACE_SECONDS)
         deadline = time.monotonic() + 2
         while (
             any(process.exitcode is None for process in self._processes.values())
