@@ -133,7 +133,7 @@ class PoolSettings:
 
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD
-    restarts_on_worker_death: int = 1
+    restarts_on_worker_death: int = 0
 
     def open(
         self, chunk_count: int, preload_modules: Iterable[str] = (), log: Any = logger
@@ -489,33 +489,51 @@ def _initialize_worker(slot_counter: Any, running_task_by_slot: Any, owner_pid: 
         slot_counter.value += 1
     _running_task_by_slot = running_task_by_slot
     _running_task_by_slot[2 * _worker_slot] = os.getpid()
-    threading.Thread(target=_exit_when_orphaned, args=(owner_pid,), daemon=True).start()
+    owner = (owner_pid, _start_time(owner_pid))
+    threading.Thread(target=_exit_when_orphaned, args=(owner,), daemon=True).start()
 
 
-def _exit_when_orphaned(owner_pid: int) -> None:
+def _exit_when_orphaned(owner: tuple[int, str | None]) -> None:
     """End this worker once the process that owns the pool is gone.
 
     A pool owner killed outright (SIGKILL, or a crash) cannot clean up, and its workers would
     wait for tasks forever: they hold both ends of their task pipe, and forkserver workers
     also keep the fork server alive. Polling is crude but works for every start method.
     """
-    while _process_running(owner_pid):
+    while _process_running(*owner):
         time.sleep(_ORPHAN_POLL_SECONDS)
     os._exit(1)
 
 
-def _process_running(pid: int) -> bool:
+def _process_running(pid: int, start_time: str | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``start_time`` (a new process
+    may get the same pid later) and has not exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie has exited but waits for its parent to reap it
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
+    stat = _stat_fields(pid)
+    if stat is None:
         return True  # no /proc (macOS): kill(pid, 0) is all we know
+    state, current_start_time = stat[0], stat[19]
+    # A zombie has exited and only waits for its parent to reap it.
+    return state not in "ZX" and current_start_time == start_time
+
+
+def _start_time(pid: int) -> str | None:
+    stat = _stat_fields(pid)
+    return stat[19] if stat else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [0] state, [19] start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _abort(executor: ProcessPoolExecutor) -> None:

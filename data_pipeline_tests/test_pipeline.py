@@ -1,3 +1,5 @@
+import os
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -6,7 +8,7 @@ from data_pipeline.comparison import compare_serial_and_parallel, markdown_table
 from data_pipeline.generation import write_numbers_file
 from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.pool import PoolSettings
-from data_pipeline.storage import atomic_output
+from data_pipeline.storage import atomic_output, pinned
 from data_pipeline.transforms import transform_values
 
 MESSY = (
@@ -124,3 +126,30 @@ def test_the_comparison_proves_serial_and_parallel_identical(tmp_path):
         assert stage.serial_digest == stage.parallel_digest
     table = markdown_table(comparison)
     assert "| cleaning |" in table and "| transform |" in table and "Parallelism" in table
+
+
+def test_a_pinned_input_is_read_as_it_was_even_if_replaced_meanwhile(tmp_path):
+    source = tmp_path / "numbers.txt"
+    source.write_bytes(b"1\n2\n3\n")
+    with pinned(source) as snapshot:
+        replacement = tmp_path / "other.txt"
+        replacement.write_bytes(b"x\n" * 1000)
+        os.replace(replacement, source)  # what a concurrent run's atomic write does
+        summary = clean_to_parquet(
+            snapshot, tmp_path / "c.parquet", tmp_path / "r.parquet", PoolSettings(2), 2
+        )
+    assert (summary.lines, summary.accepted) == (3, 3)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "c.parquet",
+        "numbers.txt",
+        "r.parquet",
+    ], "the pin is removed afterwards"
+
+
+def test_small_chunks_still_make_few_row_groups(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, 100_000, seed=1, dirty_fraction=0.0)
+    cleaned = tmp_path / "cleaned.parquet"
+    summary = clean_to_parquet(source, cleaned, tmp_path / "r.parquet", PoolSettings(1), 1024)
+    assert summary.chunks > 500
+    assert pq.ParquetFile(cleaned).metadata.num_row_groups <= 2

@@ -12,6 +12,8 @@ from data_pipeline.pool import (
     PoolSettings,
     ProcessPool,
     WorkerDiedError,
+    _process_running,
+    _start_time,
     available_cpus,
     cgroup_cpu_quota,
     effective_workers,
@@ -191,6 +193,20 @@ def test_workers_start_once_and_serve_every_chunk():
     assert pool.stats.chunks == 50
     assert sum(pool.stats.chunks_by_worker.values()) == 50
     assert pool.stats.startup_seconds > 0
+
+
+def test_every_worker_is_started_before_any_work_even_beyond_the_cpu_count():
+    with ProcessPool(6) as pool:
+        started = set(pool._executor._processes)
+    assert len(pool.worker_pids) == 6
+    assert started == pool.worker_pids
+
+
+def test_the_orphan_watchdog_tells_a_reused_pid_from_its_owner():
+    own_start = _start_time(os.getpid())
+    assert _process_running(os.getpid(), own_start)
+    assert not _process_running(os.getpid(), "0")  # same pid, another process
+    assert not _process_running(2**22 + 12345, own_start)  # no such process
 
 
 def test_the_time_breakdown_adds_up_to_the_pool_lifetime():
