@@ -89,9 +89,10 @@ def main() -> None:
                 contention = statistics.median(s.cpu_contention for s in stages)
                 speedup = serial_median / parallel_median
                 items = stages[0].items
+                used_workers = stages[0].pool.workers  # 1 when there was a single chunk
                 print(
                     f"{stage:<10} {size:>8,} {items:>8,} {serial_median:>9.3f} "
-                    f"{parallel_median:>10.3f} {speedup:>7.2f}x {speedup / workers:>10.0%} "
+                    f"{parallel_median:>10.3f} {speedup:>7.2f}x {speedup / used_workers:>10.0%} "
                     f"{1e6 * serial_median / items:>8.1f} {contention:>9.2f}x",
                     flush=True,
                 )

@@ -50,8 +50,8 @@ class NumbersFileConfig(dg.Config):
         default=400_000,
         ge=0,
         description=(
-            "Lines to generate. The default makes the whole job take about half a minute on "
-            "two cores, with the pooled steps' compute well above process overheads."
+            "Lines to generate. The default makes the whole job take 40-60 s on two cores, "
+            "with the pooled steps' compute well above process overheads."
         ),
     )
     seed: int = Field(
