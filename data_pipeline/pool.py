@@ -446,7 +446,7 @@ def _exit_reason(exitcode: int | None) -> str:
         return "stopped answering"
     if exitcode < 0:
         name = signal.Signals(-exitcode).name
-        hint = ", as the out-of-memory killer does" if name == "SIGKILL" else ""
+        hint = " (as the out-of-memory killer does)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
     return f"exited with code {exitcode}"
 
