@@ -23,6 +23,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from data_pipeline.worker_logs import DirectHandler, PipeHandler, WorkerLogRelay
+
 logger = logging.getLogger(__name__)
 
 Task = TypeVar("Task")
@@ -211,6 +213,7 @@ class ProcessPool:
         preload_modules: Iterable[str] = (),
         restarts_on_worker_death: int = 0,
         log: logging.Logger | logging.LoggerAdapter | Any = logger,
+        worker_log_level: int = logging.INFO,
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -224,7 +227,9 @@ class ProcessPool:
         self.start_method = start_method
         self.preload_modules = tuple(preload_modules)
         self.restarts_on_worker_death = restarts_on_worker_death
+        # Records that workers log at this level or above reach ``log`` as they happen.
         self.log = log
+        self.worker_log_level = worker_log_level
         self.stats = PoolStats(
             workers=workers, start_method=start_method if workers > 1 else "none"
         )
@@ -232,12 +237,19 @@ class ProcessPool:
         self._executor: ProcessPoolExecutor | None = None
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._running_task_by_slot: Any = None
+        self._log_relay: WorkerLogRelay | None = None
+        self._in_process_logs: contextlib.ExitStack | None = None
         self._created_at = 0.0
 
     def __enter__(self) -> "ProcessPool":
         self._created_at = time.monotonic()
         if self.workers > 1:
             self._start_executor()
+        else:
+            self._in_process_logs = contextlib.ExitStack()
+            self._in_process_logs.enter_context(
+                _root_logging_to(DirectHandler(self.log, self.worker_log_level))
+            )
         self.stats.startup_seconds = time.monotonic() - self._created_at
         return self
 
@@ -258,11 +270,18 @@ class ProcessPool:
         # worker held, which the executor itself does not know.
         slot_counter = context.Value("i", 0)
         self._running_task_by_slot = context.RawArray("q", [0, _IDLE] * self.workers)
+        self._log_relay = WorkerLogRelay(context, self.workers, self.log, self.worker_log_level)
         self._executor = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
             initializer=_initialize_worker,
-            initargs=(slot_counter, self._running_task_by_slot, os.getpid()),
+            initargs=(
+                slot_counter,
+                self._running_task_by_slot,
+                os.getpid(),
+                self._log_relay.writers,
+                self.worker_log_level,
+            ),
         )
         try:
             # Each warm-up waits until every worker has started: while none is idle, each
@@ -275,27 +294,36 @@ class ProcessPool:
             for future in warm_ups:
                 future.result()
         except BrokenProcessPool as error:
-            _abort(self._executor)
-            self._executor = None
+            self._stop_workers(abort=True)
             raise WorkerDiedError(
                 f"pool workers failed to start ({self.start_method}): {error}. Is the package "
                 "installed in this environment (`pip install -e .`)?"
             ) from error
         except BaseException:
-            _abort(self._executor)
-            self._executor = None
+            self._stop_workers(abort=True)
             raise
+        self._log_relay.release_writers()
         self._processes = dict(self._executor._processes)
         self.worker_pids.update(self._processes)
 
+    def _stop_workers(self, abort: bool) -> None:
+        """Wait for the workers (or terminate them), then forward their last log records."""
+        if self._executor is not None:
+            if abort:
+                _abort(self._executor)
+            else:
+                self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._log_relay is not None:
+            self._log_relay.close()
+            self._log_relay = None
+
     def __exit__(self, exc_type, exc, traceback) -> None:
         closing = time.monotonic()
-        if self._executor is not None:
-            if exc_type is None:
-                self._executor.shutdown(wait=True)
-            else:
-                _abort(self._executor)
-            self._executor = None
+        self._stop_workers(abort=exc_type is not None)
+        if self._in_process_logs is not None:
+            self._in_process_logs.close()
+            self._in_process_logs = None
         self.stats.shutdown_seconds = time.monotonic() - closing
         self.stats.wall_seconds = time.monotonic() - self._created_at
 
@@ -363,7 +391,7 @@ class ProcessPool:
                 self.log.warning(f"{death} Retrying the unfinished chunks on a fresh pool.")
                 unfinished = [(index, task) for index, task, _ in in_flight]
                 in_flight.clear()
-                _abort(self._executor)
+                self._stop_workers(abort=True)
                 self._start_executor()
                 for index, task in unfinished:
                     submit(index, task)
@@ -476,7 +504,13 @@ def _wait_for_all_workers(timeout: float) -> None:
         time.sleep(0.002)
 
 
-def _initialize_worker(slot_counter: Any, running_task_by_slot: Any, owner_pid: int) -> None:
+def _initialize_worker(
+    slot_counter: Any,
+    running_task_by_slot: Any,
+    owner_pid: int,
+    log_writers: list,
+    log_level: int,
+) -> None:
     global _worker_slot, _running_task_by_slot
     # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. SIGTERM
     # gets its default action back, in case the parent's handler was inherited.
@@ -489,6 +523,13 @@ def _initialize_worker(slot_counter: Any, running_task_by_slot: Any, owner_pid: 
         slot_counter.value += 1
     _running_task_by_slot = running_task_by_slot
     _running_task_by_slot[2 * _worker_slot] = os.getpid()
+    for slot, writer in enumerate(log_writers):
+        if slot != _worker_slot:
+            writer.close()  # so each pipe ends when its own worker does
+    name = f"worker {_worker_slot} pid {os.getpid()}"
+    root = logging.getLogger()
+    root.handlers = [PipeHandler(log_writers[_worker_slot], name, log_level)]
+    root.setLevel(log_level)
     owner = (owner_pid, _start_time(owner_pid))
     threading.Thread(target=_exit_when_orphaned, args=(owner,), daemon=True).start()
 
@@ -549,6 +590,20 @@ def _abort(executor: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
             process.join(1.0)
+
+
+@contextlib.contextmanager
+def _root_logging_to(handler: logging.Handler) -> Iterator[None]:
+    """Send records of this process's loggers to ``handler`` too, for the pool's lifetime."""
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous_level, handler.level) if previous_level else handler.level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
 
 
 @contextlib.contextmanager

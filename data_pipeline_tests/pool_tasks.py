@@ -92,3 +92,24 @@ def own_a_busy_pool(start_method: str) -> None:
     with ProcessPool(2, start_method) as pool:
         print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
         list(pool.map(sleep_for, [60.0] * 4))
+
+
+def log_and_square(value: int) -> int:
+    """Log at two levels from inside a worker, then work."""
+    import logging
+
+    task_logger = logging.getLogger("data_pipeline_tests.pool_tasks")
+    task_logger.info("squaring %d", value)
+    if value == 3:
+        task_logger.warning("three is a suspicious value")
+    return value * value
+
+
+def log_then_die(value: int) -> int:
+    import logging
+
+    logging.getLogger("data_pipeline_tests.pool_tasks").error("last words of task %d", value)
+    if value == 1:
+        os._exit(9)
+    time.sleep(0.2)
+    return value

@@ -1,0 +1,110 @@
+"""Log records from pool workers, forwarded to the parent's logger as they happen.
+
+Each worker sends its records down a pipe of its own: a send returns only once the record is
+in the pipe, so a worker killed right after logging loses nothing, and a worker killed in
+the middle of a send cannot block the others (there is no shared lock, unlike a shared
+``multiprocessing.Queue``). A thread in the parent forwards them, for example to Dagster's
+``context.log``, which shows them in the run's log under the step that owns the pool.
+"""
+
+import contextlib
+import logging
+import threading
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+# Dagster's own records must not be forwarded back into Dagster's log.
+_NOT_FORWARDED = ("dagster",)
+
+
+class WorkerLogRelay:
+    """Parent side: one pipe per worker slot and a thread that forwards what arrives."""
+
+    def __init__(self, context: Any, slots: int, log: Any, level: int = logging.INFO):
+        pipes = [context.Pipe(duplex=False) for _ in range(slots)]
+        self.readers = [reader for reader, _ in pipes]
+        self.writers = [writer for _, writer in pipes]
+        self.level = level
+        self._log = log
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._forward, name="worker-logs", daemon=True)
+        self._thread.start()
+
+    def release_writers(self) -> None:
+        """Close this process's copies of the write ends once every worker has its own, so a
+        pipe reports its end when its worker exits."""
+        for writer in self.writers:
+            writer.close()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Forward what is still in the pipes, then stop (bounded, never a hang)."""
+        self._stopping.set()
+        self._thread.join(timeout)
+        for connection in self.readers + self.writers:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+    def _forward(self) -> None:
+        open_readers = list(self.readers)
+        while open_readers:
+            ready = wait(open_readers, timeout=0.1)
+            if not ready and self._stopping.is_set():
+                return
+            for reader in ready:
+                try:
+                    record = reader.recv()
+                except (EOFError, OSError):
+                    open_readers.remove(reader)
+                    continue
+                forward(self._log, record)
+
+
+def forward(log: Any, record: dict) -> None:
+    log.log(record["level"], f"[{record['worker']}] {record['message']}")
+
+
+class PipeHandler(logging.Handler):
+    """Worker side: send each record, as plain data, down this worker's pipe."""
+
+    def __init__(self, writer: Connection, worker: str, level: int):
+        super().__init__(level)
+        self._writer = writer
+        self._worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_NOT_FORWARDED):
+            return
+        try:
+            self._writer.send(
+                {"level": record.levelno, "worker": self._worker, "message": _text(record)}
+            )
+        except Exception:
+            self.handleError(record)
+
+
+class DirectHandler(logging.Handler):
+    """For pools of one worker, which run tasks in this process: the same forwarding."""
+
+    def __init__(self, log: Any, level: int):
+        super().__init__(level)
+        self._log = log
+        self._busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_NOT_FORWARDED) or getattr(self._busy, "active", False):
+            return
+        self._busy.active = True  # the forwarded record must not come back through us
+        try:
+            forward(
+                self._log,
+                {"level": record.levelno, "worker": "in-process", "message": _text(record)},
+            )
+        finally:
+            self._busy.active = False
+
+
+def _text(record: logging.LogRecord) -> str:
+    text = f"{record.name}: {record.getMessage()}"
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    return f"{text}\n{record.exc_text}" if record.exc_text else text

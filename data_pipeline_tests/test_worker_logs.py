@@ -1,0 +1,88 @@
+"""Worker log records reach the Dagster run log, under the step that owns the pool."""
+
+import logging
+
+import dagster as dg
+import pytest
+
+from data_pipeline.pool import ProcessPool, WorkerDiedError
+from data_pipeline_tests.pool_tasks import log_and_square, log_then_die
+
+
+class PoolConfig(dg.Config):
+    workers: int = 2
+
+
+@dg.asset
+def squares(context: dg.AssetExecutionContext, config: PoolConfig) -> list[int]:
+    with ProcessPool(config.workers, log=context.log) as pool:
+        return list(pool.map(log_and_square, range(5)))
+
+
+@dg.asset
+def doomed(context: dg.AssetExecutionContext) -> None:
+    with ProcessPool(2, log=context.log) as pool:
+        list(pool.map(log_then_die, range(4)))
+
+
+def run_log(asset, workers: int = 2) -> tuple[dg.ExecuteInProcessResult, list]:
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [asset],
+        instance=instance,
+        run_config={"ops": {asset.key.path[-1]: {"config": {"workers": workers}}}}
+        if asset is squares
+        else None,
+        raise_on_error=False,
+    )
+    entries = [
+        entry for entry in instance.all_logs(result.run_id) if entry.is_dagster_event is False
+    ]
+    return result, entries
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_worker_log_records_reach_the_run_log_with_worker_and_level(workers):
+    result, entries = run_log(squares, workers)
+    assert result.success
+    forwarded = {
+        entry.user_message: entry
+        for entry in entries
+        if "data_pipeline_tests.pool_tasks" in entry.user_message
+    }
+    messages = "\n".join(forwarded)
+    for value in range(5):
+        assert f"data_pipeline_tests.pool_tasks: squaring {value}" in messages
+    [warning] = [entry for message, entry in forwarded.items() if "suspicious" in message]
+    assert warning.level == logging.WARNING
+    assert warning.step_key == "squares"
+    worker = "[worker " if workers > 1 else "[in-process]"
+    assert all(worker in message for message in forwarded), messages
+
+
+def test_a_record_logged_just_before_a_worker_dies_is_not_lost():
+    result, entries = run_log(doomed)
+    assert not result.success
+    messages = "\n".join(entry.user_message for entry in entries)
+    assert "last words of task 1" in messages
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    assert "exited with code 9" in str(failure.event_specific_data.error)
+
+
+def test_forwarding_ends_with_the_pool():
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    log = logging.getLogger("test_forwarding_ends_with_the_pool")
+    log.addHandler(Collect())
+    log.setLevel(logging.INFO)
+    with ProcessPool(2, log=log) as pool:
+        list(pool.map(log_and_square, range(3)))
+    count = len(records)
+    assert count == 3
+    with pytest.raises(WorkerDiedError), ProcessPool(2, log=log) as pool:
+        list(pool.map(log_then_die, range(4)))
+    assert any("last words of task 1" in record for record in records[count:])
