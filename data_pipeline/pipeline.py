@@ -19,6 +19,7 @@ from data_pipeline.chunking import ByteRange, count_lines, plan_byte_ranges
 from data_pipeline.parsing import CleanedChunk, clean_byte_range
 from data_pipeline.pool import PoolSettings, PoolStats
 from data_pipeline.pool import logger as pool_logger
+from data_pipeline.progress import Progress
 from data_pipeline.storage import atomic_output
 from data_pipeline.transforms import ValueChunk, transform_chunk
 
@@ -85,9 +86,11 @@ def clean_file(
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
+    progress = Progress(log, "cleaning", len(byte_ranges), "lines")
     with pool_settings.open(len(byte_ranges), WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
         for chunk in pool.map(clean_byte_range, byte_ranges, describe):
+            progress.update(chunk.line_count)
             first_line_number = summary.lines + 1
             summary.lines += chunk.line_count
             summary.accepted += len(chunk.accepted_values)
@@ -144,11 +147,13 @@ def transform_cleaned(
                 values=array("q", batch.column("value").to_pylist()),
             )
 
+    progress = Progress(log, "transform", chunk_count, "values")
     with pool_settings.open(chunk_count, WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
         for columns in pool.map(transform_chunk, tasks(), str):
             # Results come back in task order, so the oldest waiting batch is their input.
             batch = _transformed_batch(waiting.popleft(), columns)
+            progress.update(batch.num_rows)
             summary.rows += batch.num_rows
             summary.chunks += 1
             yield batch
