@@ -20,6 +20,7 @@ from data_pipeline.comparison import (
     verdict,
 )
 from data_pipeline.generation import write_numbers_file
+from data_pipeline.insight import insight_markdown, pool_insight
 from data_pipeline.parsing import RejectReason
 from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.pool import ChunkFailedError, PoolStats
@@ -297,19 +298,20 @@ def _retried_only_for_worker_deaths() -> Iterator[None]:
         raise dg.Failure(str(error), allow_retries=False) from error
 
 
-def _pool_sentence(pool: PoolStats | None) -> str:
-    if pool is None or pool.workers == 1:
+def _pool_sentence(pool: PoolStats) -> str:
+    if pool.workers == 1:
         return "serially in the step process"
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
 
 
-def _pool_metadata(pool: PoolStats | None, chunks: int, seconds: float) -> dict[str, object]:
+def _pool_metadata(pool: PoolStats, chunks: int, seconds: float) -> dict[str, object]:
     return {
-        "workers": pool.workers if pool else 1,
-        "start_method": pool.start_method if pool else "none",
+        "workers": pool.workers,
+        "start_method": pool.start_method,
         "chunks": chunks,
         "seconds": seconds,
-        "pool_start_seconds": pool.startup_seconds if pool else 0.0,
+        **pool_insight(pool),
+        "workers_table": dg.MetadataValue.md(insight_markdown(pool)),
     }
 
 

@@ -89,13 +89,21 @@ def clean_file(
     progress = Progress(log, "cleaning", len(byte_ranges), "lines")
     with pool_settings.open(len(byte_ranges), WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
-        for chunk in pool.map(clean_byte_range, byte_ranges, describe):
+        for chunk in pool.map(clean_byte_range, byte_ranges, describe, _line_count):
             progress.update(chunk.line_count)
             first_line_number = summary.lines + 1
             summary.lines += chunk.line_count
             summary.accepted += len(chunk.accepted_values)
             summary.rejected_by_reason.update(chunk.rejected_reasons)
             yield _cleaned_batches(chunk, first_line_number)
+
+
+def _line_count(chunk: CleanedChunk) -> int:
+    return chunk.line_count
+
+
+def _row_count(columns: dict[str, list]) -> int:
+    return len(columns["square"])
 
 
 def _cleaned_batches(
@@ -150,7 +158,7 @@ def transform_cleaned(
     progress = Progress(log, "transform", chunk_count, "values")
     with pool_settings.open(chunk_count, WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
-        for columns in pool.map(transform_chunk, tasks(), str):
+        for columns in pool.map(transform_chunk, tasks(), str, _row_count):
             # Results come back in task order, so the oldest waiting batch is their input.
             batch = _transformed_batch(waiting.popleft(), columns)
             progress.update(batch.num_rows)

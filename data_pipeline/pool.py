@@ -172,6 +172,7 @@ class PoolStats:
     busy_seconds_by_worker: dict[int, float] = field(default_factory=dict)
     cpu_seconds_by_worker: dict[int, float] = field(default_factory=dict)
     chunks_by_worker: dict[int, int] = field(default_factory=dict)
+    items_by_worker: dict[int, int] = field(default_factory=dict)
 
     @property
     def busy_seconds(self) -> float:
@@ -239,6 +240,7 @@ class ProcessPool:
         self._running_task_by_slot: Any = None
         self._log_relay: WorkerLogRelay | None = None
         self._in_process_logs: contextlib.ExitStack | None = None
+        self._count_items: Callable[[Any], int] | None = None
         self._created_at = 0.0
 
     def __enter__(self) -> "ProcessPool":
@@ -332,8 +334,11 @@ class ProcessPool:
         function: Callable[[Task], Result],
         tasks: Iterable[Task],
         describe: Callable[[Task], str] | None = None,
+        count_items: Callable[[Result], int] | None = None,
     ) -> Iterator[Result]:
         """Yield ``function(task)`` for every task, in the order of ``tasks``.
+
+        ``count_items(result)`` tells how many items a result holds, for per-worker insight.
 
         At most two tasks per worker are in flight, so memory stays bounded however many
         tasks there are. A task that raises ends the map with :class:`ChunkFailedError`
@@ -343,6 +348,7 @@ class ProcessPool:
         describe = describe or _describe_by_type
         if self._executor is None and self.workers > 1:
             raise RuntimeError("use the pool inside a 'with' block")
+        self._count_items = count_items
         started = time.monotonic()
         try:
             if self._executor is None:
@@ -453,6 +459,9 @@ class ProcessPool:
         )
         stats.cpu_seconds_by_worker[pid] = stats.cpu_seconds_by_worker.get(pid, 0.0) + cpu_seconds
         stats.chunks_by_worker[pid] = stats.chunks_by_worker.get(pid, 0) + 1
+        if self._count_items is not None:
+            items = self._count_items(result)
+            stats.items_by_worker[pid] = stats.items_by_worker.get(pid, 0) + items
         handed_over = time.monotonic()
         yield result
         stats.collect_seconds += time.monotonic() - handed_over

@@ -47,6 +47,15 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
     assert cleaned["rejected"] == pq.read_metadata(data / "rejected_lines.parquet").num_rows
     assert cleaned["workers"] == 2 and cleaned["chunks"] > 2
     assert transformed["rows"] == cleaned["accepted"]
+    for pooled, total in ((cleaned, cleaned["lines"]), (transformed, transformed["rows"])):
+        per_worker = [key for key in pooled if key.startswith("worker_") and key.endswith("_items")]
+        assert len(per_worker) == 2, "insight for each of the two workers"
+        assert sum(pooled[key] for key in per_worker) == total
+        chunk_keys = [key.replace("_items", "_chunks") for key in per_worker]
+        assert sum(pooled[key] for key in chunk_keys) == pooled["chunks"]
+        assert pooled["load_imbalance"] >= 1.0
+        assert "compute" in pooled["conclusion"] and "start-up" in pooled["conclusion"]
+        assert "| worker | pid |" in pooled["workers_table"]
     assert transformed["rows"] == pq.read_metadata(data / "transformed_numbers.parquet").num_rows
 
     for key in (
