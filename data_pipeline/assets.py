@@ -100,7 +100,7 @@ def numbers_file(
     or copied from `source_path`. Written to `numbers.txt` in the data directory."""
     # The pool is not used here, but asking for it validates its config before any work
     # starts, so a bad setting fails the first step rather than the third.
-    context.log.info(f"plan: {process_pool.describe_plan()}")
+    context.log.info(process_pool.describe_plan())
     target = data_directory() / NUMBERS_FILE
     metadata: dict[str, object] = {}
     if config.source_path:
@@ -143,6 +143,7 @@ def cleaned_numbers(
     """Every line of numbers.txt parsed on a process pool: accepted values, in file order, go
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
+    context.log.info(process_pool.describe_plan())
     directory = data_directory()
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
@@ -191,6 +192,7 @@ def transformed_numbers(
     largest prime factor and primality, computed per value in plain Python on a process pool
     (the reference any faster strategy must match). Written in input order to
     `transformed_numbers.parquet`."""
+    context.log.info(process_pool.describe_plan())
     directory = data_directory()
     started = time.perf_counter()
     with _retried_only_for_worker_deaths():
@@ -230,6 +232,7 @@ def parallelism_report(
     serially (same functions, one process) and on the pool, fails if their outputs differ
     in any value or in order, and records timings, speedup, efficiency and where the
     parallel time went (pool start, compute, collecting results)."""
+    context.log.info(process_pool.describe_plan())
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
     source = _existing_input(data_directory() / NUMBERS_FILE, "numbers_file")

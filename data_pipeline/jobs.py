@@ -3,18 +3,20 @@
 import dagster as dg
 
 from data_pipeline.assets import GROUP, POOLED_STEP_TAGS
+from data_pipeline.budget import cpu_plan
 
-# Each pooled step already starts one worker per available CPU, so a second pooled step at
-# the same time would only oversubscribe the CPUs and spoil the report's timings. Every step
-# still runs in its own process; the tag limit keeps pooled steps one at a time even if
-# max_concurrent is raised for lighter steps.
-MAX_CONCURRENT_STEPS = 1
+# The CPU budget decides how many pooled steps run at once (and, in the resource, how many
+# workers each gets), so steps x workers never exceeds the CPUs: see budget.py. Lighter
+# steps (checks, the input file) count against max_concurrent too, so it stays the same.
+PLAN = cpu_plan()
+MAX_CONCURRENT_STEPS = PLAN.steps_at_once
 
 numbers_executor = dg.multiprocess_executor.configured(
     {
         "max_concurrent": MAX_CONCURRENT_STEPS,
         "tag_concurrency_limits": [
-            {"key": key, "value": value, "limit": 1} for key, value in POOLED_STEP_TAGS.items()
+            {"key": key, "value": value, "limit": PLAN.steps_at_once}
+            for key, value in POOLED_STEP_TAGS.items()
         ],
     },
     name="numbers_executor",

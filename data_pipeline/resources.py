@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field, field_validator
 
+from data_pipeline.budget import cpu_plan
 from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod, available_cpus
 
 # Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
@@ -24,9 +25,10 @@ class ProcessPoolResource(dg.ConfigurableResource):
         default=None,
         ge=1,
         description=(
-            "Worker processes per pooled step. Unset: one per CPU available to the step "
-            f"(affinity and cgroup quota aware; {available_cpus()} here). 1 runs the work "
-            "serially inside the step process, which is handy for debugging."
+            "Worker processes per pooled step. Unset: the CPU budget's share for one step "
+            "(every available CPU unless DATA_PIPELINE_CPUS / DATA_PIPELINE_STEPS_AT_ONCE say "
+            "otherwise; affinity and cgroup quota aware). 1 runs the work serially inside "
+            "the step process, which is handy for debugging."
         ),
     )
     start_method: StartMethod = Field(
@@ -72,16 +74,15 @@ class ProcessPoolResource(dg.ConfigurableResource):
         return workers
 
     def describe_plan(self) -> str:
-        """One line for the log: how pooled steps will run."""
-        workers = self.workers or available_cpus()
-        return (
-            f"pooled steps run one at a time, each on up to {workers} {self.start_method} "
-            f"worker(s) ({available_cpus()} CPUs available)"
-        )
+        """One line for the log: the CPU plan, and this pool's workers if set by hand."""
+        plan = cpu_plan()
+        if self.workers is None:
+            return f"{plan}; {self.start_method} workers"
+        return f"{plan}; workers set by hand to {self.workers} ({self.start_method})"
 
     def settings(self) -> PoolSettings:
         return PoolSettings(
-            workers=self.workers,
+            workers=self.workers or cpu_plan().workers_per_step,
             start_method=self.start_method,
             restarts_on_worker_death=self.restarts_on_worker_death,
         )

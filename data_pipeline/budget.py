@@ -1,0 +1,69 @@
+"""The CPU budget: one place that decides how many steps run at once and how many workers
+each pool gets, so that steps x workers never exceeds the CPUs the pipeline may use.
+
+Set it with two environment variables, read when the definitions load (so set them for
+`dagster dev`, the daemon and `dagster job execute` alike):
+
+- ``DATA_PIPELINE_CPUS``: CPUs the pipeline may use (default: every CPU available to it,
+  affinity and cgroup quota aware; a larger value is capped there).
+- ``DATA_PIPELINE_STEPS_AT_ONCE``: pooled steps that may run at the same time (default 1).
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from data_pipeline.pool import available_cpus
+
+CPUS_VARIABLE = "DATA_PIPELINE_CPUS"
+STEPS_VARIABLE = "DATA_PIPELINE_STEPS_AT_ONCE"
+
+# Native thread pools in workers are capped to one thread each (see pool.py), so a worker is
+# one busy CPU at most.
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    cpus_available: int
+    cpus: int
+    steps_at_once: int
+    workers_per_step: int
+
+    @property
+    def processes(self) -> int:
+        """Busy processes at most: pooled steps at once times their workers."""
+        return self.steps_at_once * self.workers_per_step
+
+    def __str__(self) -> str:
+        return (
+            f"CPU plan: {self.steps_at_once} pooled step(s) at once x {self.workers_per_step} "
+            f"worker(s) = {self.processes} of a budget of {self.cpus} CPU(s) "
+            f"({self.cpus_available} available; set {CPUS_VARIABLE} and {STEPS_VARIABLE} "
+            "to change)"
+        )
+
+
+def cpu_plan(environ: Mapping[str, str] = os.environ, cpus_available: int | None = None) -> CpuPlan:
+    """The plan for this machine and environment; bad values fail naming the variable."""
+    available = available_cpus() if cpus_available is None else cpus_available
+    cpus = min(_positive(environ, CPUS_VARIABLE, available), available)
+    steps = min(_positive(environ, STEPS_VARIABLE, 1), cpus)
+    return CpuPlan(
+        cpus_available=available,
+        cpus=cpus,
+        steps_at_once=steps,
+        workers_per_step=max(1, cpus // steps),
+    )
+
+
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: expected a whole number of at least 1")
+    return value
