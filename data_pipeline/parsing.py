@@ -21,6 +21,7 @@ The rules (also in the README):
   de-duplication is a downstream decision.
 """
 
+import logging
 import re
 from array import array
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from data_pipeline.chunking import ByteRange, read_lines
+
+logger = logging.getLogger(__name__)
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -164,4 +167,7 @@ def clean_byte_range(byte_range: ByteRange) -> CleanedChunk:
         else:
             chunk.accepted_positions.append(position)
             chunk.accepted_values.append(outcome)
+    logger.debug(
+        "%s: %d lines, %d rejected", byte_range, chunk.line_count, len(chunk.rejected_reasons)
+    )
     return chunk

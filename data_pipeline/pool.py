@@ -136,6 +136,7 @@ class PoolSettings:
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD
     restarts_on_worker_death: int = 0
+    worker_log_level: int = logging.INFO
 
     def open(
         self, chunk_count: int, preload_modules: Iterable[str] = (), log: Any = logger
@@ -147,6 +148,7 @@ class PoolSettings:
             preload_modules,
             restarts_on_worker_death=self.restarts_on_worker_death,
             log=log,
+            worker_log_level=self.worker_log_level,
         )
 
 

@@ -1,5 +1,8 @@
 """The process pool as a Dagster resource: one place to size and tune every pooled step."""
 
+import logging
+from typing import Literal
+
 import dagster as dg
 from pydantic import Field, field_validator
 
@@ -61,6 +64,14 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ),
     )
 
+    worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description=(
+            "Records that tasks log at this level or above inside pool workers are forwarded "
+            "to the step's log as they happen."
+        ),
+    )
+
     @field_validator("workers")
     @classmethod
     def _sane_worker_count(cls, workers: int | None) -> int | None:
@@ -85,4 +96,5 @@ class ProcessPoolResource(dg.ConfigurableResource):
             workers=self.workers or cpu_plan().workers_per_step,
             start_method=self.start_method,
             restarts_on_worker_death=self.restarts_on_worker_death,
+            worker_log_level=logging.getLevelName(self.worker_log_level),
         )
