@@ -113,3 +113,8 @@ def log_then_die(value: int) -> int:
         os._exit(9)
     time.sleep(0.2)
     return value
+
+
+def thread_limits(_: object) -> dict[str, str | None]:
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    return {name: os.environ.get(name) for name in names}

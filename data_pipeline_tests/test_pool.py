@@ -28,6 +28,7 @@ from data_pipeline_tests.pool_tasks import (
     raise_unpicklable,
     return_unpicklable,
     square_after_delay,
+    thread_limits,
 )
 from data_pipeline_tests.processes import alive
 
@@ -207,6 +208,14 @@ def test_the_orphan_watchdog_tells_a_reused_pid_from_its_owner():
     assert _process_running(os.getpid(), own_start)
     assert not _process_running(os.getpid(), "0")  # same pid, another process
     assert not _process_running(2**22 + 12345, own_start)  # no such process
+
+
+def test_workers_cap_native_thread_pools_at_one_thread(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with ProcessPool(2, "spawn") as pool:
+        [limits] = list(pool.map(thread_limits, [None]))
+    assert limits == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def test_the_time_breakdown_adds_up_to_the_pool_lifetime():

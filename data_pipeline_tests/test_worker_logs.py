@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from data_pipeline.pool import ProcessPool, WorkerDiedError
+from data_pipeline.progress import Progress
 from data_pipeline_tests.pool_tasks import log_and_square, log_then_die
 
 
@@ -17,6 +18,13 @@ class PoolConfig(dg.Config):
 def squares(context: dg.AssetExecutionContext, config: PoolConfig) -> list[int]:
     with ProcessPool(config.workers, log=context.log) as pool:
         return list(pool.map(log_and_square, range(5)))
+
+
+@dg.asset
+def counted(context: dg.AssetExecutionContext) -> None:
+    progress = Progress(context.log, "counting", total_chunks=4, unit="values", min_seconds=0)
+    for _ in range(4):
+        progress.update(1000)
 
 
 @dg.asset
@@ -86,3 +94,11 @@ def test_forwarding_ends_with_the_pool():
     with pytest.raises(WorkerDiedError), ProcessPool(2, log=log) as pool:
         list(pool.map(log_then_die, range(4)))
     assert any("last words of task 1" in record for record in records[count:])
+
+
+def test_progress_lines_reach_the_run_log():
+    _, entries = run_log(counted)
+    lines = [entry.user_message for entry in entries if entry.user_message.startswith("counting")]
+    assert len(lines) == 4
+    assert lines[-1].startswith("counting: 4/4 chunks (100%)")
+    assert all(entry.step_key == "counted" for entry in entries if entry.user_message in lines)
