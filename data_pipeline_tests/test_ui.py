@@ -1,0 +1,209 @@
+"""End to end through the UI's own path: a real `dagster dev` (webserver and daemon) on
+127.0.0.1, started from workspace.yaml as the README says, driven through its GraphQL API."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from data_pipeline.definitions import defs
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+LOCATION = {"repositoryLocationName": "data_pipeline", "repositoryName": "__repository__"}
+ASSETS = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
+CHECKS = {
+    "cleaned_numbers": "every_line_accepted_or_rejected",
+    "transformed_numbers": "one_transformed_row_per_accepted_value",
+    "parallelism_report": "serial_and_parallel_outputs_identical",
+}
+RUN_CONFIG = {
+    "ops": {"numbers_file": {"config": {"count": 20_000, "dirty_fraction": 0.1}}},
+    "resources": {"process_pool": {"config": {"workers": 2, "cleaning_chunk_bytes": 16384}}},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DagsterDev:
+    def __init__(self, port: int, log: Path):
+        self.url, self.port, self.log = f"http://127.0.0.1:{port}", port, log
+
+    def graphql(self, query: str, **variables) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            json.dumps({"query": query, "variables": variables}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.load(response)
+        assert "errors" not in answer, answer["errors"]
+        return answer["data"]
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-4000:]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, isolated_directories):
+    port, log = free_port(), tmp_path / "dagster_dev.log"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPOSITORY,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so all of it can be stopped
+        )
+    server = DagsterDev(port, log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, f"dagster dev exited:\n{server.log_tail()}"
+                assert time.monotonic() < deadline, f"never answered:\n{server.log_tail()}"
+                time.sleep(0.5)
+        yield server
+    finally:
+        stop_process_group(process)
+        assert not port_open(port), "the webserver's port is still open"
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    for signal_number, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, signal_number)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                process.wait()
+                return
+            process.poll()
+            time.sleep(0.2)
+
+
+def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
+    server = dagster_dev
+    workspace = server.graphql(
+        """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+             locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+    )
+    [entry] = workspace["workspaceOrError"]["locationEntries"]
+    assert entry["loadStatus"] == "LOADED"
+    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+
+    repository = server.graphql(
+        """query($selector: RepositorySelector!) {
+             repositoryOrError(repositorySelector: $selector) {
+               ... on Repository { jobs { name } schedules { name } } } }""",
+        selector=LOCATION,
+    )["repositoryOrError"]
+    assert "numbers_job" in {job["name"] for job in repository["jobs"]}
+    assert {schedule["name"] for schedule in repository["schedules"]} == {"numbers_daily_schedule"}
+    nodes = server.graphql(
+        """{ assetNodes { assetKey { path } groupName
+             assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
+    )["assetNodes"]
+    by_name = {node["assetKey"]["path"][-1]: node for node in nodes}
+    assert sorted(by_name) == sorted(ASSETS)
+    assert {node["groupName"] for node in nodes} == {"numbers"}
+    for asset, check in CHECKS.items():
+        checks = by_name[asset]["assetChecksOrError"]["checks"]
+        assert checks == [{"name": check, "blocking": True}]
+
+    launched = server.graphql(
+        """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+             ... on RunConfigValidationInvalid { errors { message } } } }""",
+        params={
+            "selector": {**LOCATION, "pipelineName": "numbers_job"},
+            "runConfigData": RUN_CONFIG,
+        },
+    )["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    while True:
+        status = server.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id
+        )["runOrError"]["status"]
+        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+            break
+        assert time.monotonic() < deadline, f"run still {status}:\n{server.log_tail()}"
+        time.sleep(1)
+    assert status == "SUCCESS", server.log_tail()
+
+    for asset in ASSETS:
+        answer = server.graphql(
+            """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
+                 assetMaterializations(limit: 1) { runId metadataEntries { label
+                   ... on FloatMetadataEntry { floatValue } } } } } }""",
+            key={"path": [asset]},
+        )["assetOrError"]
+        [materialization] = answer["assetMaterializations"]
+        assert materialization["runId"] == run_id
+        if asset == "parallelism_report":
+            floats = {
+                entry["label"]: entry.get("floatValue")
+                for entry in materialization["metadataEntries"]
+            }
+            assert floats["serial_seconds"] > 0 and floats["parallel_seconds"] > 0
+    for asset, check in CHECKS.items():
+        execution = server.graphql(
+            """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
+                 ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name
+                   executionForLatestMaterialization { status } } } } } } }""",
+            key={"path": [asset]},
+        )["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        assert execution == [
+            {"name": check, "executionForLatestMaterialization": {"status": "SUCCEEDED"}}
+        ]
+
+
+def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
+    server = dagster_dev
+    started = server.graphql(
+        """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+             __typename ... on ScheduleStateResult { scheduleState { status } }
+             ... on PythonError { message } } }""",
+        selector={**LOCATION, "scheduleName": "numbers_daily_schedule"},
+    )["startSchedule"]
+    assert started["scheduleState"]["status"] == "RUNNING", started
+    # The next real tick is at 06:00 UTC: rather than wait for it, evaluate the schedule as
+    # the daemon would and validate the run it requests.
+    schedule = defs.resolve_schedule_def("numbers_daily_schedule")
+    with dg.build_schedule_context() as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    job = defs.resolve_job_def("numbers_job")
+    assert schedule.job_name == job.name
+    assert dg.validate_run_config(job, request.run_config) is not None
