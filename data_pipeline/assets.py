@@ -249,6 +249,9 @@ def parallelism_report(
     table = markdown_table(comparison)
     context.log.info(verdict(comparison))
     metadata: dict[str, object] = {
+        # The verdict and the table first: that is what a person opening the asset reads.
+        "verdict": verdict(comparison),
+        "summary": dg.MetadataValue.md(table),
         "serial_seconds": comparison.serial_seconds,
         "parallel_seconds": comparison.parallel_seconds,
         "speedup": comparison.speedup,
@@ -266,8 +269,6 @@ def parallelism_report(
         "load_average_1m_before": load_before,
         "other_steps_running": ", ".join(other_steps) or "none",
         "outputs_identical": True,
-        "summary": dg.MetadataValue.md(table),
-        "verdict": verdict(comparison),
     }
     for stage in comparison.stages:
         metadata |= {
@@ -279,7 +280,7 @@ def parallelism_report(
             f"{stage.name}_serial_digest": stage.serial_digest,
             f"{stage.name}_parallel_digest": stage.parallel_digest,
         }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=_readable(metadata))
 
 
 def _existing_input(path: Path, producer: str) -> Path:
@@ -307,15 +308,25 @@ def _pool_sentence(pool: PoolStats) -> str:
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
 
 
-def _pool_metadata(pool: PoolStats, chunks: int, seconds: float) -> dict[str, object]:
+def _readable(metadata: dict[str, object]) -> dict[str, object]:
+    """Floats rounded to 4 decimals: the UI shows every digit, and timings are not that exact."""
     return {
-        "workers": pool.workers,
-        "start_method": pool.start_method,
-        "chunks": chunks,
-        "seconds": seconds,
-        **pool_insight(pool),
-        "workers_table": dg.MetadataValue.md(insight_markdown(pool)),
+        key: round(value, 4) if isinstance(value, float) else value
+        for key, value in metadata.items()
     }
+
+
+def _pool_metadata(pool: PoolStats, chunks: int, seconds: float) -> dict[str, object]:
+    return _readable(
+        {
+            "workers": pool.workers,
+            "start_method": pool.start_method,
+            "chunks": chunks,
+            "seconds": seconds,
+            **pool_insight(pool),
+            "workers_table": dg.MetadataValue.md(insight_markdown(pool)),
+        }
+    )
 
 
 def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:

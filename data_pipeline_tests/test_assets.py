@@ -74,7 +74,9 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
     assert report["workers"] == 2
     assert report["items"] == 3_000
     assert report["outputs_identical"] is True
-    assert report["efficiency"] == pytest.approx(report["speedup"] / 2)
+    assert report["efficiency"] == pytest.approx(
+        report["speedup"] / 2, abs=1e-3
+    )  # rounded to 4 decimals
     assert "| transform |" in report["summary"]
     assert sorted(p.name for p in data.iterdir()) == [
         "cleaned_numbers.parquet",

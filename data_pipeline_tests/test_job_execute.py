@@ -86,7 +86,9 @@ def test_numbers_job_runs_every_step_in_its_own_process_and_reports(tmp_path, is
     assert report["workers"] == 2
     assert report["items"] == 20_000
     assert report["serial_seconds"] > 0 and report["parallel_seconds"] > 0
-    assert report["speedup"] == pytest.approx(report["serial_seconds"] / report["parallel_seconds"])
+    assert report["speedup"] == pytest.approx(
+        report["serial_seconds"] / report["parallel_seconds"], rel=1e-2
+    )
     assert report["other_steps_running"] == "none"
     assert report["start_method"] in {"forkserver", "spawn"}
 

@@ -1,0 +1,117 @@
+"""Take the README's UI screenshots from a running `dagster dev`, with headless Chromium.
+
+    python docs/take_screenshots.py [--url http://127.0.0.1:3000] [--chromium chromium]
+
+Materialize the numbers assets first (the report page shows the latest materialization).
+Drives Chromium over its DevTools protocol (with the `websockets` package that the Dagster
+webserver already installs) so it can dismiss the UI's first-visit dialog before each shot.
+"""
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import websockets
+
+DOCS = Path(__file__).resolve().parent
+SHOTS = {
+    "asset_graph.png": ("/locations/data_pipeline/asset-groups/numbers", 1400, 640),
+    "report_metadata.png": ("/assets/parallelism_report", 1400, 1150),
+}
+DISMISS_DIALOG = """
+[...document.querySelectorAll('button')].filter(b => b.textContent.trim() === 'Skip')
+  .forEach(b => b.click());
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def screenshot(debugger: str, url: str, width: int, height: int, target: Path) -> None:
+    counter = itertools.count(1)
+    async with websockets.connect(debugger, max_size=None) as browser:
+
+        async def call(method: str, **params) -> dict:
+            message_id = next(counter)
+            await browser.send(json.dumps({"id": message_id, "method": method, "params": params}))
+            while True:
+                answer = json.loads(await browser.recv())
+                if answer.get("id") == message_id:
+                    return answer.get("result", {})
+
+        await call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        await call("Page.navigate", url=url)
+        for _ in range(3):  # the dialog can appear a moment after the page
+            await asyncio.sleep(4)
+            await call("Runtime.evaluate", expression=DISMISS_DIALOG)
+        await asyncio.sleep(2)
+        shot = await call("Page.captureScreenshot", format="png")
+        target.write_bytes(base64.b64decode(shot["data"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as profile:
+        browser = subprocess.Popen(
+            [
+                args.chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--remote-debugging-port={port}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as page:
+                        targets = json.load(page)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            debugger = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+            for name, (path, width, height) in SHOTS.items():
+                asyncio.run(screenshot(debugger, args.url + path, width, height, DOCS / name))
+                print(f"wrote {DOCS / name}")  # noqa: T201
+        finally:
+            browser.terminate()
+            browser.wait(10)
+
+
+if __name__ == "__main__":
+    main()
