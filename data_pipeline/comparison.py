@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_pipeline.pipeline import (
-    TRANSFORMED_SCHEMA,
+    CLEANED_SCHEMA,
     CleaningSummary,
+    ParquetOutput,
     TransformSummary,
     clean_file,
     transform_cleaned,
@@ -117,59 +119,91 @@ def compare_serial_and_parallel(
 ) -> Comparison:
     """Clean and transform ``numbers_path`` twice, serially (same worker functions, this
     process, no pool) and on a pool, with identical chunks. Raises
-    :class:`OutputMismatchError` if the two disagree in any value or in order."""
+    :class:`OutputMismatchError` if the two disagree in any value or in order.
+
+    Outputs stream through SHA-256 digests (and the cleaned values through a temporary
+    Parquet file beside the input, the transform's input), so memory does not grow with the
+    input."""
     serial = PoolSettings(workers=1)
     _warm_up()
+    with tempfile.TemporaryDirectory(dir=numbers_path.parent, prefix=".comparison-") as scratch:
+        cleaned_paths = {run: Path(scratch) / f"cleaned-{run}.parquet" for run in RUNS}
 
-    def run_cleaning(settings: PoolSettings) -> tuple[float, pa.Table, pa.Table, CleaningSummary]:
-        summary = CleaningSummary()
-        started = time.perf_counter()
-        batches = list(clean_file(numbers_path, settings, cleaning_chunk_bytes, summary, log))
-        seconds = time.perf_counter() - started
-        accepted = pa.Table.from_batches([pair[0] for pair in batches])
-        rejected = pa.Table.from_batches([pair[1] for pair in batches])
-        return seconds, accepted, rejected, summary
+        def run_cleaning(run: str, settings: PoolSettings) -> StreamedRun:
+            summary, digest = CleaningSummary(), StreamDigest()
+            started = time.perf_counter()
+            with ParquetOutput(cleaned_paths[run], CLEANED_SCHEMA) as cleaned:
+                for accepted, rejected in clean_file(
+                    numbers_path, settings, cleaning_chunk_bytes, summary, log
+                ):
+                    cleaned.write(accepted)
+                    digest.update(accepted, rejected)
+            seconds = time.perf_counter() - started
+            return StreamedRun(seconds, digest, summary.pool, summary.lines)
 
-    serial_clean = run_cleaning(serial)
-    parallel_clean = run_cleaning(pool_settings)
-    for position, name in ((1, "accepted values"), (2, "rejected lines")):
-        _require_equal(f"cleaning ({name})", serial_clean[position], parallel_clean[position])
-    accepted = serial_clean[1]
-    chunk_count = -(-accepted.num_rows // transform_chunk_values)
+        def run_transform(settings: PoolSettings) -> StreamedRun:
+            summary, digest = TransformSummary(), StreamDigest()
+            cleaned = pq.ParquetFile(cleaned_paths["serial"])
+            chunk_count = -(-cleaned.metadata.num_rows // transform_chunk_values)
+            batches = cleaned.iter_batches(batch_size=transform_chunk_values)
+            started = time.perf_counter()
+            for batch in transform_cleaned(batches, chunk_count, settings, summary, log):
+                digest.update(batch)
+            seconds = time.perf_counter() - started
+            return StreamedRun(seconds, digest, summary.pool, summary.rows)
 
-    def run_transform(settings: PoolSettings) -> tuple[float, pa.Table, TransformSummary]:
-        summary = TransformSummary()
-        batches = accepted.to_batches(max_chunksize=transform_chunk_values)
-        started = time.perf_counter()
-        transformed = list(transform_cleaned(batches, chunk_count, settings, summary, log))
-        seconds = time.perf_counter() - started
-        return seconds, pa.Table.from_batches(transformed, schema=TRANSFORMED_SCHEMA), summary
-
-    serial_transform = run_transform(serial)
-    parallel_transform = run_transform(pool_settings)
-    _require_equal("transform", serial_transform[1], parallel_transform[1])
-
-    cleaning = StageComparison(
-        name="cleaning",
-        items=serial_clean[3].lines,
-        serial_seconds=serial_clean[0],
-        parallel_seconds=parallel_clean[0],
-        pool=parallel_clean[3].pool,
-        serial_cpu_seconds=serial_clean[3].pool.cpu_seconds,
-        serial_digest=table_digest(serial_clean[1], serial_clean[2]),
-        parallel_digest=table_digest(parallel_clean[1], parallel_clean[2]),
-    )
-    transform = StageComparison(
-        name="transform",
-        items=serial_transform[2].rows,
-        serial_seconds=serial_transform[0],
-        parallel_seconds=parallel_transform[0],
-        pool=parallel_transform[2].pool,
-        serial_cpu_seconds=serial_transform[2].pool.cpu_seconds,
-        serial_digest=table_digest(serial_transform[1]),
-        parallel_digest=table_digest(parallel_transform[1]),
-    )
+        cleaning = _stage(
+            "cleaning", run_cleaning("serial", serial), run_cleaning("parallel", pool_settings)
+        )
+        transform = _stage("transform", run_transform(serial), run_transform(pool_settings))
     return Comparison(cleaning=cleaning, transform=transform, cpus_available=available_cpus())
+
+
+RUNS = ("serial", "parallel")
+
+
+class StreamDigest:
+    """SHA-256 of record batches as they pass, in Arrow's IPC format, and their rows."""
+
+    def __init__(self):
+        self._sha256 = hashlib.sha256()
+        self.rows = 0
+
+    def update(self, *batches: pa.RecordBatch) -> None:
+        for batch in batches:
+            self._sha256.update(batch.serialize())
+            self.rows += batch.num_rows
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+@dataclass(frozen=True)
+class StreamedRun:
+    seconds: float
+    digest: StreamDigest
+    pool: PoolStats
+    items: int
+
+
+def _stage(name: str, serial: StreamedRun, parallel: StreamedRun) -> StageComparison:
+    """Both runs of one stage, after proving their outputs identical."""
+    if serial.digest.hexdigest() != parallel.digest.hexdigest():
+        raise OutputMismatchError(
+            f"{name}: the serial and parallel outputs differ ({serial.digest.rows} rows "
+            f"serially, {parallel.digest.rows} in parallel; digests "
+            f"{serial.digest.hexdigest()[:12]} vs {parallel.digest.hexdigest()[:12]})"
+        )
+    return StageComparison(
+        name=name,
+        items=serial.items,
+        serial_seconds=serial.seconds,
+        parallel_seconds=parallel.seconds,
+        pool=parallel.pool,
+        serial_cpu_seconds=serial.pool.cpu_seconds,
+        serial_digest=serial.digest.hexdigest(),
+        parallel_digest=parallel.digest.hexdigest(),
+    )
 
 
 def _warm_up() -> None:
@@ -182,27 +216,6 @@ def _warm_up() -> None:
         batches = [pair[0] for pair in clean_file(path, PoolSettings(1), 1024, CleaningSummary())]
         for _ in transform_cleaned(batches, len(batches), PoolSettings(1), TransformSummary()):
             pass
-
-
-def table_digest(*tables: pa.Table) -> str:
-    """SHA-256 of the tables' contents (schema, values, order) in Arrow's IPC format."""
-    digest = hashlib.sha256()
-    for table in tables:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table.combine_chunks())
-        digest.update(sink.getvalue())
-    return digest.hexdigest()
-
-
-def _require_equal(what: str, serial: pa.Table, parallel: pa.Table) -> None:
-    if serial.num_rows != parallel.num_rows:
-        raise OutputMismatchError(
-            f"{what}: the serial run gave {serial.num_rows} rows, the parallel run "
-            f"{parallel.num_rows}"
-        )
-    if not serial.equals(parallel):
-        raise OutputMismatchError(f"{what}: serial and parallel outputs differ in content or order")
 
 
 def verdict(comparison: Comparison) -> str:

@@ -1,13 +1,21 @@
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.chunking import UTF8_BOM
-from data_pipeline.comparison import compare_serial_and_parallel, markdown_table
+from data_pipeline.comparison import (
+    OutputMismatchError,
+    StreamDigest,
+    StreamedRun,
+    _stage,
+    compare_serial_and_parallel,
+    markdown_table,
+)
 from data_pipeline.generation import write_numbers_file
 from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.pool import PoolSettings
+from data_pipeline.pool import PoolSettings, PoolStats
 from data_pipeline.storage import atomic_output, pinned
 from data_pipeline.transforms import transform_values
 
@@ -126,6 +134,17 @@ def test_the_comparison_proves_serial_and_parallel_identical(tmp_path):
         assert stage.serial_digest == stage.parallel_digest
     table = markdown_table(comparison)
     assert "| cleaning |" in table and "| transform |" in table and "Parallelism" in table
+    assert list(tmp_path.iterdir()) == [source], "the scratch files are removed"
+
+
+def test_outputs_that_differ_fail_the_comparison_loudly():
+    serial, parallel = StreamDigest(), StreamDigest()
+    batch = pa.record_batch([pa.array([1, 2, 3])], names=["value"])
+    serial.update(batch)
+    parallel.update(batch.slice(0, 2))
+    pool = PoolStats(workers=2, start_method="forkserver")
+    with pytest.raises(OutputMismatchError, match="3 rows serially, 2 in parallel"):
+        _stage("transform", StreamedRun(1.0, serial, pool, 3), StreamedRun(0.5, parallel, pool, 2))
 
 
 def test_a_pinned_input_is_read_as_it_was_even_if_replaced_meanwhile(tmp_path):
