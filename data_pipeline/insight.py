@@ -29,9 +29,10 @@ def pool_insight(stats: PoolStats) -> dict[str, float | int | str]:
 def load_imbalance(stats: PoolStats) -> float:
     """Busy time of the slowest worker over the fastest's (1.0 is a perfect balance)."""
     busy = list(stats.busy_seconds_by_worker.values())
-    if len(busy) < 2 or min(busy) <= 0:
+    if len(busy) < 2 or max(busy) <= 0:
         return 1.0
-    return max(busy) / min(busy)
+    # A worker that got no chunk at all is floored at a millisecond: a huge ratio, not inf.
+    return max(busy) / max(min(busy), 1e-3)
 
 
 def conclusion(stats: PoolStats) -> str:

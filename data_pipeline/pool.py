@@ -275,18 +275,22 @@ class ProcessPool:
         slot_counter = context.Value("i", 0)
         self._running_task_by_slot = context.RawArray("q", [0, _IDLE] * self.workers)
         self._log_relay = WorkerLogRelay(context, self.workers, self.log, self.worker_log_level)
-        self._executor = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=context,
-            initializer=_initialize_worker,
-            initargs=(
-                slot_counter,
-                self._running_task_by_slot,
-                os.getpid(),
-                self._log_relay.writers,
-                self.worker_log_level,
-            ),
-        )
+        try:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_initialize_worker,
+                initargs=(
+                    slot_counter,
+                    self._running_task_by_slot,
+                    os.getpid(),
+                    self._log_relay.writers,
+                    self.worker_log_level,
+                ),
+            )
+        except BaseException:
+            self._stop_workers(abort=True)
+            raise
         try:
             # Each warm-up waits until every worker has started: while none is idle, each
             # submit makes the executor start one more process.
@@ -309,6 +313,8 @@ class ProcessPool:
         self._log_relay.release_writers()
         self._processes = dict(self._executor._processes)
         self.worker_pids.update(self._processes)
+        for pid in self._processes:  # a worker that gets no chunk still counts in the insight
+            self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)
 
     def _stop_workers(self, abort: bool) -> None:
         """Wait for the workers (or terminate them), then forward their last log records."""
@@ -609,7 +615,8 @@ def _root_logging_to(handler: logging.Handler) -> Iterator[None]:
     root = logging.getLogger()
     previous_level = root.level
     root.addHandler(handler)
-    root.setLevel(min(previous_level, handler.level) if previous_level else handler.level)
+    if previous_level > handler.level:  # NOTSET (0) already lets everything through
+        root.setLevel(handler.level)
     try:
         yield
     finally:

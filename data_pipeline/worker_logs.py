@@ -14,7 +14,11 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 # Dagster's own records must not be forwarded back into Dagster's log.
-_NOT_FORWARDED = ("dagster",)
+_NOT_FORWARDED = "dagster"
+
+
+def _forwardable(record: logging.LogRecord) -> bool:
+    return record.name != _NOT_FORWARDED and not record.name.startswith(_NOT_FORWARDED + ".")
 
 
 class WorkerLogRelay:
@@ -36,27 +40,39 @@ class WorkerLogRelay:
         for writer in self.writers:
             writer.close()
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Forward what is still in the pipes, then stop (bounded, never a hang)."""
-        self._stopping.set()
+    def close(self, timeout: float = 30.0) -> None:
+        """Forward what is still in the pipes, then stop.
+
+        Called once the workers have exited: every pipe then ends, and the thread stops by
+        itself after forwarding the last record. Bounded all the same: past ``timeout`` it is
+        told to stop, and if it still runs the pipes are left to it rather than closed under
+        it (a closed descriptor could be reused by the next pool's pipes).
+        """
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._stopping.set()
+            self._thread.join(1.0)
+        if self._thread.is_alive():
+            self._log.warning("worker log forwarding did not finish: late records may be lost")
+            return
         for connection in self.readers + self.writers:
             with contextlib.suppress(OSError):
                 connection.close()
 
     def _forward(self) -> None:
         open_readers = list(self.readers)
-        while open_readers:
-            ready = wait(open_readers, timeout=0.1)
-            if not ready and self._stopping.is_set():
-                return
-            for reader in ready:
+        while open_readers and not self._stopping.is_set():
+            for reader in wait(open_readers, timeout=0.1):
                 try:
                     record = reader.recv()
                 except (EOFError, OSError):
                     open_readers.remove(reader)
                     continue
-                forward(self._log, record)
+                try:
+                    forward(self._log, record)
+                except Exception:  # the thread must go on reading, or workers block in send
+                    with contextlib.suppress(Exception):
+                        logging.getLogger(__name__).exception("could not forward a record")
 
 
 def forward(log: Any, record: dict) -> None:
@@ -72,7 +88,7 @@ class PipeHandler(logging.Handler):
         self._worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_NOT_FORWARDED):
+        if not _forwardable(record):
             return
         try:
             self._writer.send(
@@ -91,7 +107,7 @@ class DirectHandler(logging.Handler):
         self._busy = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_NOT_FORWARDED) or getattr(self._busy, "active", False):
+        if not _forwardable(record) or getattr(self._busy, "active", False):
             return
         self._busy.active = True  # the forwarded record must not come back through us
         try:

@@ -96,20 +96,35 @@ def dagster_dev(tmp_path, isolated_directories):
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the whole group, SIGKILL after 20 s; fail if anything still runs."""
     for signal_number, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, signal_number)
         except ProcessLookupError:
+            process.wait()
             return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
+            process.poll()  # reap our direct child; the others are reparented and reaped
+            if not group_alive(process.pid):
                 process.wait()
                 return
-            process.poll()
             time.sleep(0.2)
+    raise AssertionError(f"processes of group {process.pid} survived SIGKILL")
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] not in "ZX":
+                return True
+    return False
 
 
 def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):

@@ -110,7 +110,11 @@ def main() -> None:
                 print(f"wrote {DOCS / name}")  # noqa: T201
         finally:
             browser.terminate()
-            browser.wait(10)
+            try:
+                browser.wait(10)
+            except subprocess.TimeoutExpired:
+                browser.kill()
+                browser.wait()
 
 
 if __name__ == "__main__":
