@@ -31,6 +31,7 @@ class WorkerLogRelay:
         self.level = level
         self._log = log
         self._stopping = threading.Event()
+        self._forwarding_failed = False
         self._thread = threading.Thread(target=self._forward, name="worker-logs", daemon=True)
         self._thread.start()
 
@@ -71,8 +72,10 @@ class WorkerLogRelay:
                 try:
                     forward(self._log, record)
                 except Exception:  # the thread must go on reading, or workers block in send
-                    with contextlib.suppress(Exception):
-                        logging.getLogger(__name__).exception("could not forward a record")
+                    if not self._forwarding_failed:  # say so once, not once per record
+                        self._forwarding_failed = True
+                        with contextlib.suppress(Exception):
+                            logging.getLogger(__name__).exception("could not forward a record")
 
 
 def forward(log: Any, record: dict) -> None:

@@ -118,3 +118,13 @@ def log_then_die(value: int) -> int:
 def thread_limits(_: object) -> dict[str, str | None]:
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     return {name: os.environ.get(name) for name in names}
+
+
+def log_a_lot(value: int) -> int:
+    """Log far more than a pipe holds (about 64 KiB), so a reader that stops would block us."""
+    import logging
+
+    task_logger = logging.getLogger("data_pipeline_tests.pool_tasks")
+    for line in range(1500):
+        task_logger.info("task %d line %d %s", value, line, "x" * 80)
+    return value

@@ -1,13 +1,14 @@
 """Worker log records reach the Dagster run log, under the step that owns the pool."""
 
 import logging
+import time
 
 import dagster as dg
 import pytest
 
 from data_pipeline.pool import ProcessPool, WorkerDiedError
 from data_pipeline.progress import Progress
-from data_pipeline_tests.pool_tasks import log_and_square, log_then_die
+from data_pipeline_tests.pool_tasks import log_a_lot, log_and_square, log_then_die
 
 
 class PoolConfig(dg.Config):
@@ -102,3 +103,17 @@ def test_progress_lines_reach_the_run_log():
     assert len(lines) == 4
     assert lines[-1].startswith("counting: 4/4 chunks (100%)")
     assert all(entry.step_key == "counted" for entry in entries if entry.user_message in lines)
+
+
+def test_a_log_that_fails_cannot_block_the_workers():
+    class BrokenLog:
+        def log(self, level, message):
+            raise RuntimeError("database is locked")
+
+        def warning(self, message):
+            raise RuntimeError("database is locked")
+
+    started = time.monotonic()
+    with ProcessPool(2, log=BrokenLog()) as pool:
+        assert list(pool.map(log_a_lot, range(4))) == [0, 1, 2, 3]
+    assert time.monotonic() - started < 30
