@@ -220,7 +220,7 @@ def transformed_numbers(
     group_name=GROUP,
     kinds={"python"},
     # Depending on transformed_numbers makes this run after both pooled steps, so its
-    # timings are not shared with another pool; the job also runs one pooled step at a time.
+    # timings are not shared with another pool of the same run.
     deps=[numbers_file, transformed_numbers],
     op_tags=POOLED_STEP_TAGS,
     retry_policy=POOLED_STEP_RETRY,
