@@ -3,13 +3,18 @@
 import os
 
 
-def _state_and_parent(pid: int) -> tuple[str, int] | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [0] state, [1] parent, [2] group."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+            return stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return fields[0], int(fields[1])
+
+
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
 
 
 def alive(pid: int) -> bool:
@@ -43,3 +48,13 @@ def command_line(pid: int) -> str:
             return cmdline.read().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def process_group_alive(group: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[2]) == group and fields[0] not in "ZX":
+                return True
+    return False

@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
+from data_pipeline_tests.processes import process_group_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
@@ -106,25 +107,11 @@ def stop_process_group(process: subprocess.Popen) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             process.poll()  # reap our direct child; the others are reparented and reaped
-            if not group_alive(process.pid):
+            if not process_group_alive(process.pid):
                 process.wait()
                 return
             time.sleep(0.2)
     raise AssertionError(f"processes of group {process.pid} survived SIGKILL")
-
-
-def group_alive(group: int) -> bool:
-    """Whether any process of the group is still running (zombies do not count)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == group and fields[0] not in "ZX":
-                return True
-    return False
 
 
 def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
