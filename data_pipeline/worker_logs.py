@@ -49,6 +49,9 @@ class WorkerLogRelay:
         told to stop, and if it still runs the pipes are left to it rather than closed under
         it (a closed descriptor could be reused by the next pool's pipes).
         """
+        # Our own copies of the write ends must go too (they are still open if the pool
+        # failed or was interrupted while starting), or no pipe would ever report its end.
+        self.release_writers()
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._stopping.set()
@@ -56,9 +59,9 @@ class WorkerLogRelay:
         if self._thread.is_alive():
             self._log.warning("worker log forwarding did not finish: late records may be lost")
             return
-        for connection in self.readers + self.writers:
+        for reader in self.readers:
             with contextlib.suppress(OSError):
-                connection.close()
+                reader.close()
 
     def _forward(self) -> None:
         open_readers = list(self.readers)

@@ -1,6 +1,7 @@
 """Worker log records reach the Dagster run log, under the step that owns the pool."""
 
 import logging
+import multiprocessing
 import time
 
 import dagster as dg
@@ -8,6 +9,7 @@ import pytest
 
 from data_pipeline.pool import ProcessPool, WorkerDiedError
 from data_pipeline.progress import Progress
+from data_pipeline.worker_logs import WorkerLogRelay
 from data_pipeline_tests.pool_tasks import log_a_lot, log_and_square, log_then_die
 
 
@@ -117,3 +119,12 @@ def test_a_log_that_fails_cannot_block_the_workers():
     with ProcessPool(2, log=BrokenLog()) as pool:
         assert list(pool.map(log_a_lot, range(4))) == [0, 1, 2, 3]
     assert time.monotonic() - started < 30
+
+
+def test_closing_a_relay_whose_pool_never_started_returns_at_once():
+    # As when a pool is interrupted while its workers start: this process still holds the
+    # pipes' write ends, which must not keep the forwarding thread waiting for their end.
+    relay = WorkerLogRelay(multiprocessing.get_context("spawn"), 2, logging.getLogger(__name__))
+    started = time.monotonic()
+    relay.close()
+    assert time.monotonic() - started < 2
