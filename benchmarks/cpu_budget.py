@@ -16,10 +16,10 @@ from multiprocessing import get_context
 
 import pyarrow as pa
 
-from data_pipeline.budget import STEPS_VARIABLE, cpu_plan
-from data_pipeline.pipeline import TransformSummary, transform_cleaned
-from data_pipeline.pool import PoolSettings
-from data_pipeline.resources import DEFAULT_TRANSFORM_CHUNK_VALUES
+from data_pipeline.defs.resources import DEFAULT_TRANSFORM_CHUNK_VALUES
+from data_pipeline.numbers.pipeline import TransformSummary, transform_cleaned
+from data_pipeline.parallel.budget import STEPS_VARIABLE, cpu_plan
+from data_pipeline.parallel.pool import PoolSettings
 
 
 def one_step(task: tuple[int, int]) -> float:

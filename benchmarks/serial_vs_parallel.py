@@ -18,11 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_pipeline.comparison import compare_serial_and_parallel
-from data_pipeline.generation import write_numbers_file
-from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, ProcessPool, available_cpus
-from data_pipeline.resources import DEFAULT_CLEANING_CHUNK_BYTES, DEFAULT_TRANSFORM_CHUNK_VALUES
-from data_pipeline.transforms import transform_values
+from data_pipeline.defs.resources import (
+    DEFAULT_CLEANING_CHUNK_BYTES,
+    DEFAULT_TRANSFORM_CHUNK_VALUES,
+)
+from data_pipeline.measure.comparison import compare_serial_and_parallel
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.transforms import transform_values
+from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, ProcessPool
 
 CEILING_VALUES = list(range(100_000, 160_000))
 
@@ -35,7 +39,7 @@ def raw_ceiling(workers: int, start_method: str) -> float:
     serial = time.perf_counter() - started
     # One slice per worker, sent once: the closest a pool gets to independent processes.
     slices = [CEILING_VALUES[index::workers] for index in range(workers)]
-    with ProcessPool(workers, start_method, ["data_pipeline.transforms"]) as pool:
+    with ProcessPool(workers, start_method, ["data_pipeline.numbers.transforms"]) as pool:
         started = time.perf_counter()
         list(pool.map(transform_values, slices))
         parallel = time.perf_counter() - started

@@ -2,20 +2,20 @@
 
 import dagster as dg
 
-from data_pipeline.assets import (
+from data_pipeline.defs.assets import (
     cleaned_numbers,
     numbers_file,
     parallelism_report,
     transformed_numbers,
 )
-from data_pipeline.checks import (
+from data_pipeline.defs.checks import (
     every_line_accepted_or_rejected,
     one_transformed_row_per_accepted_value,
     serial_and_parallel_outputs_identical,
 )
-from data_pipeline.jobs import numbers_executor, numbers_job
-from data_pipeline.resources import ProcessPoolResource
-from data_pipeline.schedules import numbers_daily_schedule
+from data_pipeline.defs.jobs import numbers_executor, numbers_job
+from data_pipeline.defs.resources import ProcessPoolResource
+from data_pipeline.defs.schedules import numbers_daily_schedule
 
 defs = dg.Definitions(
     assets=[numbers_file, cleaned_numbers, transformed_numbers, parallelism_report],

@@ -1,6 +1,6 @@
 import pytest
 
-from data_pipeline.storage import DATA_DIR_VARIABLE
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE
 
 
 @pytest.fixture(autouse=True)

@@ -70,8 +70,8 @@ def clean_into(task: tuple[str, str]) -> int:
     """Clean one file into fixed output paths (a 'run' for the concurrent-writers test)."""
     from pathlib import Path
 
-    from data_pipeline.pipeline import clean_to_parquet
-    from data_pipeline.pool import PoolSettings
+    from data_pipeline.numbers.pipeline import clean_to_parquet
+    from data_pipeline.parallel.pool import PoolSettings
 
     source, directory = Path(task[0]), Path(task[1])
     summary = clean_to_parquet(
@@ -87,7 +87,7 @@ def sleep_for(seconds: float) -> float:
 
 def own_a_busy_pool(start_method: str) -> None:
     """Run in a process of its own: start a pool, print the worker pids, stay busy."""
-    from data_pipeline.pool import ProcessPool
+    from data_pipeline.parallel.pool import ProcessPool
 
     with ProcessPool(2, start_method) as pool:
         print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201

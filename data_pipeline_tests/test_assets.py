@@ -2,9 +2,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.checks import every_line_accepted_or_rejected
 from data_pipeline.definitions import defs
-from data_pipeline.resources import ProcessPoolResource
+from data_pipeline.defs.checks import every_line_accepted_or_rejected
+from data_pipeline.defs.resources import ProcessPoolResource
 
 ASSETS = [
     defs.get_assets_def(name)

@@ -6,10 +6,10 @@ from concurrent.futures import ProcessPoolExecutor
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.chunking import UTF8_BOM, count_lines
-from data_pipeline.generation import write_numbers_file
-from data_pipeline.pipeline import clean_to_parquet
-from data_pipeline.pool import PoolSettings
+from data_pipeline.numbers.chunking import UTF8_BOM, count_lines
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.pipeline import clean_to_parquet
+from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline_tests.pool_tasks import clean_into
 
 NASTY_LINES = [

@@ -1,7 +1,7 @@
 import pytest
 
-from data_pipeline.budget import CPUS_VARIABLE, STEPS_VARIABLE, cpu_plan
-from data_pipeline.pool import available_cpus
+from data_pipeline.parallel.budget import CPUS_VARIABLE, STEPS_VARIABLE, cpu_plan
+from data_pipeline.parallel.cpus import available_cpus
 
 
 @pytest.mark.parametrize("cpus_available", [1, 2, 16])

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from data_pipeline.chunking import UTF8_BOM, count_lines, plan_byte_ranges, read_lines
+from data_pipeline.numbers.chunking import UTF8_BOM, count_lines, plan_byte_ranges, read_lines
 
 FILES = {
     "plain": b"1\n22\n333\n4444\n",

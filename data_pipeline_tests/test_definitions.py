@@ -1,7 +1,7 @@
 import dagster as dg
 
 from data_pipeline.definitions import defs
-from data_pipeline.jobs import MAX_CONCURRENT_STEPS
+from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
 
 ASSET_NAMES = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
 

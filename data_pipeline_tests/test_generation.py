@@ -1,5 +1,5 @@
-from data_pipeline.chunking import count_lines
-from data_pipeline.generation import DIRT_KINDS, write_numbers_file
+from data_pipeline.numbers.chunking import count_lines
+from data_pipeline.numbers.generation import DIRT_KINDS, write_numbers_file
 
 
 def test_the_same_seed_gives_a_byte_identical_file(tmp_path):

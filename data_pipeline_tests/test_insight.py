@@ -1,5 +1,5 @@
-from data_pipeline.insight import conclusion, load_imbalance, pool_insight
-from data_pipeline.pool import PoolStats
+from data_pipeline.parallel.insight import conclusion, load_imbalance, pool_insight
+from data_pipeline.parallel.stats import PoolStats
 
 
 def stats(busy: dict[int, float], startup: float = 0.1, map_seconds: float = 2.0) -> PoolStats:

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from data_pipeline.parsing import INT64_MAX, INT64_MIN, RejectReason, parse_line
+from data_pipeline.numbers.parsing import INT64_MAX, INT64_MIN, RejectReason, parse_line
 
 R = RejectReason
 

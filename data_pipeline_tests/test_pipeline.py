@@ -4,8 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.chunking import UTF8_BOM
-from data_pipeline.comparison import (
+from data_pipeline.measure.comparison import (
     OutputMismatchError,
     StreamDigest,
     StreamedRun,
@@ -13,11 +12,13 @@ from data_pipeline.comparison import (
     compare_serial_and_parallel,
     markdown_table,
 )
-from data_pipeline.generation import write_numbers_file
-from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.pool import PoolSettings, PoolStats
-from data_pipeline.storage import atomic_output, pinned
-from data_pipeline.transforms import transform_values
+from data_pipeline.numbers.chunking import UTF8_BOM
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.storage import atomic_output, pinned
+from data_pipeline.numbers.transforms import transform_values
+from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.stats import PoolStats
 
 MESSY = (
     UTF8_BOM + b"10\r\n"

@@ -7,17 +7,19 @@ import types
 
 import pytest
 
-from data_pipeline.pool import (
+from data_pipeline.parallel.cpus import (
+    available_cpus,
+    cgroup_cpu_quota,
+    effective_workers,
+    own_cgroup_paths,
+)
+from data_pipeline.parallel.pool import (
     ChunkFailedError,
     PoolSettings,
     ProcessPool,
     WorkerDiedError,
     _process_running,
     _start_time,
-    available_cpus,
-    cgroup_cpu_quota,
-    effective_workers,
-    own_cgroup_paths,
 )
 from data_pipeline_tests.pool_tasks import (
     die_once,

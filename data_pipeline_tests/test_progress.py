@@ -1,6 +1,6 @@
 import pytest
 
-from data_pipeline.progress import Progress
+from data_pipeline.parallel.progress import Progress
 
 
 class Recorder:

@@ -1,6 +1,6 @@
 import pytest
 
-from data_pipeline.transforms import (
+from data_pipeline.numbers.transforms import (
     TRANSFORM_COLUMNS,
     collatz_steps,
     digit_sum,

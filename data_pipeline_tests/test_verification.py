@@ -2,9 +2,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.pipeline import REJECTED_SCHEMA, clean_to_parquet, transform_to_parquet
-from data_pipeline.pool import PoolSettings
-from data_pipeline.verification import every_line_accounted_for, one_row_per_accepted_value
+from data_pipeline.numbers.pipeline import REJECTED_SCHEMA, clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.verification import every_line_accounted_for, one_row_per_accepted_value
+from data_pipeline.parallel.pool import PoolSettings
 
 CONTENT = b"1\nx\n3\n\n5\n6.5\n7\n"
 

@@ -7,9 +7,9 @@ import time
 import dagster as dg
 import pytest
 
-from data_pipeline.pool import ProcessPool, WorkerDiedError
-from data_pipeline.progress import Progress
-from data_pipeline.worker_logs import WorkerLogRelay
+from data_pipeline.parallel.pool import ProcessPool, WorkerDiedError
+from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.worker_logs import WorkerLogRelay
 from data_pipeline_tests.pool_tasks import log_a_lot, log_and_square, log_then_die
 
 

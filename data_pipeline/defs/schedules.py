@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from data_pipeline.jobs import numbers_job
+from data_pipeline.defs.jobs import numbers_job
 
 numbers_daily_schedule = dg.ScheduleDefinition(
     name="numbers_daily_schedule",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from data_pipeline.chunking import ByteRange, read_lines
+from data_pipeline.numbers.chunking import ByteRange, read_lines
 
 logger = logging.getLogger(__name__)
 

@@ -12,20 +12,18 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, field_validator
 
-from data_pipeline.chunking import count_lines
-from data_pipeline.comparison import (
+from data_pipeline.defs.resources import ProcessPoolResource
+from data_pipeline.measure.comparison import (
     OutputMismatchError,
     compare_serial_and_parallel,
     markdown_table,
     verdict,
 )
-from data_pipeline.generation import write_numbers_file
-from data_pipeline.insight import insight_markdown, pool_insight
-from data_pipeline.parsing import RejectReason
-from data_pipeline.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.pool import ChunkFailedError, PoolStats
-from data_pipeline.resources import ProcessPoolResource
-from data_pipeline.storage import (
+from data_pipeline.numbers.chunking import count_lines
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.parsing import RejectReason
+from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
@@ -34,6 +32,9 @@ from data_pipeline.storage import (
     data_directory,
     pinned,
 )
+from data_pipeline.parallel.insight import insight_markdown, pool_insight
+from data_pipeline.parallel.pool import ChunkFailedError
+from data_pipeline.parallel.stats import PoolStats
 
 GROUP = "numbers"
 # A worker death that survived the in-pool restart may still be a passing accident (memory

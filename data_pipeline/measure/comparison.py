@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.pipeline import (
+from data_pipeline.numbers.pipeline import (
     CLEANED_SCHEMA,
     CleaningSummary,
     ParquetOutput,
@@ -19,8 +19,10 @@ from data_pipeline.pipeline import (
     clean_file,
     transform_cleaned,
 )
-from data_pipeline.pool import PoolSettings, PoolStats, available_cpus
-from data_pipeline.pool import logger as pool_logger
+from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.pool import logger as pool_logger
+from data_pipeline.parallel.stats import PoolStats
 
 # Below this speedup the pool is not worth its processes.
 _PAYS_OFF_SPEEDUP = 1.2

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DATA_DIR_VARIABLE = "DATA_PIPELINE_DATA_DIR"
-_REPOSITORY_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+_REPOSITORY_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 NUMBERS_FILE = "numbers.txt"
 CLEANED_NUMBERS_FILE = "cleaned_numbers.parquet"

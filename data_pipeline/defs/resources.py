@@ -6,8 +6,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, field_validator
 
-from data_pipeline.budget import cpu_plan
-from data_pipeline.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod, available_cpus
+from data_pipeline.parallel.budget import cpu_plan
+from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod
 
 # Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
 # round trip ~0.2 ms, so 256 KiB (~35,000 lines, ~70 ms of work) keeps the per-chunk cost

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from data_pipeline.assets import GROUP, POOLED_STEP_TAGS
-from data_pipeline.budget import cpu_plan
+from data_pipeline.defs.assets import GROUP, POOLED_STEP_TAGS
+from data_pipeline.parallel.budget import cpu_plan
 
 # The CPU budget decides how many pooled steps run at once (and, in the resource, how many
 # workers each gets), so steps x workers never exceeds the CPUs: see budget.py. Lighter

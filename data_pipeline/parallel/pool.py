@@ -7,7 +7,6 @@ Built on :class:`concurrent.futures.ProcessPoolExecutor` because a dead worker t
 
 import contextlib
 import logging
-import math
 import multiprocessing
 import os
 import signal
@@ -18,12 +17,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from data_pipeline.worker_logs import DirectHandler, PipeHandler, WorkerLogRelay
+from data_pipeline.parallel.cpus import effective_workers
+from data_pipeline.parallel.stats import PoolStats
+from data_pipeline.parallel.worker_logs import DirectHandler, PipeHandler, WorkerLogRelay
 
 logger = logging.getLogger(__name__)
 
@@ -62,71 +62,6 @@ class WorkerDiedError(RuntimeError):
     unable to import the task's function)."""
 
 
-def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
-    """CPUs this process may really use: the smallest of the machine's count, the CPU
-    affinity set and the cgroup CPU quota (rounded up). Containers report the host's count
-    through ``os.cpu_count()``; the quota is what the scheduler enforces."""
-    counts = [os.cpu_count() or 1]
-    if hasattr(os, "sched_getaffinity"):
-        counts.append(len(os.sched_getaffinity(0)))
-    quota = cgroup_cpu_quota(cgroup_root)
-    if quota is not None:
-        counts.append(math.ceil(quota))
-    return max(1, min(counts))
-
-
-def cgroup_cpu_quota(
-    cgroup_root: str | os.PathLike = "/sys/fs/cgroup", own_cgroup: str | None = None
-) -> float | None:
-    """The tightest CPU quota, in CPUs (e.g. 1.5), on this process's cgroup and its
-    ancestors, from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; None when unlimited.
-
-    ``own_cgroup`` is the process's cgroup path (read from ``/proc/self/cgroup`` when None);
-    a container with its own cgroup namespace sees just ``/``.
-    """
-    root = Path(cgroup_root)
-    paths = own_cgroup_paths() if own_cgroup is None else {"v2": own_cgroup, "v1": own_cgroup}
-    quotas = []
-    for version, base in (("v2", root), ("v2", root / "unified"), ("v1", root / "cpu")):
-        relative = Path(paths.get(version, "/").lstrip("/"))
-        for directory in [base / relative, *(base / parent for parent in relative.parents)]:
-            quota = _read_quota(directory, version)
-            if quota is not None:
-                quotas.append(quota)
-    return min(quotas, default=None)
-
-
-def own_cgroup_paths(proc_file: str = "/proc/self/cgroup") -> dict[str, str]:
-    """This process's cgroup path for v2 (the ``0::`` line) and for v1's cpu controller."""
-    paths: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        for line in Path(proc_file).read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            if controllers == "":
-                paths["v2"] = path
-            elif "cpu" in controllers.split(","):
-                paths["v1"] = path
-    return paths
-
-
-def _read_quota(directory: Path, version: str) -> float | None:
-    with contextlib.suppress(OSError, ValueError):
-        if version == "v2":
-            quota, period = (directory / "cpu.max").read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        quota = int((directory / "cpu.cfs_quota_us").read_text())
-        period = int((directory / "cpu.cfs_period_us").read_text())
-        return None if quota <= 0 else quota / period
-    return None
-
-
-def effective_workers(requested: int | None, chunk_count: int) -> int:
-    """Workers to start: the request (or every available CPU), never more than there are
-    chunks, never fewer than one."""
-    wanted = available_cpus() if requested is None else requested
-    return max(1, min(wanted, chunk_count))
-
-
 @dataclass(frozen=True)
 class PoolSettings:
     """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process;
@@ -150,52 +85,6 @@ class PoolSettings:
             log=log,
             worker_log_level=self.worker_log_level,
         )
-
-
-@dataclass
-class PoolStats:
-    """Where the wall time of one pool went: ``startup + map + shutdown`` is the pool's life,
-    and within ``map``, ``compute`` is the workers' mean busy time and ``idle`` the rest."""
-
-    workers: int
-    start_method: str
-    chunks: int = 0
-    wall_seconds: float = 0.0
-    # From creating the pool until every worker process has started and answered.
-    startup_seconds: float = 0.0
-    # From the first task sent until the last result was used, over all map() calls.
-    map_seconds: float = 0.0
-    # Parent time spent on results (unpacking, the caller's use such as writing Parquet);
-    # it overlaps the workers' compute, so it is not a slice of the wall time.
-    collect_seconds: float = 0.0
-    shutdown_seconds: float = 0.0
-    # Wall-clock time inside tasks, and the CPU time the tasks used (less when the worker
-    # had to wait for a CPU that another process held).
-    busy_seconds_by_worker: dict[int, float] = field(default_factory=dict)
-    cpu_seconds_by_worker: dict[int, float] = field(default_factory=dict)
-    chunks_by_worker: dict[int, int] = field(default_factory=dict)
-    items_by_worker: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def busy_seconds(self) -> float:
-        """Time inside tasks, summed over workers."""
-        return sum(self.busy_seconds_by_worker.values())
-
-    @property
-    def cpu_seconds(self) -> float:
-        """CPU time used by tasks, summed over workers."""
-        return sum(self.cpu_seconds_by_worker.values())
-
-    @property
-    def compute_seconds(self) -> float:
-        """Mean busy time per worker: the part of the map time that was real work."""
-        return self.busy_seconds / max(1, self.workers)
-
-    @property
-    def idle_seconds(self) -> float:
-        """Map time a worker spent not computing, on average: waiting for tasks to arrive or
-        results to be taken, and for the slowest worker at the end."""
-        return max(0.0, self.map_seconds - self.compute_seconds)
 
 
 class ProcessPool:

@@ -1,7 +1,7 @@
 """The cleaning and transform steps as plain functions over Arrow data (no Dagster).
 
-Workers run the pure functions of :mod:`data_pipeline.parsing` and
-:mod:`data_pipeline.transforms`; this module plans their chunks, keeps the results in input
+Workers run the pure functions of :mod:`data_pipeline.numbers.parsing` and
+:mod:`data_pipeline.numbers.transforms`; this module plans their chunks, keeps the results in input
 order and turns them into Arrow record batches that stream straight into Parquet.
 """
 
@@ -15,13 +15,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.chunking import ByteRange, count_lines, plan_byte_ranges
-from data_pipeline.parsing import CleanedChunk, clean_byte_range
-from data_pipeline.pool import PoolSettings, PoolStats
-from data_pipeline.pool import logger as pool_logger
-from data_pipeline.progress import Progress
-from data_pipeline.storage import atomic_output
-from data_pipeline.transforms import ValueChunk, transform_chunk
+from data_pipeline.numbers.chunking import ByteRange, count_lines, plan_byte_ranges
+from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
+from data_pipeline.numbers.storage import atomic_output
+from data_pipeline.numbers.transforms import ValueChunk, transform_chunk
+from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.pool import logger as pool_logger
+from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.stats import PoolStats
 
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
@@ -41,7 +42,7 @@ TRANSFORMED_SCHEMA = pa.schema(
     ]
 )
 # Modules a forkserver loads once, so each forked worker starts with them imported.
-WORKER_MODULES = ("data_pipeline.parsing", "data_pipeline.transforms")
+WORKER_MODULES = ("data_pipeline.numbers.parsing", "data_pipeline.numbers.transforms")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Where a pool's time went, as plain numbers for asset metadata and one line for people."""
 
-from data_pipeline.pool import PoolStats
+from data_pipeline.parallel.stats import PoolStats
 
 # Below this share of the pool's wall time spent computing, overheads are worth acting on.
 _COMPUTE_SHARE_THAT_PAYS = 0.75

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from data_pipeline.pool import available_cpus
+from data_pipeline.parallel.cpus import available_cpus
 
 CPUS_VARIABLE = "DATA_PIPELINE_CPUS"
 STEPS_VARIABLE = "DATA_PIPELINE_STEPS_AT_ONCE"

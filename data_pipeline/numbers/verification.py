@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from data_pipeline.chunking import count_lines
+from data_pipeline.numbers.chunking import count_lines
 
 _BATCH_ROWS = 1 << 16
 

@@ -3,20 +3,20 @@ non-zero). They re-read the outputs from disk, independently of the code that wr
 
 import dagster as dg
 
-from data_pipeline.assets import (
+from data_pipeline.defs.assets import (
     cleaned_numbers,
     numbers_file,
     parallelism_report,
     transformed_numbers,
 )
-from data_pipeline.storage import (
+from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
     TRANSFORMED_NUMBERS_FILE,
     data_directory,
 )
-from data_pipeline.verification import (
+from data_pipeline.numbers.verification import (
     Verdict,
     every_line_accounted_for,
     one_row_per_accepted_value,

@@ -1,0 +1,1 @@
+"""Measurements, no Dagster: serial against parallel with repeats, the report and its verdict."""

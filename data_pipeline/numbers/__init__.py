@@ -1,0 +1,1 @@
+"""The numbers work, no Dagster: generation, parsing, chunking, transforms, Parquet, storage."""

@@ -1,0 +1,1 @@
+"""The parallel machinery, no Dagster: process pool, CPU counting and budget, logs, insight."""
