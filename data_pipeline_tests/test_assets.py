@@ -1,23 +1,35 @@
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.definitions import defs
-from data_pipeline.defs.checks import every_line_accepted_or_rejected
-from data_pipeline.defs.resources import ProcessPoolResource
+from data_pipeline.defs.checks import (
+    every_line_accepted_or_rejected,
+    one_transformed_row_per_accepted_value,
+    serial_and_parallel_outputs_identical,
+)
+from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
 
 ASSETS = [
     defs.get_assets_def(name)
     for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
 ]
 CHECKS = list(defs.asset_checks)
+MIN_MEDIAN_MAX = ("_min", "", "_max")
 SMALL_POOL = ProcessPoolResource(workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200)
+
+
+def resources(pool: ProcessPoolResource = SMALL_POOL) -> dict:
+    """The test's own data directory (see conftest) and a pool."""
+    data_directory = DataDirectoryResource(path=dg.EnvVar("DATA_PIPELINE_DATA_DIR"))
+    return {"data_directory": data_directory, "process_pool": pool}
 
 
 def materialize(numbers_config: dict, pool: ProcessPoolResource = SMALL_POOL, **kwargs):
     return dg.materialize(
         [*ASSETS, *CHECKS],
-        resources={"process_pool": pool},
+        resources=resources(pool),
         run_config={"ops": {"numbers_file": {"config": numbers_config}}},
         **kwargs,
     )
@@ -73,7 +85,11 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         assert isinstance(report[key], float) and report[key] >= 0, key
     assert report["workers"] == 2
     assert report["items"] == 3_000
-    assert report["outputs_identical"] is True
+    assert report["repeats"] == 3
+    assert report["rows_compared"] == 3_000 + transformed["rows"], "every output row compared"
+    for stage in ("cleaning", "transform"):
+        low, median, high = (report[f"{stage}_parallel_seconds{end}"] for end in MIN_MEDIAN_MAX)
+        assert 0 < low <= median <= high
     assert report["efficiency"] == pytest.approx(
         report["speedup"] / 2, abs=1e-3
     )  # rounded to 4 decimals
@@ -81,8 +97,14 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
     assert sorted(p.name for p in data.iterdir()) == [
         "cleaned_numbers.parquet",
         "numbers.txt",
+        "parallelism_report",
         "rejected_lines.parquet",
         "transformed_numbers.parquet",
+    ]
+    assert sorted(p.name for p in (data / "parallelism_report").iterdir()) == [
+        f"{output}_{run}.parquet"
+        for output in ("cleaned", "rejected", "transformed")
+        for run in ("parallel", "serial")
     ]
 
 
@@ -115,7 +137,7 @@ def test_bad_config_fails_naming_the_field_and_the_value_before_any_work(
 ):
     result = dg.materialize(
         ASSETS,
-        resources={"process_pool": ProcessPoolResource.configure_at_launch()},
+        resources={**resources(), "process_pool": ProcessPoolResource.configure_at_launch()},
         run_config={
             "ops": {"numbers_file": {"config": {"count": 100, **numbers_config}}},
             "resources": {"process_pool": {"config": resource_config}},
@@ -132,7 +154,7 @@ def test_bad_config_fails_naming_the_field_and_the_value_before_any_work(
 def test_a_missing_upstream_file_fails_with_a_hint(isolated_directories):
     result = dg.materialize(
         [defs.get_assets_def("cleaned_numbers")],
-        resources={"process_pool": SMALL_POOL},
+        resources=resources(),
         raise_on_error=False,
     )
     assert not result.success
@@ -153,27 +175,68 @@ def test_the_asset_checks_pass_on_a_real_run():
     }
 
 
-def test_a_failing_blocking_check_fails_the_run(isolated_directories):
+def lose_first_row(path):
+    pq.write_table(pq.read_table(path).slice(1), path)
+
+
+def change_one_value(path):
+    table = pq.read_table(path)
+    values = table["value"].to_pylist()
+    values[-1] += 1
+    pq.write_table(table.set_column(1, "value", pa.array(values, pa.int64())), path)
+
+
+@pytest.mark.parametrize(
+    ("check", "damaged_file", "damage", "complaint"),
+    [
+        (
+            every_line_accepted_or_rejected,
+            "rejected_lines.parquet",
+            lose_first_row,
+            "1 line(s) of the file are in neither output",
+        ),
+        (
+            one_transformed_row_per_accepted_value,
+            "transformed_numbers.parquet",
+            change_one_value,
+            "value differs first at row",
+        ),
+        (
+            serial_and_parallel_outputs_identical,
+            "parallelism_report/transformed_parallel.parquet",
+            change_one_value,
+            "transformed_parallel.parquet differs from transformed_serial.parquet: column value",
+        ),
+        (
+            serial_and_parallel_outputs_identical,
+            "parallelism_report/rejected_serial.parquet",
+            lose_first_row,
+            "rejected_parallel.parquet:",
+        ),
+    ],
+)
+def test_each_blocking_check_fails_the_run_on_a_corrupted_file(
+    isolated_directories, check, damaged_file, damage, complaint
+):
     assert materialize({"count": 2_000}).success
-    rejected = isolated_directories / "rejected_lines.parquet"
-    pq.write_table(pq.read_table(rejected).slice(1), rejected)  # lose a rejected line
+    damage(isolated_directories / damaged_file)
     result = dg.materialize(
         [*ASSETS, *CHECKS],
-        resources={"process_pool": SMALL_POOL},
-        selection=dg.AssetSelection.checks(every_line_accepted_or_rejected),
+        resources=resources(),
+        selection=dg.AssetSelection.checks(check),
         raise_on_error=False,
     )
     assert not result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
-    assert "1 line(s) of the file are in neither output" in evaluation.description
+    assert complaint in evaluation.description, evaluation.description
 
 
 def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
     with pytest.raises(dg.DagsterInvalidConfigError, match=r"start_method.*got fork"):
         dg.materialize(
             ASSETS,
-            resources={"process_pool": ProcessPoolResource.configure_at_launch()},
+            resources={**resources(), "process_pool": ProcessPoolResource.configure_at_launch()},
             run_config={"resources": {"process_pool": {"config": {"start_method": "fork"}}}},
         )
 

@@ -1,24 +1,18 @@
 import os
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.measure.comparison import (
-    OutputMismatchError,
-    StreamDigest,
-    StreamedRun,
-    _stage,
-    compare_serial_and_parallel,
-    markdown_table,
-)
+from data_pipeline.measure.comparison import compare_serial_and_parallel
+from data_pipeline.measure.report import markdown_table
+from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import UTF8_BOM
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.numbers.storage import atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.pool import PoolSettings
-from data_pipeline.parallel.stats import PoolStats
+from data_pipeline_tests.comparison_tasks import transform_wrongly_in_a_pool_worker
 
 MESSY = (
     UTF8_BOM + b"10\r\n"
@@ -122,30 +116,39 @@ def test_a_successful_write_replaces_the_old_file(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
-def test_the_comparison_proves_serial_and_parallel_identical(tmp_path):
+def test_the_comparison_times_both_sides_alternately_on_identical_chunks(tmp_path):
     source = tmp_path / "numbers.txt"
     write_numbers_file(source, count=20_000, seed=1, dirty_fraction=0.1)
-    comparison = compare_serial_and_parallel(source, PoolSettings(2), 16 * 1024, 500)
+    comparison = compare_serial_and_parallel(source, PoolSettings(2), 16 * 1024, 500, repeats=3)
     assert comparison.cleaning.items == 20_000
     assert comparison.workers == 2
-    assert comparison.cleaning.pool.chunks > 1 and comparison.transform.pool.chunks > 1
-    assert comparison.serial_seconds > 0 and comparison.parallel_seconds > 0
     for stage in comparison.stages:
-        assert len(stage.serial_digest) == 64
-        assert stage.serial_digest == stage.parallel_digest
+        assert stage.serial.repeats == stage.parallel.repeats == 3
+        assert stage.chunks > 1
+        assert all(stats.workers == 1 for stats in stage.serial.details)
+        assert all(stats.chunks == stage.chunks for stats in stage.parallel.details)
+        seconds = stage.parallel.seconds
+        assert 0 < seconds.minimum <= seconds.median <= seconds.maximum
+        assert stage.serial.median(lambda stats: stats.cpu_seconds) > 0
+    serial_tables = comparison.transform.serial_tables
+    assert serial_tables[0].num_rows == comparison.transform.items
+    assert serial_tables[0].equals(comparison.transform.parallel_tables[0])
     table = markdown_table(comparison)
-    assert "| cleaning |" in table and "| transform |" in table and "Parallelism" in table
-    assert list(tmp_path.iterdir()) == [source], "the scratch files are removed"
+    assert "| cleaning |" in table and "| transform |" in table and "median" in table
+    assert list(tmp_path.iterdir()) == [source], "no scratch files are left"
 
 
-def test_outputs_that_differ_fail_the_comparison_loudly():
-    serial, parallel = StreamDigest(), StreamDigest()
-    batch = pa.record_batch([pa.array([1, 2, 3])], names=["value"])
-    serial.update(batch)
-    parallel.update(batch.slice(0, 2))
-    pool = PoolStats(workers=2, start_method="forkserver")
-    with pytest.raises(OutputMismatchError, match="3 rows serially, 2 in parallel"):
-        _stage("transform", StreamedRun(1.0, serial, pool, 3), StreamedRun(0.5, parallel, pool, 2))
+def test_a_pool_that_computes_a_different_value_fails_the_comparison(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, count=2_000, seed=1, dirty_fraction=0.0)
+    with pytest.raises(
+        OutputMismatchError,
+        match=r"parallel \(run 1 of 3\) differs from serial: transform, transformed output: "
+        r"column digit_sum differs first at row \d+",
+    ):
+        compare_serial_and_parallel(
+            source, PoolSettings(2), 4096, 500, transform=transform_wrongly_in_a_pool_worker
+        )
 
 
 def test_a_pinned_input_is_read_as_it_was_even_if_replaced_meanwhile(tmp_path):

@@ -12,13 +12,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, field_validator
 
-from data_pipeline.defs.resources import ProcessPoolResource
-from data_pipeline.measure.comparison import (
-    OutputMismatchError,
-    compare_serial_and_parallel,
-    markdown_table,
-    verdict,
-)
+from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.measure.comparison import compare_serial_and_parallel, save_outputs
+from data_pipeline.measure.report import markdown_table, verdict
+from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import count_lines
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.parsing import RejectReason
@@ -27,9 +24,9 @@ from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
+    REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
     atomic_output,
-    data_directory,
     pinned,
 )
 from data_pipeline.parallel.insight import insight_markdown, pool_insight
@@ -41,8 +38,6 @@ GROUP = "numbers"
 # pressure from elsewhere): one more try of the step. Errors that would repeat are raised
 # as dg.Failure(allow_retries=False) instead.
 POOLED_STEP_RETRY = dg.RetryPolicy(max_retries=1, delay=2)
-# Steps that start a process pool; the job lets only one of them run at a time.
-POOLED_STEP_TAGS = {"data_pipeline/uses": "process_pool"}
 
 
 class NumbersFileConfig(dg.Config):
@@ -95,6 +90,7 @@ class NumbersFileConfig(dg.Config):
 def numbers_file(
     context: dg.AssetExecutionContext,
     config: NumbersFileConfig,
+    data_directory: DataDirectoryResource,
     process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
     """Text file of numbers, one per line, as messy as real exports: generated from a seed,
@@ -102,7 +98,7 @@ def numbers_file(
     # The pool is not used here, but asking for it validates its config before any work
     # starts, so a bad setting fails the first step rather than the third.
     context.log.info(process_pool.describe_plan())
-    target = data_directory() / NUMBERS_FILE
+    target = data_directory.directory() / NUMBERS_FILE
     metadata: dict[str, object] = {}
     if config.source_path:
         metadata["source"] = dg.MetadataValue.path(config.source_path)
@@ -135,17 +131,18 @@ def numbers_file(
     group_name=GROUP,
     kinds={"python", "parquet"},
     deps=[numbers_file],
-    op_tags=POOLED_STEP_TAGS,
     retry_policy=POOLED_STEP_RETRY,
 )
 def cleaned_numbers(
-    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+    context: dg.AssetExecutionContext,
+    data_directory: DataDirectoryResource,
+    process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
     """Every line of numbers.txt parsed on a process pool: accepted values, in file order, go
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
     context.log.info(process_pool.describe_plan())
-    directory = data_directory()
+    directory = data_directory.directory()
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
         f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
@@ -183,18 +180,19 @@ def cleaned_numbers(
     group_name=GROUP,
     kinds={"python", "parquet"},
     deps=[cleaned_numbers],
-    op_tags=POOLED_STEP_TAGS,
     retry_policy=POOLED_STEP_RETRY,
 )
 def transformed_numbers(
-    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+    context: dg.AssetExecutionContext,
+    data_directory: DataDirectoryResource,
+    process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
     """Each accepted value with its square, digit sum, Collatz step count, smallest and
     largest prime factor and primality, computed per value in plain Python on a process pool
     (the reference any faster strategy must match). Written in input order to
     `transformed_numbers.parquet`."""
     context.log.info(process_pool.describe_plan())
-    directory = data_directory()
+    directory = data_directory.directory()
     started = time.perf_counter()
     with _retried_only_for_worker_deaths():
         summary = transform_to_parquet(
@@ -217,26 +215,45 @@ def transformed_numbers(
     )
 
 
+class ParallelismReportConfig(dg.Config):
+    """How the report measures."""
+
+    repeats: int = Field(
+        default=3,
+        ge=3,
+        le=50,
+        description=(
+            "Timed runs of each side (serial, pool), alternating serial, pool, pool, serial, "
+            "...; the report gives medians with the fastest and slowest run. Each repeat "
+            "costs one more serial and one more pooled pass over the input."
+        ),
+    )
+
+
 @dg.asset(
     group_name=GROUP,
-    kinds={"python"},
+    kinds={"python", "parquet"},
     # Depending on transformed_numbers makes this run after both pooled steps, so its
     # timings are not shared with another pool of the same run.
     deps=[numbers_file, transformed_numbers],
-    op_tags=POOLED_STEP_TAGS,
     retry_policy=POOLED_STEP_RETRY,
 )
 def parallelism_report(
-    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+    context: dg.AssetExecutionContext,
+    config: ParallelismReportConfig,
+    data_directory: DataDirectoryResource,
+    process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
-    """Did the process pool pay off? Runs cleaning and the transform on numbers.txt both
-    serially (same functions, one process) and on the pool, fails if their outputs differ
-    in any value or in order, and records timings, speedup, efficiency and where the
-    parallel time went (pool start, compute, collecting results)."""
+    """Did the process pool pay off? Times cleaning and the transform of numbers.txt serially
+    (same functions, one process) and on the pool, several times each in alternating order,
+    fails if any run's output differs in a value or in order, and records median timings
+    with their spread, speedup, efficiency and where the parallel time went. Both runs'
+    outputs are kept in `parallelism_report/` for the check to compare."""
     context.log.info(process_pool.describe_plan())
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    source = _existing_input(data_directory() / NUMBERS_FILE, "numbers_file")
+    directory = data_directory.directory()
+    source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
         comparison = compare_serial_and_parallel(
             snapshot,
@@ -245,8 +262,10 @@ def parallelism_report(
             dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
             process_pool.cleaning_chunk_bytes,
             process_pool.transform_chunk_values,
+            config.repeats,
             context.log,
         )
+    save_outputs(comparison, directory / REPORT_OUTPUTS_DIRECTORY)
     table = markdown_table(comparison)
     context.log.info(verdict(comparison))
     metadata: dict[str, object] = {
@@ -257,11 +276,12 @@ def parallelism_report(
         "parallel_seconds": comparison.parallel_seconds,
         "speedup": comparison.speedup,
         "efficiency": comparison.efficiency,
+        "repeats": comparison.repeats,
         "workers": comparison.workers,
         "cpus_available": comparison.cpus_available,
         "start_method": process_pool.start_method,
         "items": comparison.cleaning.items,
-        "chunks": comparison.cleaning.pool.chunks + comparison.transform.pool.chunks,
+        "chunks": comparison.cleaning.chunks + comparison.transform.chunks,
         "pool_start_seconds": comparison.total("startup_seconds"),
         "compute_seconds": comparison.total("compute_seconds"),
         "worker_idle_seconds": comparison.total("idle_seconds"),
@@ -269,17 +289,20 @@ def parallelism_report(
         "collect_seconds": comparison.total("collect_seconds"),
         "load_average_1m_before": load_before,
         "other_steps_running": ", ".join(other_steps) or "none",
-        "outputs_identical": True,
+        "rows_compared": sum(stage.rows_compared for stage in comparison.stages),
+        "outputs_path": dg.MetadataValue.path(str(directory / REPORT_OUTPUTS_DIRECTORY)),
     }
     for stage in comparison.stages:
         metadata |= {
             f"{stage.name}_serial_seconds": stage.serial_seconds,
+            f"{stage.name}_serial_seconds_min": stage.serial.seconds.minimum,
+            f"{stage.name}_serial_seconds_max": stage.serial.seconds.maximum,
             f"{stage.name}_parallel_seconds": stage.parallel_seconds,
+            f"{stage.name}_parallel_seconds_min": stage.parallel.seconds.minimum,
+            f"{stage.name}_parallel_seconds_max": stage.parallel.seconds.maximum,
             f"{stage.name}_speedup": stage.speedup,
             f"{stage.name}_cpu_contention": stage.cpu_contention,
             f"{stage.name}_cpu_wait_share": stage.cpu_wait_share,
-            f"{stage.name}_serial_digest": stage.serial_digest,
-            f"{stage.name}_parallel_digest": stage.parallel_digest,
         }
     return dg.MaterializeResult(metadata=_readable(metadata))
 
@@ -287,8 +310,8 @@ def parallelism_report(
 def _existing_input(path: Path, producer: str) -> Path:
     if not path.is_file():
         raise dg.Failure(
-            f"{path} does not exist: materialize {producer} first (same "
-            f"DATA_PIPELINE_DATA_DIR), or materialize the whole numbers group together.",
+            f"{path} does not exist: materialize {producer} first (with the same data "
+            "directory), or materialize the whole numbers group together.",
             allow_retries=False,
         )
     return path

@@ -9,27 +9,28 @@ from data_pipeline.defs.assets import (
     parallelism_report,
     transformed_numbers,
 )
+from data_pipeline.defs.resources import DataDirectoryResource
+from data_pipeline.measure.comparison import output_pairs
 from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
+    REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
-    data_directory,
 )
 from data_pipeline.numbers.verification import (
     Verdict,
     every_line_accounted_for,
+    identical_parquet_files,
     one_row_per_accepted_value,
 )
 
-STAGES = ("cleaning", "transform")
-
 
 @dg.asset_check(asset=cleaned_numbers, additional_deps=[numbers_file], blocking=True)
-def every_line_accepted_or_rejected() -> dg.AssetCheckResult:
+def every_line_accepted_or_rejected(data_directory: DataDirectoryResource) -> dg.AssetCheckResult:
     """Accepted + rejected equals the lines of numbers.txt, and the line numbers of the two
     outputs strictly increase and together cover every line exactly once."""
-    directory = data_directory()
+    directory = data_directory.directory()
     return _result(
         every_line_accounted_for(
             directory / NUMBERS_FILE,
@@ -40,10 +41,12 @@ def every_line_accepted_or_rejected() -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=transformed_numbers, additional_deps=[cleaned_numbers], blocking=True)
-def one_transformed_row_per_accepted_value() -> dg.AssetCheckResult:
+def one_transformed_row_per_accepted_value(
+    data_directory: DataDirectoryResource,
+) -> dg.AssetCheckResult:
     """transformed_numbers has one row per accepted value, same line numbers and values, in
     the same order."""
-    directory = data_directory()
+    directory = data_directory.directory()
     return _result(
         one_row_per_accepted_value(
             directory / CLEANED_NUMBERS_FILE, directory / TRANSFORMED_NUMBERS_FILE
@@ -53,32 +56,27 @@ def one_transformed_row_per_accepted_value() -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=parallelism_report, blocking=True)
 def serial_and_parallel_outputs_identical(
-    context: dg.AssetCheckExecutionContext,
+    data_directory: DataDirectoryResource,
 ) -> dg.AssetCheckResult:
-    """The serial and parallel runs of the latest report produced outputs with identical
-    SHA-256 digests, for cleaning and for the transform."""
-    event = context.instance.get_latest_materialization_event(parallelism_report.key)
-    if event is None or event.asset_materialization is None:
-        return dg.AssetCheckResult(
-            passed=False, description="parallelism_report has no materialization"
+    """The serial and the parallel run of the latest report wrote the same rows, in the same
+    order, for every output (cleaned, rejected, transformed): compared file against file."""
+    directory = data_directory.directory() / REPORT_OUTPUTS_DIRECTORY
+    problems, figures = [], {}
+    for serial, parallel in output_pairs(directory):
+        if not (serial.is_file() and parallel.is_file()):
+            problems.append(f"{serial.name} or {parallel.name} is missing: materialize the report")
+            continue
+        verdict = identical_parquet_files(serial, parallel)
+        figures[f"{serial.stem.removesuffix('_serial')}_rows"] = verdict.figures["rows"]
+        if not verdict.passed:
+            problems.append(verdict.explanation)
+    return _result(
+        Verdict(
+            passed=not problems,
+            explanation="; ".join(problems)
+            or "serial and parallel outputs identical, row by row, for every output",
+            figures=figures,
         )
-    metadata = {key: value.value for key, value in event.asset_materialization.metadata.items()}
-    differing = [
-        stage
-        for stage in STAGES
-        if metadata.get(f"{stage}_serial_digest") != metadata.get(f"{stage}_parallel_digest")
-        or not metadata.get(f"{stage}_serial_digest")
-    ]
-    return dg.AssetCheckResult(
-        passed=not differing,
-        description=(
-            f"digests differ or are missing for: {', '.join(differing)}"
-            if differing
-            else "serial and parallel digests are identical for cleaning and transform"
-        ),
-        metadata={
-            f"{stage}_digest": metadata.get(f"{stage}_serial_digest", "") for stage in STAGES
-        },
     )
 
 

@@ -2,23 +2,19 @@
 
 import dagster as dg
 
-from data_pipeline.defs.assets import GROUP, POOLED_STEP_TAGS
+from data_pipeline.defs.assets import GROUP
 from data_pipeline.parallel.budget import cpu_plan
 
-# The CPU budget decides how many pooled steps run at once (and, in the resource, how many
-# workers each gets), so steps x workers never exceeds the CPUs: see budget.py. Lighter
-# steps (checks, the input file) count against max_concurrent too, so it stays the same.
+# The CPU budget decides how many steps of a run execute at once (and, in the resource, how
+# many workers each pool gets), so steps x workers never exceeds the CPUs: see budget.py.
+# max_concurrent bounds every step, pooled or not: with the default budget of one step at a
+# time, a check or the input step never competes with a pool for the CPUs, nor with the
+# report's timings. It holds within one run only; limits across runs come with partitions.
 PLAN = cpu_plan()
 MAX_CONCURRENT_STEPS = PLAN.steps_at_once
 
 numbers_executor = dg.multiprocess_executor.configured(
-    {
-        "max_concurrent": MAX_CONCURRENT_STEPS,
-        "tag_concurrency_limits": [
-            {"key": key, "value": value, "limit": PLAN.steps_at_once}
-            for key, value in POOLED_STEP_TAGS.items()
-        ],
-    },
+    {"max_concurrent": MAX_CONCURRENT_STEPS},
     name="numbers_executor",
 )
 

@@ -7,7 +7,7 @@ order and turns them into Arrow record batches that stream straight into Parquet
 
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,9 +138,11 @@ def transform_cleaned(
     pool_settings: PoolSettings,
     summary: TransformSummary,
     log: Any = pool_logger,
+    transform: Callable[[ValueChunk], dict[str, list]] = transform_chunk,
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool, one task per batch; yield the
-    transformed batches in the same order."""
+    transformed batches in the same order. ``transform`` is the worker function: a top-level
+    function of an importable module, which any other kernel must match exactly."""
     waiting: deque[pa.RecordBatch] = deque()
 
     def tasks() -> Iterator[ValueChunk]:
@@ -159,7 +161,7 @@ def transform_cleaned(
     progress = Progress(log, "transform", chunk_count, "values")
     with pool_settings.open(chunk_count, WORKER_MODULES, log) as pool:
         summary.pool = pool.stats
-        for columns in pool.map(transform_chunk, tasks(), str, _row_count):
+        for columns in pool.map(transform, tasks(), str, _row_count):
             # Results come back in task order, so the oldest waiting batch is their input.
             batch = _transformed_batch(waiting.popleft(), columns)
             progress.update(batch.num_rows)

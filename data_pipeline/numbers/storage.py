@@ -6,20 +6,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# The environment variable that moves the data directory (wired in definitions.py).
 DATA_DIR_VARIABLE = "DATA_PIPELINE_DATA_DIR"
-_REPOSITORY_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+REPOSITORY_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 NUMBERS_FILE = "numbers.txt"
 CLEANED_NUMBERS_FILE = "cleaned_numbers.parquet"
 REJECTED_LINES_FILE = "rejected_lines.parquet"
 TRANSFORMED_NUMBERS_FILE = "transformed_numbers.parquet"
-
-
-def data_directory() -> Path:
-    """``$DATA_PIPELINE_DATA_DIR`` if set, else ``data/`` in the repository; created if needed."""
-    directory = Path(os.environ.get(DATA_DIR_VARIABLE) or _REPOSITORY_DATA_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+# The report's serial and parallel outputs, kept for its check to compare.
+REPORT_OUTPUTS_DIRECTORY = "parallelism_report"
 
 
 @contextlib.contextmanager

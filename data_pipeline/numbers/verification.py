@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data_pipeline.numbers.chunking import count_lines
@@ -79,6 +81,48 @@ def one_row_per_accepted_value(cleaned: Path, transformed: Path) -> Verdict:
     return _verdict(problems, figures, f"{rows} rows, same values in the same order")
 
 
+def identical_parquet_files(expected: Path, actual: Path) -> Verdict:
+    """The two files hold the same columns and the same values in the same rows (nulls
+    included), whatever their row groups; read block by block."""
+    expected_rows = pq.read_metadata(expected).num_rows
+    rows = pq.read_metadata(actual).num_rows
+    figures = {"expected_rows": expected_rows, "rows": rows}
+    if rows != expected_rows:
+        return _verdict(
+            [f"{actual.name}: {rows} rows, {expected.name}: {expected_rows}"], figures, ""
+        )
+    blocks = zip(_table_blocks(expected), _table_blocks(actual), strict=True)
+    for number, (expected_block, actual_block) in enumerate(blocks):
+        difference = table_differences(expected_block, actual_block, first_row=number * _BATCH_ROWS)
+        if difference is not None:
+            return _verdict(
+                [f"{actual.name} differs from {expected.name}: {difference}"], figures, ""
+            )
+    return _verdict([], figures, f"{rows} rows identical in {expected.name} and {actual.name}")
+
+
+def table_differences(expected: pa.Table, actual: pa.Table, first_row: int = 0) -> str | None:
+    """Where ``actual`` first differs from ``expected`` (row numbers from 1), or None."""
+    if expected.column_names != actual.column_names:
+        return f"columns {actual.column_names} instead of {expected.column_names}"
+    if expected.num_rows != actual.num_rows:
+        return f"{actual.num_rows} rows instead of {expected.num_rows}"
+    for name in expected.column_names:
+        left, right = expected[name], actual[name]
+        if left.type != right.type:
+            return f"column {name} is {right.type} instead of {left.type}"
+        if left.equals(right):
+            continue
+        same_value = pc.fill_null(pc.equal(left, right), False)
+        both_null = pc.and_(pc.is_null(left), pc.is_null(right))
+        row = pc.index(pc.or_(same_value, both_null), False).as_py()
+        return (
+            f"column {name} differs first at row {first_row + row + 1} "
+            f"({left[row].as_py()!r} expected, {right[row].as_py()!r} found)"
+        )
+    return None
+
+
 def _verdict(problems: list[str], figures: dict[str, int], success: str) -> Verdict:
     return Verdict(not problems, "; ".join(problems) or success, figures)
 
@@ -86,6 +130,23 @@ def _verdict(problems: list[str], figures: dict[str, int], success: str) -> Verd
 def _column_blocks(path: Path, column: str) -> Iterator[np.ndarray]:
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=[column]):
         yield batch.column(0).to_numpy(zero_copy_only=False)
+
+
+def _table_blocks(path: Path) -> Iterator[pa.Table]:
+    """The file's rows re-cut into tables of exactly _BATCH_ROWS (the last may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= _BATCH_ROWS:
+            table = pa.Table.from_batches(pending, parquet.schema_arrow)
+            yield table.slice(0, _BATCH_ROWS)
+            pending = table.slice(_BATCH_ROWS).to_batches()
+            pending_rows -= _BATCH_ROWS
+    if pending_rows:
+        yield pa.Table.from_batches(pending, parquet.schema_arrow)
 
 
 def _fixed_blocks(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

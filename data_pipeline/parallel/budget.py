@@ -6,7 +6,8 @@ Set it with two environment variables, read when the definitions load (so set th
 
 - ``DATA_PIPELINE_CPUS``: CPUs the pipeline may use (default: every CPU available to it,
   affinity and cgroup quota aware; a larger value is capped there).
-- ``DATA_PIPELINE_STEPS_AT_ONCE``: pooled steps that may run at the same time (default 1).
+- ``DATA_PIPELINE_STEPS_AT_ONCE``: steps of a run that may execute at the same time, pooled
+  or not (default 1); each pool gets the CPUs divided by this many workers.
 """
 
 import os
@@ -36,8 +37,8 @@ class CpuPlan:
 
     def __str__(self) -> str:
         return (
-            f"CPU plan: {self.steps_at_once} pooled step(s) at once x {self.workers_per_step} "
-            f"worker(s) = {self.processes} of a budget of {self.cpus} CPU(s) "
+            f"CPU plan: {self.steps_at_once} step(s) at once x {self.workers_per_step} "
+            f"worker(s) per pool = {self.processes} of a budget of {self.cpus} CPU(s) "
             f"({self.cpus_available} available; set {CPUS_VARIABLE} and {STEPS_VARIABLE} "
             "to change)"
         )

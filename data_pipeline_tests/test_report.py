@@ -1,0 +1,110 @@
+"""The verdict states only what was measured: a headline with the median speedup, then the
+measured overheads that weighed most."""
+
+import pyarrow as pa
+import pytest
+
+from data_pipeline.measure.comparison import Comparison, StageComparison
+from data_pipeline.measure.report import markdown_table, verdict
+from data_pipeline.measure.timing import Measurement, Spread
+from data_pipeline.parallel.stats import PoolStats
+
+
+def stats(workers, chunks=8, startup=0.0, busy=1.0, cpu=1.0, wall=None) -> PoolStats:
+    """A pool's figures: ``busy`` and ``cpu`` seconds split evenly over the workers."""
+    pids = range(1000, 1000 + workers)
+    return PoolStats(
+        workers=workers,
+        start_method="forkserver" if workers > 1 else "none",
+        chunks=chunks,
+        startup_seconds=startup,
+        map_seconds=wall if wall is not None else busy / workers,
+        busy_seconds_by_worker={pid: busy / workers for pid in pids},
+        cpu_seconds_by_worker={pid: cpu / workers for pid in pids},
+    )
+
+
+def stage(name, serial, parallel, pool: PoolStats, items=1000) -> StageComparison:
+    serial_stats = stats(1, chunks=pool.chunks, busy=serial[0], cpu=serial[0])
+    empty = (pa.table({"value": pa.array([], pa.int64())}),)
+    return StageComparison(
+        name=name,
+        items=items,
+        serial=Measurement("serial", Spread.of(serial), (serial_stats,) * len(serial)),
+        parallel=Measurement("parallel", Spread.of(parallel), (pool,) * len(parallel)),
+        serial_tables=empty,
+        parallel_tables=empty,
+    )
+
+
+def comparison(cleaning: StageComparison, transform: StageComparison, requested=2) -> Comparison:
+    return Comparison(cleaning, transform, cpus_available=2, requested_workers=requested, repeats=3)
+
+
+def test_a_pool_that_halves_the_time_paid_off_and_says_by_how_much():
+    result = comparison(
+        stage("cleaning", [1.0, 1.0, 1.0], [0.5, 0.5, 0.5], stats(2, busy=0.95, cpu=0.95)),
+        stage("transform", [9.0, 9.1, 8.9], [4.6, 4.5, 4.7], stats(2, busy=9.0, cpu=9.0)),
+    )
+    sentence = verdict(result)
+    assert sentence.startswith("Parallelism paid off: 1.96x faster on 2 workers (98% efficiency")
+    assert "median of 3 runs" in sentence
+    assert "noise" not in sentence
+
+
+def test_a_slower_pool_is_called_slower_with_its_measured_start_up_first():
+    result = comparison(
+        stage("cleaning", [0.10] * 3, [0.25] * 3, stats(2, startup=0.15, busy=0.1, cpu=0.1)),
+        stage("transform", [0.10] * 3, [0.25] * 3, stats(2, startup=0.15, busy=0.1, cpu=0.1)),
+    )
+    sentence = verdict(result)
+    assert sentence.startswith("Parallelism did not pay off: the pool was 2.50x slower")
+    assert "Starting the pools took 0.30 s, 60% of the parallel time." in sentence
+    assert "The cleaning alone was 2.50x slower on the pool (serially 100.0 µs per item)." in (
+        sentence
+    )
+    assert "gained" not in sentence and "too small" not in sentence
+
+
+def test_waiting_for_cpus_is_named_as_the_cause_when_it_was_measured():
+    # The workers were busy 10 s but got only 3 s of CPU: other processes held the CPUs.
+    busy_machine = stats(2, busy=10.0, cpu=3.0)
+    result = comparison(
+        stage("cleaning", [1.0] * 3, [1.0] * 3, stats(2, busy=1.0, cpu=1.0)),
+        stage("transform", [5.0, 5.2, 4.8], [5.0, 5.1, 4.9], busy_machine),
+    )
+    sentence = verdict(result)
+    assert sentence.startswith("Parallelism did not pay off: only 1.00x faster")
+    assert "In the transform, the workers waited for a CPU 70% of their time" in sentence
+    assert "within this machine's noise" in sentence
+    assert "Starting the pools" not in sentence, "start-up was not measured as significant"
+
+
+@pytest.mark.parametrize(
+    ("requested", "chunks", "reason"),
+    [
+        (2, 1, "the input made 1 chunk per stage at most"),
+        (1, 8, "the pool is set to one worker"),
+    ],
+)
+def test_a_single_worker_is_never_reported_as_a_speedup(requested, chunks, reason):
+    one = stats(1, chunks=chunks, busy=0.01, cpu=0.01)
+    result = comparison(
+        stage("cleaning", [0.02] * 3, [0.01] * 3, one, items=0),
+        stage("transform", [0.02] * 3, [0.01] * 3, one, items=0),
+        requested=requested,
+    )
+    sentence = verdict(result)
+    assert sentence.startswith("Nothing ran in parallel: ")
+    assert reason in sentence
+    assert "paid off" not in sentence and "µs" not in sentence
+
+
+def test_the_table_shows_medians_with_their_range_and_ends_with_the_verdict():
+    result = comparison(
+        stage("cleaning", [1.0, 1.2, 0.9], [0.5, 0.7, 0.6], stats(2)),
+        stage("transform", [9.0, 9.1, 8.9], [4.6, 4.5, 4.7], stats(2, busy=9.0, cpu=9.0)),
+    )
+    table = markdown_table(result)
+    assert "| cleaning | 1,000 | 1.00 (0.90-1.20) | 0.60 (0.50-0.70) | 1.67x |" in table
+    assert verdict(result) in table
