@@ -2,20 +2,20 @@
 
     python benchmarks/serial_vs_parallel.py [--sizes 20000 100000 400000] [--repeats 5]
 
-Each repeat runs serial then parallel back to back on the same file, a fresh pool each time
-as in a Dagster step, through the report's own comparison (which also proves the outputs
-identical); the table shows medians. "contention" is the workers' total CPU time over the
-serial run's for the same work: above 1 the CPUs slow each other down.
+Each size goes through the report's own comparison: both paths warmed up, then serial and
+parallel alternately (serial, pool, pool, serial, ...), a fresh pool per run as in a Dagster
+step, outputs proven identical outside the timed region. The table shows medians with the
+fastest and slowest run. "contention" is the workers' CPU time over the serial run's for the
+same work (working threads only): above 1 the CPUs slow each other down.
 
-Shared machines are noisy, so it also measures the raw ceiling: the same CPU-bound work in
-one process vs split over already-started processes, one task each and next to no data to
-pickle. Compare the pool's speedup with that ceiling, not with the textbook 2.0.
+Shared machines are noisy, so it also measures the raw ceiling the same way: the same
+CPU-bound work in one process vs split over already-started processes, one task each and
+next to no data to pickle. Compare the pool's speedup with that ceiling, not with 2.0.
 """
 
 import argparse
-import statistics
 import tempfile
-import time
+from itertools import chain
 from pathlib import Path
 
 from data_pipeline.defs.resources import (
@@ -23,6 +23,7 @@ from data_pipeline.defs.resources import (
     DEFAULT_TRANSFORM_CHUNK_VALUES,
 )
 from data_pipeline.measure.comparison import compare_serial_and_parallel
+from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.cpus import available_cpus
@@ -31,19 +32,33 @@ from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, Proc
 CEILING_VALUES = list(range(100_000, 160_000))
 
 
-def raw_ceiling(workers: int, start_method: str) -> float:
-    """Speedup of `workers` already-started processes over one on identical work, each given
-    one equal share (start-up excluded)."""
-    started = time.perf_counter()
-    transform_values(CEILING_VALUES)
-    serial = time.perf_counter() - started
-    # One slice per worker, sent once: the closest a pool gets to independent processes.
-    slices = [CEILING_VALUES[index::workers] for index in range(workers)]
+def raw_ceiling(workers: int, start_method: str, repeats: int) -> tuple[float, str]:
+    """Speedup of ``workers`` already-started processes over one on identical work, each
+    given one equal contiguous share (start-up excluded), and the two spreads."""
+    share = -(-len(CEILING_VALUES) // workers)
+    slices = [
+        CEILING_VALUES[start : start + share] for start in range(0, len(CEILING_VALUES), share)
+    ]
     with ProcessPool(workers, start_method, ["data_pipeline.numbers.transforms"]) as pool:
-        started = time.perf_counter()
-        list(pool.map(transform_values, slices))
-        parallel = time.perf_counter() - started
-    return serial / parallel
+
+        def split() -> Outcome:
+            parts = list(pool.map(transform_values, slices))
+            joined = {
+                key: list(chain.from_iterable(part[key] for part in parts)) for key in parts[0]
+            }
+            return Outcome(joined, None)
+
+        measured = measure_alternately(
+            {
+                "one process": lambda: Outcome(transform_values(CEILING_VALUES), None),
+                "processes": split,
+            },
+            repeats,
+            lambda expected, actual: None if expected == actual else "results differ",
+        )
+    one, split_run = measured.measurements["one process"], measured.measurements["processes"]
+    spreads = f"one process {one.seconds}, {workers} processes {split_run.seconds}"
+    return one.seconds.median / split_run.seconds.median, spreads
 
 
 def main() -> None:
@@ -61,16 +76,14 @@ def main() -> None:
     workers = args.workers or available_cpus()
     print(
         f"{available_cpus()} CPUs available, {workers} workers, start method "
-        f"{args.start_method}, median of {args.repeats} runs\n"
+        f"{args.start_method}, median of {args.repeats} runs each, alternating\n"
     )
-    ceilings = [raw_ceiling(workers, args.start_method) for _ in range(args.repeats)]
-    print(
-        f"raw ceiling (bare processes, same work): {statistics.median(ceilings):.2f}x "
-        f"(min {min(ceilings):.2f}, max {max(ceilings):.2f})\n"
-    )
+    ceiling, spreads = raw_ceiling(workers, args.start_method, args.repeats)
+    print(f"raw ceiling (bare processes, same work): {ceiling:.2f}x ({spreads})\n")
     header = (
-        f"{'stage':<10} {'lines':>8} {'items':>8} {'serial s':>9} {'parallel s':>10} "
-        f"{'speedup':>8} {'efficiency':>10} {'µs/item':>8} {'contention':>10}"
+        f"{'stage':<10} {'lines':>8} {'items':>8} {'serial s (min-max)':>19} "
+        f"{'parallel s (min-max)':>21} {'speedup':>8} {'efficiency':>10} {'µs/item':>8} "
+        f"{'contention':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -78,26 +91,22 @@ def main() -> None:
         for size in args.sizes:
             path = Path(directory) / f"numbers-{size}.txt"
             write_numbers_file(path, size, seed=42, dirty_fraction=0.05)
-            # Each comparison runs serial then parallel back to back and checks that the
-            # outputs are identical; a fresh pool each time, as in a Dagster step.
-            runs = [
-                compare_serial_and_parallel(
-                    path, parallel, args.cleaning_chunk_bytes, args.transform_chunk_values
-                )
-                for _ in range(args.repeats)
-            ]
-            for stage in ("cleaning", "transform"):
-                stages = [getattr(run, stage) for run in runs]
-                serial_median = statistics.median(s.serial_seconds for s in stages)
-                parallel_median = statistics.median(s.parallel_seconds for s in stages)
-                contention = statistics.median(s.cpu_contention for s in stages)
-                speedup = serial_median / parallel_median
-                items = stages[0].items
-                used_workers = stages[0].pool.workers  # 1 when there was a single chunk
+            comparison = compare_serial_and_parallel(
+                path,
+                parallel,
+                args.cleaning_chunk_bytes,
+                args.transform_chunk_values,
+                repeats=args.repeats,
+            )
+            for stage in comparison.stages:
+                serial, pooled = stage.serial.seconds, stage.parallel.seconds
+                per_item = stage.serial_microseconds_per_item or 0.0
                 print(
-                    f"{stage:<10} {size:>8,} {items:>8,} {serial_median:>9.3f} "
-                    f"{parallel_median:>10.3f} {speedup:>7.2f}x {speedup / used_workers:>10.0%} "
-                    f"{1e6 * serial_median / items:>8.1f} {contention:>9.2f}x",
+                    f"{stage.name:<10} {size:>8,} {stage.items:>8,} "
+                    f"{f'{serial.median:.3f} ({serial.minimum:.2f}-{serial.maximum:.2f})':>19} "
+                    f"{f'{pooled.median:.3f} ({pooled.minimum:.2f}-{pooled.maximum:.2f})':>21} "
+                    f"{stage.speedup:>7.2f}x {stage.efficiency:>10.0%} {per_item:>8.1f} "
+                    f"{stage.cpu_contention:>9.2f}x",
                     flush=True,
                 )
 

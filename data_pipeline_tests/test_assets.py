@@ -1,4 +1,5 @@
 import dagster as dg
+import pandas
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -248,3 +249,13 @@ def test_a_source_that_already_is_the_input_file_is_not_rewritten(isolated_direc
     result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
     assert result.success
     assert (source.stat().st_ino, source.stat().st_mtime_ns) == (inode, modified)
+
+
+def test_the_outputs_read_back_with_pandas_as_the_readme_shows(isolated_directories):
+    assert materialize({"count": 500, "seed": 3}, ProcessPoolResource(workers=1)).success
+    transformed = pandas.read_parquet(isolated_directories / "transformed_numbers.parquet")
+    cleaned = pandas.read_parquet(isolated_directories / "cleaned_numbers.parquet")
+    assert list(transformed.columns[:2]) == ["line_number", "value"]
+    assert transformed["value"].tolist() == cleaned["value"].tolist()
+    exact_squares = [int(square) for square in transformed["square"]]
+    assert exact_squares == [value * value for value in cleaned["value"].tolist()]

@@ -1,7 +1,8 @@
 import dagster as dg
 
-from data_pipeline.definitions import defs
+from data_pipeline.definitions import data_directory_resource, defs
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
 
 ASSET_NAMES = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
 
@@ -27,6 +28,18 @@ def test_the_job_and_ui_materializations_share_the_multiprocess_executor():
     assert job.executor_def.executor_creation_fn.__name__ == "multiprocess_executor"
     assert job.executor_def.name == "numbers_executor"
     assert MAX_CONCURRENT_STEPS == 1, "each pooled step already uses every CPU"
+
+
+def test_the_data_directory_comes_from_the_environment_variable_when_set(monkeypatch, tmp_path):
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(tmp_path))
+    resource = data_directory_resource()
+    assert isinstance(resource.path, dg.EnvVar)  # resolved in each step process
+    assert resource.path.get_value() == str(tmp_path)
+
+
+def test_the_data_directory_defaults_to_data_in_the_repository(monkeypatch):
+    monkeypatch.delenv(DATA_DIR_VARIABLE)
+    assert data_directory_resource().directory() == REPOSITORY_DATA_DIR
 
 
 def test_the_daily_schedule_requests_a_numbers_job_run():

@@ -1,0 +1,66 @@
+"""Every import is a declared dependency, and every declared dependency is used."""
+
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+OWN_PACKAGES = {"data_pipeline", "data_pipeline_tests"}
+# Declared but not imported, on purpose.
+NOT_IMPORTED = {"dagster-webserver": "serves the UI; run as the `dagster dev` command"}
+
+
+def declared(group: str | None = None) -> set[str]:
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    requirements = (
+        project["dependencies"] if group is None else project["optional-dependencies"][group]
+    )
+    return {normalized(re.match(r"[A-Za-z0-9._-]+", line).group()) for line in requirements}
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def imported_distributions(*folders: str) -> dict[str, set[str]]:
+    """Distribution name -> files importing it, for the top-level imports of these folders."""
+    owners = importlib.metadata.packages_distributions()
+    found: dict[str, set[str]] = {}
+    for folder in folders:
+        for path in (REPOSITORY / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top in sys.stdlib_module_names or top in OWN_PACKAGES:
+                        continue
+                    for distribution in owners.get(top, [top]):
+                        found.setdefault(normalized(distribution), set()).add(path.name)
+    return found
+
+
+def test_the_package_imports_only_its_core_dependencies():
+    undeclared = set(imported_distributions("data_pipeline")) - declared()
+    assert not undeclared, (
+        f"imported by the package but not in [project] dependencies: {undeclared}"
+    )
+
+
+def test_tests_benchmarks_and_docs_import_only_declared_dependencies():
+    used = imported_distributions("data_pipeline_tests", "benchmarks", "docs")
+    undeclared = set(used) - declared() - declared("dev")
+    assert not undeclared, f"not declared in pyproject.toml: {undeclared}"
+
+
+def test_every_core_dependency_is_imported_somewhere():
+    used = imported_distributions("data_pipeline", "data_pipeline_tests", "benchmarks")
+    unused = declared() - set(used) - set(NOT_IMPORTED)
+    assert not unused, f"declared but never imported: {unused}"
