@@ -65,7 +65,8 @@ def main(arguments: list[str]) -> None:
     elif action == "test":
         run(str(BIN / "python"), "-m", "pytest", *extra)
     elif action == "lint":
-        subprocess.run([str(BIN / "ruff"), "check", str(ROOT)], check=True)
+        if subprocess.run([str(BIN / "ruff"), "check", str(ROOT)]).returncode:
+            sys.exit("lint: ruff check found problems (above); `.venv/bin/ruff check --fix .`")
         run(str(BIN / "ruff"), "format", "--check", str(ROOT))
     else:
         with_dagster_home()

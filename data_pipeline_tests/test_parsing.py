@@ -84,4 +84,4 @@ def test_a_megabyte_line_is_rejected_promptly_not_backtracked_for_hours(raw):
     # take hours at a megabyte: this test would hang, not fail by a hair.
     started = time.monotonic()
     assert parse_line(raw) == R.NOT_A_NUMBER
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # hours if it backtracked; milliseconds here
