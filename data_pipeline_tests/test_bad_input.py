@@ -65,7 +65,9 @@ def test_a_corpus_of_nasty_lines_is_cleaned_line_by_line(tmp_path, workers, chun
         (UTF8_BOM + b"\n5", 2, 1),
     ],
 )
-def test_degenerate_files(tmp_path, content, lines, accepted):
+def test_empty_blank_and_bom_only_files_count_every_line_as_accepted_or_rejected(
+    tmp_path, content, lines, accepted
+):
     source = tmp_path / "numbers.txt"
     source.write_bytes(content)
     summary = clean_to_parquet(

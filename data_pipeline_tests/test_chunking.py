@@ -47,7 +47,7 @@ def test_every_line_is_read_exactly_once_in_order_whatever_the_chunk_size(tmp_pa
         assert count_lines(path) == len(expected)
 
 
-def test_random_files_survive_random_chunk_sizes(tmp_path):
+def test_random_files_read_every_line_once_in_order_at_random_chunk_sizes(tmp_path):
     rng = random.Random(7)
     pieces = [b"12", b"-3", b"", b" 4 ", b"\xef\xbb\xbf", b"\xff", b"x" * 300, b"1,234", b"\r"]
     path = tmp_path / "numbers.txt"

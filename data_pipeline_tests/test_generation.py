@@ -21,7 +21,7 @@ def test_dirt_is_counted_by_kind_and_every_kind_appears(tmp_path):
     assert path.read_bytes().count(b"\r\n") == dirt["windows_line_ending"]
 
 
-def test_clean_files_and_empty_files(tmp_path):
+def test_a_dirty_fraction_of_zero_gives_only_plain_integers_and_a_count_of_zero_no_bytes(tmp_path):
     clean, empty = tmp_path / "clean.txt", tmp_path / "empty.txt"
     assert sum(write_numbers_file(clean, 1_000, seed=1, dirty_fraction=0.0).values()) == 0
     assert all(line.lstrip(b"-").isdigit() for line in clean.read_bytes().splitlines())
