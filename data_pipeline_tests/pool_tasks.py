@@ -3,6 +3,7 @@ must: workers import them by name."""
 
 import os
 import signal
+import sys
 import time
 
 
@@ -13,16 +14,36 @@ def square_after_delay(task: tuple[int, float]) -> tuple[int, int]:
     return value * value, os.getpid()
 
 
+def square_in_a_set_order(task: tuple[int, str | None, str | None]) -> tuple[int, int]:
+    """Create the file ``announce`` (if given), wait until the file ``wait_for`` exists (if
+    given), then return (value squared, worker pid): lets a test choose which task of two
+    workers finishes first."""
+    value, announce, wait_for = task
+    if announce:
+        open(announce, "w").close()
+    deadline = time.monotonic() + 60
+    while wait_for and not os.path.exists(wait_for):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{wait_for} never appeared")
+        time.sleep(0.01)
+    return value * value, os.getpid()
+
+
 def fail_on_three(value: int) -> int:
     if value == 3:
         raise ValueError(f"cannot handle {value}")
     return value
 
 
-def exit_abruptly(value: int) -> int:
+def die_on_one(task: tuple[int, str]) -> int:
+    """Task 1 dies (``exit``: os._exit(13); ``sigkill``: as the out-of-memory killer does);
+    the others take ten minutes, far longer than any test waits."""
+    value, how = task
     if value == 1:
-        os._exit(13)
-    time.sleep(0.2)
+        if how == "exit":
+            os._exit(13)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(600)
     return value
 
 
@@ -54,9 +75,11 @@ class NeedsTwoArguments(Exception):
         super().__init__(f"{first} {second}")
 
 
-def raise_unpicklable(value: int) -> int:
-    if value == 2:
+def raise_unpicklable_on_zero(value: int) -> int:
+    """Task 0 raises an exception the pool cannot unpickle; the others take ten minutes."""
+    if value == 0:
         raise NeedsTwoArguments("bad", "value")
+    time.sleep(600)
     return value
 
 
@@ -86,12 +109,60 @@ def sleep_for(seconds: float) -> float:
 
 
 def own_a_busy_pool(start_method: str) -> None:
-    """Run in a process of its own: start a pool, print the worker pids, stay busy."""
+    """Run in a process of its own: start a pool, print the worker pids, stay busy (tasks of
+    ten minutes)."""
     from data_pipeline.parallel.pool import ProcessPool
 
     with ProcessPool(2, start_method) as pool:
         print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
-        list(pool.map(sleep_for, [60.0] * 4))
+        list(pool.map(sleep_for, [600.0] * 4))
+
+
+def outlast_sigterm(markers: str) -> None:
+    """Ignore SIGTERM (noting its arrival in the ``markers`` folder) and sleep ten minutes:
+    only SIGKILL ends this task early."""
+    pid = os.getpid()
+    signal.signal(
+        signal.SIGTERM, lambda *_: open(os.path.join(markers, f"sigterm-{pid}"), "w").close()
+    )
+    open(os.path.join(markers, f"started-{pid}"), "w").close()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(deadline - time.monotonic())
+
+
+def own_a_pool_that_outlasts_sigterm(start_method: str, markers: str) -> None:
+    """Run in a process of its own: print the worker pids, run tasks that ignore SIGTERM,
+    print ``interrupted`` once a KeyboardInterrupt has ended the pool, then stay alive (the
+    workers' lifeline stays open) until stdin closes."""
+    from data_pipeline.parallel import worker_processes
+    from data_pipeline.parallel.pool import ProcessPool
+
+    # Longer than the test waits: only the reaction to a second interrupt can end the workers.
+    worker_processes.TERMINATE_GRACE_SECONDS = 600.0
+    try:
+        with ProcessPool(2, start_method) as pool:
+            print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
+            list(pool.map(outlast_sigterm, [markers] * 2))
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)  # noqa: T201
+    sys.stdin.read()
+
+
+def report_what_workers_saw_at_import(start_method: str) -> None:
+    """Run in a fresh process (so that its fork server starts here, preloading the recording
+    module): print, as JSON, what a worker's copy of ``environment_at_import`` saw, which
+    process imported it, the worker's pid, and this process's limits after the pool."""
+    import json
+
+    from data_pipeline.parallel.pool import ProcessPool
+    from data_pipeline_tests import environment_at_import
+
+    module = environment_at_import.__name__
+    with ProcessPool(2, start_method, preload_modules=[module]) as pool:
+        [seen] = pool.map(environment_at_import.seen_at_import, [None])
+    after = {name: os.environ.get(name) for name in environment_at_import.THREAD_LIMITS}
+    print(json.dumps({**seen, "owner": os.getpid(), "owner_after_pool": after}))  # noqa: T201
 
 
 def log_and_square(value: int) -> int:
@@ -115,9 +186,38 @@ def log_then_die(value: int) -> int:
     return value
 
 
-def thread_limits(_: object) -> dict[str, str | None]:
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    return {name: os.environ.get(name) for name in names}
+def log_beside_another_thread(value: int) -> int:
+    """Log from this task and, while it runs, from another thread of the same process."""
+    import logging
+    import threading
+
+    other = threading.Thread(
+        target=logging.getLogger("data_pipeline_tests.elsewhere").warning,
+        args=("another thread, during task %d", value),
+    )
+    other.start()
+    other.join()
+    logging.getLogger("data_pipeline_tests.pool_tasks").warning("the task itself, %d", value)
+    return value
+
+
+def wait_while_another_thread_burns_cpu(seconds: float) -> float:
+    """Wait (using no CPU) while another thread of this process uses ``seconds`` of CPU
+    time; return the CPU time that thread used."""
+    import threading
+
+    used = []
+
+    def burn() -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < seconds:
+            pass
+        used.append(time.thread_time() - started)
+
+    burner = threading.Thread(target=burn)
+    burner.start()
+    burner.join()
+    return used[0]
 
 
 def log_a_lot(value: int) -> int:

@@ -5,17 +5,13 @@ Built on :class:`concurrent.futures.ProcessPoolExecutor` because a dead worker t
 ``BrokenProcessPool`` at once, where ``multiprocessing.Pool`` waits forever.
 """
 
-import contextlib
 import logging
 import multiprocessing
-import os
 import signal
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
@@ -23,7 +19,9 @@ from typing import Any, Literal, TypeVar
 
 from data_pipeline.parallel.cpus import effective_workers
 from data_pipeline.parallel.stats import PoolStats
-from data_pipeline.parallel.worker_logs import DirectHandler, PipeHandler, WorkerLogRelay
+from data_pipeline.parallel.worker import timed_call
+from data_pipeline.parallel.worker_logs import this_threads_records_to
+from data_pipeline.parallel.worker_processes import WorkerProcesses
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +35,6 @@ START_METHODS: tuple[StartMethod, ...] = ("forkserver", "spawn")
 DEFAULT_START_METHOD: StartMethod = (
     "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 )
-
-# Native libraries (numpy's BLAS, OpenMP) would otherwise start one thread per CPU in every
-# worker, multiplying the processes the pool already runs.
-_THREAD_LIMIT_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-)
-_TERMINATE_GRACE_SECONDS = 3.0
-_ORPHAN_POLL_SECONDS = 0.5
-_WORKER_START_TIMEOUT_SECONDS = 60.0
 
 
 class ChunkFailedError(RuntimeError):
@@ -92,10 +77,10 @@ class ProcessPool:
 
     ``workers=1`` runs every task in this process (same code path, easy to debug). Leaving
     the ``with`` block normally waits for the workers to exit; leaving it by an exception or
-    an interrupt terminates them, then kills any that do not stop within a few seconds.
-    A worker that dies (killed, out of memory) is reported with the chunk it was running;
-    with ``restarts_on_worker_death=1`` the unfinished chunks first get one more try on a
-    fresh pool.
+    an interrupt terminates them, then kills any that do not stop within a few seconds (at
+    once on a second interrupt). A worker that dies (killed, out of memory) is reported with
+    the chunk it was running; with ``restarts_on_worker_death=1`` the unfinished chunks first
+    get one more try on a fresh pool. Workers exit by themselves if this process dies.
     """
 
     def __init__(
@@ -119,112 +104,59 @@ class ProcessPool:
         self.start_method = start_method
         self.preload_modules = tuple(preload_modules)
         self.restarts_on_worker_death = restarts_on_worker_death
-        # Records that workers log at this level or above reach ``log`` as they happen.
+        # Records that tasks log at this level or above reach ``log`` as they happen.
         self.log = log
         self.worker_log_level = worker_log_level
         self.stats = PoolStats(
             workers=workers, start_method=start_method if workers > 1 else "none"
         )
+        # Every worker process this pool started, including those of retries.
         self.worker_pids: set[int] = set()
-        self._executor: ProcessPoolExecutor | None = None
-        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
-        self._running_task_by_slot: Any = None
-        self._log_relay: WorkerLogRelay | None = None
-        self._in_process_logs: contextlib.ExitStack | None = None
+        self._workers: WorkerProcesses | None = None
         self._count_items: Callable[[Any], int] | None = None
         self._created_at = 0.0
 
     def __enter__(self) -> "ProcessPool":
         self._created_at = time.monotonic()
         if self.workers > 1:
-            self._start_executor()
-        else:
-            self._in_process_logs = contextlib.ExitStack()
-            self._in_process_logs.enter_context(
-                _root_logging_to(DirectHandler(self.log, self.worker_log_level))
-            )
+            self._start_workers()
         self.stats.startup_seconds = time.monotonic() - self._created_at
         return self
-
-    def _start_executor(self) -> None:
-        """Start every worker now, so start-up is measured on its own and fails early.
-
-        The executor starts a process per submitted task until it has ``workers`` of them.
-        While they start, ``__main__`` is hidden from them: a spawned worker would otherwise
-        re-run the parent's main script, and under the ``dagster`` command that imports all
-        of Dagster again (about a second per pool). Tasks must therefore live in importable
-        modules, not in ``__main__`` (checked in :meth:`map`).
-        """
-        context = multiprocessing.get_context(self.start_method)
-        if self.start_method == "forkserver" and self.preload_modules:
-            context.set_forkserver_preload(list(self.preload_modules))
-        # Two slots per worker, (pid, index of the running task or -1), written by the workers
-        # without a lock: each worker writes only its own slot. It tells which chunk a dead
-        # worker held, which the executor itself does not know.
-        slot_counter = context.Value("i", 0)
-        self._running_task_by_slot = context.RawArray("q", [0, _IDLE] * self.workers)
-        self._log_relay = WorkerLogRelay(context, self.workers, self.log, self.worker_log_level)
-        try:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=context,
-                initializer=_initialize_worker,
-                initargs=(
-                    slot_counter,
-                    self._running_task_by_slot,
-                    os.getpid(),
-                    self._log_relay.writers,
-                    self.worker_log_level,
-                ),
-            )
-        except BaseException:
-            self._stop_workers(abort=True)
-            raise
-        try:
-            # Each warm-up waits until every worker has started: while none is idle, each
-            # submit makes the executor start one more process.
-            with _main_module_hidden():
-                warm_ups = [
-                    self._executor.submit(_wait_for_all_workers, _WORKER_START_TIMEOUT_SECONDS)
-                    for _ in range(self.workers)
-                ]
-            for future in warm_ups:
-                future.result()
-        except BrokenProcessPool as error:
-            self._stop_workers(abort=True)
-            raise WorkerDiedError(
-                f"pool workers failed to start ({self.start_method}): {error}. Is the package "
-                "installed in this environment (`pip install -e .`)?"
-            ) from error
-        except BaseException:
-            self._stop_workers(abort=True)
-            raise
-        self._log_relay.release_writers()
-        self._processes = dict(self._executor._processes)
-        self.worker_pids.update(self._processes)
-        for pid in self._processes:  # a worker that gets no chunk still counts in the insight
-            self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)
-
-    def _stop_workers(self, abort: bool) -> None:
-        """Wait for the workers (or terminate them), then forward their last log records."""
-        if self._executor is not None:
-            if abort:
-                _abort(self._executor)
-            else:
-                self._executor.shutdown(wait=True)
-            self._executor = None
-        if self._log_relay is not None:
-            self._log_relay.close()
-            self._log_relay = None
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         closing = time.monotonic()
         self._stop_workers(abort=exc_type is not None)
-        if self._in_process_logs is not None:
-            self._in_process_logs.close()
-            self._in_process_logs = None
         self.stats.shutdown_seconds = time.monotonic() - closing
         self.stats.wall_seconds = time.monotonic() - self._created_at
+
+    def _start_workers(self) -> None:
+        workers = WorkerProcesses(
+            self.workers,
+            self.start_method,
+            self.preload_modules,
+            self.log,
+            self.worker_log_level,
+        )
+        try:
+            workers.start()
+        except BrokenProcessPool as error:
+            raise WorkerDiedError(
+                f"pool workers failed to start ({self.start_method}): {error}. Is the package "
+                "installed in this environment (`pip install -e .`)?"
+            ) from error
+        self._workers = workers
+        self.worker_pids.update(workers.pids)
+        for pid in workers.pids:  # a worker that gets no chunk still counts in the insight
+            self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)
+
+    def _stop_workers(self, abort: bool) -> None:
+        workers, self._workers = self._workers, None
+        if workers is None:
+            return
+        if abort:
+            workers.abort()
+        else:
+            workers.stop()
 
     def map(
         self,
@@ -243,12 +175,12 @@ class ProcessPool:
         (after ``restarts_on_worker_death`` fresh pools have failed too).
         """
         describe = describe or _describe_by_type
-        if self._executor is None and self.workers > 1:
+        if self._workers is None and self.workers > 1:
             raise RuntimeError("use the pool inside a 'with' block")
         self._count_items = count_items
         started = time.monotonic()
         try:
-            if self._executor is None:
+            if self._workers is None:
                 yield from self._map_in_process(function, tasks, describe)
             else:
                 yield from self._map_in_workers(function, tasks, describe)
@@ -267,7 +199,7 @@ class ProcessPool:
 
         def submit(index: int, task: Task) -> None:
             try:
-                future = self._executor.submit(_timed_call, function, task, index)
+                future = self._workers.submit(function, task, index)
             except BrokenProcessPool as error:  # broke since the last result: handled below
                 future = Future()
                 future.set_exception(error)
@@ -295,7 +227,7 @@ class ProcessPool:
                 unfinished = [(index, task) for index, task, _ in in_flight]
                 in_flight.clear()
                 self._stop_workers(abort=True)
-                self._start_executor()
+                self._start_workers()
                 for index, task in unfinished:
                     submit(index, task)
                 continue
@@ -308,29 +240,9 @@ class ProcessPool:
 
     def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
         """Which worker died, how, and which chunk it was running."""
-        # The executor terminates the surviving workers (SIGTERM) and reaps them in its own
-        # thread. Reading exit codes while it does races with it (a forkserver child's code
-        # then reads 255), so let that thread finish first.
-        manager = getattr(self._executor, "_executor_manager_thread", None)
-        if manager is not None:
-            manager.join(_TERMINATE_GRACE_SECONDS)
-        deadline = time.monotonic() + 2
-        while (
-            any(process.exitcode is None for process in self._processes.values())
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.01)
-        dead = [
-            (pid, process.exitcode)
-            for pid, process in self._processes.items()
-            if process.exitcode not in (None, 0, -signal.SIGTERM)
-        ]
-        slots = self._running_task_by_slot
-        running = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
         tasks = {index: task for index, task, _ in in_flight}
         sentences = []
-        for pid, exitcode in dead:
-            index = running.get(pid, _IDLE)
+        for pid, exitcode, index in self._workers.deaths():
             if index in tasks:
                 doing = f"while running {describe(tasks[index])}"
             else:
@@ -340,9 +252,12 @@ class ProcessPool:
         return " ".join(sentences) or f"a pool worker died with {head} or a later chunk unfinished."
 
     def _map_in_process(self, function, tasks, describe) -> Iterator:
-        for index, task in enumerate(tasks):
+        for task in tasks:
             try:
-                result, timing = _timed_call(function, task, index)
+                # Only this thread's records, only during the task: the step process has other
+                # threads, whose records do not belong to the pool.
+                with this_threads_records_to(self.log, self.worker_log_level):
+                    result, timing = timed_call(function, task)
             except Exception as error:
                 raise ChunkFailedError(_failure_message(describe(task), error)) from error
             yield from self._collect(result, timing)
@@ -364,15 +279,11 @@ class ProcessPool:
         stats.collect_seconds += time.monotonic() - handed_over
 
 
-_IDLE = -1
 _DEATH_CAUSES = (
     "Likely causes: the out-of-memory killer or another signal, os._exit or a crash in native "
     "code inside the task, or a worker that cannot import the task's module (is the package "
     "installed? run `pip install -e .`)."
 )
-# Set in each worker by _initialize_worker.
-_worker_slot: int | None = None
-_running_task_by_slot: Any = None
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -383,149 +294,6 @@ def _exit_reason(exitcode: int | None) -> str:
         hint = " (as the out-of-memory killer does)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
     return f"exited with code {exitcode}"
-
-
-def _timed_call(
-    function: Callable[[Any], Any], task: Any, index: int
-) -> tuple[Any, tuple[int, float, float, float]]:
-    if _worker_slot is not None:
-        _running_task_by_slot[2 * _worker_slot + 1] = index
-    # time.monotonic() is one system-wide clock on Linux and macOS, so the parent can compare
-    # a worker's timestamps with its own.
-    started, cpu_started = time.monotonic(), time.process_time()
-    try:
-        result = function(task)
-    finally:
-        if _worker_slot is not None:
-            _running_task_by_slot[2 * _worker_slot + 1] = _IDLE
-    return result, (os.getpid(), started, time.monotonic(), time.process_time() - cpu_started)
-
-
-def _wait_for_all_workers(timeout: float) -> None:
-    """Return once every worker of the pool has written its pid into its slot."""
-    deadline = time.monotonic() + timeout
-    while any(pid == 0 for pid in _running_task_by_slot[0::2]):
-        if time.monotonic() > deadline:
-            return  # start-up is slow, not broken: the pool works with the workers it has
-        time.sleep(0.002)
-
-
-def _initialize_worker(
-    slot_counter: Any,
-    running_task_by_slot: Any,
-    owner_pid: int,
-    log_writers: list,
-    log_level: int,
-) -> None:
-    global _worker_slot, _running_task_by_slot
-    # Ctrl-C reaches the whole process group: the parent decides, workers ignore it. SIGTERM
-    # gets its default action back, in case the parent's handler was inherited.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for variable in _THREAD_LIMIT_VARIABLES:
-        os.environ.setdefault(variable, "1")
-    with slot_counter.get_lock():
-        _worker_slot = slot_counter.value
-        slot_counter.value += 1
-    _running_task_by_slot = running_task_by_slot
-    _running_task_by_slot[2 * _worker_slot] = os.getpid()
-    for slot, writer in enumerate(log_writers):
-        if slot != _worker_slot:
-            writer.close()  # so each pipe ends when its own worker does
-    name = f"worker {_worker_slot} pid {os.getpid()}"
-    root = logging.getLogger()
-    root.handlers = [PipeHandler(log_writers[_worker_slot], name, log_level)]
-    root.setLevel(log_level)
-    owner = (owner_pid, _start_time(owner_pid))
-    threading.Thread(target=_exit_when_orphaned, args=(owner,), daemon=True).start()
-
-
-def _exit_when_orphaned(owner: tuple[int, str | None]) -> None:
-    """End this worker once the process that owns the pool is gone.
-
-    A pool owner killed outright (SIGKILL, or a crash) cannot clean up, and its workers would
-    wait for tasks forever: they hold both ends of their task pipe, and forkserver workers
-    also keep the fork server alive. Polling is crude but works for every start method.
-    """
-    while _process_running(*owner):
-        time.sleep(_ORPHAN_POLL_SECONDS)
-    os._exit(1)
-
-
-def _process_running(pid: int, start_time: str | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``start_time`` (a new process
-    may get the same pid later) and has not exited."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = _stat_fields(pid)
-    if stat is None:
-        return True  # no /proc (macOS): kill(pid, 0) is all we know
-    state, current_start_time = stat[0], stat[19]
-    # A zombie has exited and only waits for its parent to reap it.
-    return state not in "ZX" and current_start_time == start_time
-
-
-def _start_time(pid: int) -> str | None:
-    stat = _stat_fields(pid)
-    return stat[19] if stat else None
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: [0] state, [19] start time."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _abort(executor: ProcessPoolExecutor) -> None:
-    """Stop now: cancel queued tasks, terminate workers, kill those that linger."""
-    processes = list((executor._processes or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.terminate()
-    deadline = time.monotonic() + _TERMINATE_GRACE_SECONDS
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join(1.0)
-
-
-@contextlib.contextmanager
-def _root_logging_to(handler: logging.Handler) -> Iterator[None]:
-    """Send records of this process's loggers to ``handler`` too, for the pool's lifetime."""
-    root = logging.getLogger()
-    previous_level = root.level
-    root.addHandler(handler)
-    if previous_level > handler.level:  # NOTSET (0) already lets everything through
-        root.setLevel(handler.level)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous_level)
-
-
-@contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
-    """Keep spawned children from re-running the parent's ``__main__`` script."""
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    if main is None or main_file is None or getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = main_file
 
 
 def _describe_by_type(task: Any) -> str:

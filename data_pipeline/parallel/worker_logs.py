@@ -10,6 +10,7 @@ the middle of a send cannot block the others (there is no shared lock, unlike a 
 import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -105,24 +106,68 @@ class PipeHandler(logging.Handler):
 
 
 class DirectHandler(logging.Handler):
-    """For pools of one worker, which run tasks in this process: the same forwarding."""
+    """For pools of one worker, which run tasks in this process: the same forwarding, for the
+    records of one thread only (the step process runs others, whose records are not ours)."""
 
-    def __init__(self, log: Any, level: int):
+    def __init__(self, log: Any, level: int, thread: int):
         super().__init__(level)
         self._log = log
-        self._busy = threading.local()
+        self._thread = thread
+        self._forwarding = False  # only that thread gets past the check, so a flag suffices
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not _forwardable(record) or getattr(self._busy, "active", False):
+        if threading.get_ident() != self._thread or self._forwarding:
             return
-        self._busy.active = True  # the forwarded record must not come back through us
+        if not _forwardable(record):
+            return
+        self._forwarding = True  # the forwarded record must not come back through us
         try:
             forward(
                 self._log,
                 {"level": record.levelno, "worker": "in-process", "message": _text(record)},
             )
         finally:
-            self._busy.active = False
+            self._forwarding = False
+
+
+@contextlib.contextmanager
+def this_threads_records_to(log: Any, level: int) -> Iterator[None]:
+    """While the block runs, forward to ``log`` what the calling thread logs at ``level`` or
+    above, through any logger. The root logger's level is lowered for the block if it would
+    drop such records, and restored when the last such block in this process ends."""
+    handler = DirectHandler(log, level, threading.get_ident())
+    _lower_root_level(level)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        _restore_root_level()
+
+
+_root_level_lock = threading.Lock()
+_root_level_users = 0
+_root_level_before = logging.NOTSET
+
+
+def _lower_root_level(level: int) -> None:
+    global _root_level_users, _root_level_before
+    with _root_level_lock:
+        root = logging.getLogger()
+        if _root_level_users == 0:
+            _root_level_before = root.level
+        _root_level_users += 1
+        if root.level > level:  # NOTSET (0) already lets everything through
+            root.setLevel(level)
+
+
+def _restore_root_level() -> None:
+    global _root_level_users
+    with _root_level_lock:
+        _root_level_users -= 1
+        if _root_level_users == 0:
+            logging.getLogger().setLevel(_root_level_before)
 
 
 def _text(record: logging.LogRecord) -> str:
