@@ -157,7 +157,8 @@ def compare_serial_and_parallel(
 
     A timed run covers what the pipeline's step does up to its output (pool start-up,
     the work, building Arrow batches) and not writing or comparing the output, which
-    happens afterwards. The outputs are held in memory meanwhile (about 150 bytes a line).
+    happens afterwards. The outputs are held in memory meanwhile (a peak of about 340 bytes
+    a line, measured at 400,000 lines).
     """
     settings = {SERIAL: PoolSettings(workers=1), PARALLEL: pool_settings}
 
