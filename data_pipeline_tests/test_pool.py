@@ -22,6 +22,7 @@ from data_pipeline.parallel.pool import (
     WorkerDiedError,
 )
 from data_pipeline_tests.deadlines import fails_if_it_hangs
+from data_pipeline_tests.environment_at_import import THREAD_LIMITS
 from data_pipeline_tests.pool_tasks import (
     die_on_one,
     die_once,
@@ -37,15 +38,6 @@ from data_pipeline_tests.pool_tasks import (
 from data_pipeline_tests.processes import alive, descendants
 
 START_METHODS = ["forkserver", "spawn"]
-THREAD_LIMITS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "NUMBA_NUM_THREADS",
-)
 # Tasks that stand for "the rest of the work" sleep ten minutes: a test over within this bound
 # proves that the pool did not wait for them (and a hang fails instead of blocking the run).
 NOT_WAITED_FOR = 60
