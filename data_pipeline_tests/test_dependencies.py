@@ -64,3 +64,41 @@ def test_every_core_dependency_is_imported_somewhere():
     used = imported_distributions("data_pipeline", "data_pipeline_tests", "benchmarks")
     unused = declared() - set(used) - set(NOT_IMPORTED)
     assert not unused, f"declared but never imported: {unused}"
+
+
+# Each folder may import only the folders below it; only the Dagster layer imports Dagster.
+LAYERS = ["defs", "measure", "numbers", "parallel"]
+
+
+def package_imports() -> list[tuple[str, str]]:
+    """(importing module's folder, imported module) for every import inside the package."""
+    found = []
+    for path in (REPOSITORY / "data_pipeline").rglob("*.py"):
+        folder = path.relative_to(REPOSITORY / "data_pipeline").parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found += [(folder, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append((folder, node.module))
+    return found
+
+
+def test_imports_go_one_way_from_the_dagster_definitions_down_to_the_parallel_machinery():
+    upward = [
+        (folder, module)
+        for folder, module in package_imports()
+        if folder in LAYERS
+        and module.split(".")[0] == "data_pipeline"
+        and module.split(".")[1] in LAYERS
+        and LAYERS.index(module.split(".")[1]) < LAYERS.index(folder)
+    ]
+    assert upward == []
+
+
+def test_only_the_definitions_and_defs_import_dagster():
+    outside = [
+        (folder, module)
+        for folder, module in package_imports()
+        if module.split(".")[0] == "dagster" and folder not in {"defs", "definitions.py"}
+    ]
+    assert outside == []
