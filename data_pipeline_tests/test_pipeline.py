@@ -12,7 +12,11 @@ from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parque
 from data_pipeline.numbers.storage import atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.pool import PoolSettings
-from data_pipeline_tests.comparison_tasks import transform_wrongly_in_a_pool_worker
+from data_pipeline_tests.comparison_tasks import (
+    FIRST_CALL_SECONDS,
+    transform_slowly_on_the_first_call,
+    transform_wrongly_in_a_pool_worker,
+)
 
 MESSY = (
     UTF8_BOM + b"10\r\n"
@@ -149,6 +153,16 @@ def test_a_pool_that_computes_a_different_value_fails_the_comparison(tmp_path):
         compare_serial_and_parallel(
             source, PoolSettings(2), 4096, 500, transform=transform_wrongly_in_a_pool_worker
         )
+
+
+def test_a_slow_first_call_of_the_transform_is_spent_in_the_warm_up_not_in_a_timed_run(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, count=200, seed=1, dirty_fraction=0.0)
+    comparison = compare_serial_and_parallel(
+        source, PoolSettings(2), 4096, 50, transform=transform_slowly_on_the_first_call
+    )
+    # 200 values take milliseconds: a timed run that paid the first call would take 2 s.
+    assert comparison.transform.serial.seconds.maximum < FIRST_CALL_SECONDS / 2
 
 
 def test_a_pinned_input_is_read_as_it_was_even_if_replaced_meanwhile(tmp_path):

@@ -175,7 +175,7 @@ def compare_serial_and_parallel(
         )
         return Outcome(tables, summary.pool)
 
-    warm_ups = {run: lambda run=run: _warm_up(settings[run]) for run in settings}
+    warm_ups = {run: lambda run=run: _warm_up(settings[run], transform) for run in settings}
     cleaned = measure_alternately(
         {run: lambda run=run: cleaning_run(run) for run in settings},
         repeats,
@@ -199,6 +199,7 @@ def compare_serial_and_parallel(
         {run: lambda run=run: transform_run(run) for run in settings},
         repeats,
         _differences_in("transform"),
+        # The stage right before already warmed up both paths with this transform.
     )
     return Comparison(
         cleaning=_stage("cleaning", cleaned, sum(len(t) for t in cleaned.outputs[SERIAL])),
@@ -265,14 +266,16 @@ def _ratio(numerator: float, denominator: float, default: float = 0.0) -> float:
     return numerator / denominator if denominator else default
 
 
-def _warm_up(settings: PoolSettings) -> None:
-    """Run both stages once on a few lines, untimed, with these settings: libraries set
-    things up on first use (pyarrow's conversions took 0.4 s once) and the first pool of a
-    process starts the fork server, which would otherwise be charged to the first run."""
+def _warm_up(settings: PoolSettings, transform: Callable[[ValueChunk], dict[str, list]]) -> None:
+    """Run both stages once on a few lines, untimed, with these settings and this transform:
+    libraries set things up on first use (pyarrow's conversions took 0.4 s once, a compiled
+    kernel compiles), and the first pool of a process starts the fork server, which would
+    otherwise be charged to the first timed run."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "warm_up.txt"
         path.write_bytes(b"1\n-2\n1,234\n12.0\nx\n\n")
         summary = CleaningSummary()
         batches = [pair[0] for pair in clean_file(path, settings, 4, summary)]
-        for _ in transform_cleaned(batches, len(batches), settings, TransformSummary()):
+        summary = TransformSummary()
+        for _ in transform_cleaned(batches, len(batches), settings, summary, transform=transform):
             pass
