@@ -75,9 +75,34 @@ def test_waiting_for_cpus_is_named_as_the_cause_when_it_was_measured():
     )
     sentence = verdict(result)
     assert sentence.startswith("Parallelism did not pay off: only 1.00x faster")
-    assert "In the transform, the workers waited for a CPU 70% of their time" in sentence
+    assert "In the transform, the workers were off the CPU 70% of their time in tasks" in sentence
     assert "within this machine's noise" in sentence
     assert "Starting the pools" not in sentence, "start-up was not measured as significant"
+
+
+def test_causes_come_weightiest_first():
+    # Start-up is 40 % of the parallel time; the workers were off the CPU 20 % of theirs.
+    pool = stats(2, startup=0.2, busy=1.0, cpu=0.8)
+    result = comparison(
+        stage("cleaning", [0.5] * 3, [0.5] * 3, pool),
+        stage("transform", [0.5] * 3, [0.5] * 3, pool),
+    )
+    sentence = verdict(result)
+    start_up = sentence.index("Starting the pools took 0.40 s, 40% of the parallel time.")
+    off_cpu = sentence.index("the workers were off the CPU 20%")
+    assert start_up < off_cpu
+
+
+def test_a_serial_baseline_slower_than_the_workers_is_called_out_not_credited():
+    # The serial runs burned 1.5 s of CPU for work the workers did in 1.0 s.
+    result = comparison(
+        stage("cleaning", [1.5] * 3, [0.5] * 3, stats(2, busy=1.0, cpu=1.0)),
+        stage("transform", [9.0] * 3, [4.6] * 3, stats(2, busy=9.0, cpu=9.0)),
+    )
+    assert (
+        "In the cleaning, the serial runs needed 50% more CPU time than the workers for the "
+        "same work: the serial baseline was slowed down"
+    ) in verdict(result)
 
 
 @pytest.mark.parametrize(

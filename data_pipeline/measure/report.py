@@ -80,21 +80,34 @@ def _causes(comparison: Comparison) -> list[str]:
             )
         )
     for stage in comparison.stages:
-        if stage.workers > 1 and stage.cpu_wait_share >= NOTABLE_SHARE:
+        if stage.workers == 1:
+            continue
+        if stage.cpu_wait_share >= NOTABLE_SHARE:
             weighed.append(
                 (
                     stage.cpu_wait_share,
-                    f"In the {stage.name}, the workers waited for a CPU "
-                    f"{stage.cpu_wait_share:.0%} of their time: other processes held the CPUs.",
+                    f"In the {stage.name}, the workers were off the CPU "
+                    f"{stage.cpu_wait_share:.0%} of their time in tasks (waiting for a CPU "
+                    "that other processes held, or for the disk).",
                 )
             )
-        if stage.workers > 1 and stage.cpu_contention >= NOTABLE_CONTENTION:
+        if stage.cpu_contention >= NOTABLE_CONTENTION:
             weighed.append(
                 (
                     stage.cpu_contention - 1,
                     f"In the {stage.name}, the workers needed {stage.cpu_contention - 1:.0%} "
-                    "more CPU time than one process for the same work: the CPUs slowed each "
-                    "other down (shared cores or caches, or other machines on the host).",
+                    "more CPU time than one process for the same work, so each CPU got less "
+                    "done while both were busy.",
+                )
+            )
+        elif 0 < stage.cpu_contention <= 1 / NOTABLE_CONTENTION:
+            extra = 1 / stage.cpu_contention - 1
+            weighed.append(
+                (
+                    extra,
+                    f"In the {stage.name}, the serial runs needed {extra:.0%} more CPU time "
+                    "than the workers for the same work: the serial baseline was slowed down, "
+                    "so this stage's speedup overstates what the pool gained.",
                 )
             )
     causes = [sentence for _, sentence in sorted(weighed, key=lambda pair: -pair[0])]
