@@ -228,3 +228,18 @@ def log_a_lot(value: int) -> int:
     for line in range(1500):
         task_logger.info("task %d line %d %s", value, line, "x" * 80)
     return value
+
+
+def log_info_here_and_in_another_thread(value: int) -> int:
+    """Log at INFO from this task and, while it runs, from another thread."""
+    import logging
+    import threading
+
+    other = threading.Thread(
+        target=logging.getLogger("data_pipeline_tests.elsewhere").info,
+        args=("another thread's info, during task %d", value),
+    )
+    other.start()
+    other.join()
+    logging.getLogger("data_pipeline_tests.pool_tasks").info("the task's info, %d", value)
+    return value

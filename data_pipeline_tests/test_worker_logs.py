@@ -16,6 +16,7 @@ from data_pipeline_tests.pool_tasks import (
     log_a_lot,
     log_and_square,
     log_beside_another_thread,
+    log_info_here_and_in_another_thread,
     log_then_die,
 )
 
@@ -123,6 +124,28 @@ def test_a_one_worker_pool_forwards_what_its_task_logs_and_nothing_else():
         other.start()
         other.join()
     assert records == ["[in-process] data_pipeline_tests.pool_tasks: the task itself, 7"]
+
+
+def test_a_one_worker_pool_leaves_what_other_root_handlers_see_unchanged():
+    # The root logger is at WARNING with a handler of its own: an INFO record, from the task
+    # or from another thread, never reached that handler before, and must not now, although
+    # the pool forwards the task's INFO record to its own log.
+    log, forwarded = collecting_logger("test_a_one_worker_pool_leaves")
+    root, seen_by_root = logging.getLogger(), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen_by_root.append(record.getMessage())
+    previous_level = root.level
+    root.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    try:
+        with ProcessPool(1, log=log, worker_log_level=logging.DEBUG) as pool:
+            assert list(pool.map(log_info_here_and_in_another_thread, [3])) == [3]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+    assert forwarded == ["[in-process] data_pipeline_tests.pool_tasks: the task's info, 3"]
+    assert seen_by_root == []
+    assert handler.filters == [], "the handler is given back as it was"
 
 
 def test_progress_lines_reach_the_run_log():

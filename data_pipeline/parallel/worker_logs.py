@@ -149,16 +149,28 @@ def this_threads_records_to(log: Any, level: int) -> Iterator[None]:
 _root_level_lock = threading.Lock()
 _root_level_users = 0
 _root_level_before = logging.NOTSET
+_root_handlers_kept_at_their_level: list[logging.Handler] = []
+
+
+def _at_least_the_level_before(record: logging.LogRecord) -> bool:
+    return record.levelno >= _root_level_before
 
 
 def _lower_root_level(level: int) -> None:
+    """Lower the root logger's level to ``level`` if needed. Its other handlers meanwhile drop
+    what the level before would have dropped, so for them, and for every other thread,
+    nothing changes."""
     global _root_level_users, _root_level_before
     with _root_level_lock:
         root = logging.getLogger()
         if _root_level_users == 0:
             _root_level_before = root.level
+            if root.level > level:  # NOTSET (0) already lets everything through
+                _root_handlers_kept_at_their_level[:] = root.handlers
+                for handler in root.handlers:
+                    handler.addFilter(_at_least_the_level_before)
         _root_level_users += 1
-        if root.level > level:  # NOTSET (0) already lets everything through
+        if root.level > level:
             root.setLevel(level)
 
 
@@ -168,6 +180,9 @@ def _restore_root_level() -> None:
         _root_level_users -= 1
         if _root_level_users == 0:
             logging.getLogger().setLevel(_root_level_before)
+            for handler in _root_handlers_kept_at_their_level:
+                handler.removeFilter(_at_least_the_level_before)
+            _root_handlers_kept_at_their_level.clear()
 
 
 def _text(record: logging.LogRecord) -> str:
