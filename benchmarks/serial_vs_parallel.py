@@ -18,13 +18,13 @@ import tempfile
 from itertools import chain
 from pathlib import Path
 
-from data_pipeline.defs.resources import (
-    DEFAULT_CLEANING_CHUNK_BYTES,
-    DEFAULT_TRANSFORM_CHUNK_VALUES,
-)
 from data_pipeline.measure.comparison import compare_serial_and_parallel
 from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.pipeline import (
+    DEFAULT_CLEANING_CHUNK_BYTES,
+    DEFAULT_TRANSFORM_CHUNK_VALUES,
+)
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, ProcessPool
@@ -55,6 +55,10 @@ def raw_ceiling(workers: int, start_method: str, repeats: int) -> tuple[float, s
             },
             repeats,
             lambda expected, actual: None if expected == actual else "results differ",
+            warm_ups={
+                "one process": lambda: transform_values(CEILING_VALUES[:100]),
+                "processes": lambda: list(pool.map(transform_values, [CEILING_VALUES[:100]] * 4)),
+            },
         )
     one, split_run = measured.measurements["one process"], measured.measurements["processes"]
     spreads = f"one process {one.seconds}, {workers} processes {split_run.seconds}"

@@ -9,7 +9,7 @@ from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import UTF8_BOM
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.numbers.storage import atomic_output, pinned
+from data_pipeline.numbers.storage import atomic_directory, atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline_tests.comparison_tasks import (
@@ -190,3 +190,21 @@ def test_small_chunks_still_make_few_row_groups(tmp_path):
     summary = clean_to_parquet(source, cleaned, tmp_path / "r.parquet", PoolSettings(1), 1024)
     assert summary.chunks > 500
     assert pq.ParquetFile(cleaned).metadata.num_row_groups <= 2
+
+
+def test_a_directory_written_as_a_set_replaces_the_old_set_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "outputs"
+    with atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("old a")
+        (staging / "b.txt").write_text("old b")
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("new a")
+        raise RuntimeError("interrupted before b was written")
+    assert {path.name: path.read_text() for path in target.iterdir()} == {
+        "a.txt": "old a",
+        "b.txt": "old b",
+    }
+    with atomic_directory(target) as staging:
+        (staging / "a.txt").write_text("new a")
+    assert [path.name for path in target.iterdir()] == ["a.txt"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"], "nothing left over"

@@ -9,7 +9,8 @@ from data_pipeline.parallel.budget import cpu_plan
 # many workers each pool gets), so steps x workers never exceeds the CPUs: see budget.py.
 # max_concurrent bounds every step, pooled or not: with the default budget of one step at a
 # time, a check or the input step never competes with a pool for the CPUs, nor with the
-# report's timings. It holds within one run only; limits across runs come with partitions.
+# report's timings. It holds within one run only: across runs, limit them with Dagster's run
+# queue (max_concurrent_runs) or concurrency pools.
 PLAN = cpu_plan()
 MAX_CONCURRENT_STEPS = PLAN.steps_at_once
 

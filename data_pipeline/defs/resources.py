@@ -7,6 +7,10 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, field_validator
 
+from data_pipeline.numbers.pipeline import (
+    DEFAULT_CLEANING_CHUNK_BYTES,
+    DEFAULT_TRANSFORM_CHUNK_VALUES,
+)
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod
@@ -38,14 +42,6 @@ class DataDirectoryResource(dg.ConfigurableResource):
         return directory
 
 
-# Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
-# round trip ~0.2 ms, so 256 KiB (~35,000 lines, ~70 ms of work) keeps the per-chunk cost
-# under 1 % while still giving a few chunks per worker for a 3 MB file to balance the load.
-DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
-# The transform costs ~25 µs a value: 2,000 values are ~50 ms of work per task, so the
-# ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
-# input gives ~200 tasks, which keeps both workers busy until the end.
-DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
 # More workers than this per available CPU only adds start-up and switching costs.
 MAX_WORKERS_PER_CPU = 4
 

@@ -21,7 +21,7 @@ from data_pipeline.numbers.pipeline import (
     clean_file,
     transform_cleaned,
 )
-from data_pipeline.numbers.storage import atomic_output
+from data_pipeline.numbers.storage import atomic_directory, atomic_output
 from data_pipeline.numbers.transforms import ValueChunk, transform_chunk
 from data_pipeline.numbers.verification import table_differences
 from data_pipeline.parallel.cpus import available_cpus
@@ -212,20 +212,22 @@ def compare_serial_and_parallel(
 
 def save_outputs(comparison: Comparison, directory: Path) -> dict[str, Path]:
     """Write each stage's serial and parallel outputs as Parquet files in ``directory``, for
-    a check to compare independently; returns the paths by name (e.g. ``cleaned_serial``)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    a check to compare independently; the set replaces the previous one as a whole. Returns
+    the paths by name (e.g. ``cleaned_serial``)."""
     paths = {}
-    for stage in comparison.stages:
-        for run, tables in ((SERIAL, stage.serial_tables), (PARALLEL, stage.parallel_tables)):
-            for output, table in zip(OUTPUT_FILES[stage.name], tables, strict=True):
-                path = directory / f"{output}_{run}.parquet"
-                with (
-                    atomic_output(path) as temporary,
-                    ParquetOutput(temporary, table.schema) as file,
-                ):
-                    for batch in table.to_batches():
-                        file.write(batch)
-                paths[f"{output}_{run}"] = path
+    with atomic_directory(directory) as staging:
+        for stage in comparison.stages:
+            runs = ((SERIAL, stage.serial_tables), (PARALLEL, stage.parallel_tables))
+            for run, tables in runs:
+                for output, table in zip(OUTPUT_FILES[stage.name], tables, strict=True):
+                    name = f"{output}_{run}"
+                    with (
+                        atomic_output(staging / f"{name}.parquet") as temporary,
+                        ParquetOutput(temporary, table.schema) as file,
+                    ):
+                        for batch in table.to_batches():
+                            file.write(batch)
+                    paths[name] = directory / f"{name}.parquet"
     return paths
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,25 @@ def atomic_output(path: Path) -> Iterator[Path]:
         _fsync_directory(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``path``; if the block succeeds, it replaces
+    ``path`` as a whole. Readers see the old set of files or the new one, never a mix (for an
+    instant between the two renames, none); a failure leaves the old set as it was."""
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    replaced = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if path.exists():
+            os.replace(path, replaced)
+        os.replace(staging, path)
+        _fsync_directory(path.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 @contextlib.contextmanager

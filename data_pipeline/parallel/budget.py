@@ -19,7 +19,7 @@ from data_pipeline.parallel.cpus import available_cpus
 CPUS_VARIABLE = "DATA_PIPELINE_CPUS"
 STEPS_VARIABLE = "DATA_PIPELINE_STEPS_AT_ONCE"
 
-# Native thread pools in workers are capped to one thread each (see pool.py), so a worker is
+# Native thread pools in workers are capped to one thread each (see worker.py), so a worker is
 # one busy CPU at most.
 
 

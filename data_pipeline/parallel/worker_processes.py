@@ -29,6 +29,9 @@ _EXIT_AFTER_KILL_SECONDS = 5.0
 _EXECUTOR_SHUTDOWN_SECONDS = 10.0
 _WORKER_START_TIMEOUT_SECONDS = 60.0
 _LIFELINES_OF_SURVIVORS: list[Any] = []
+# Starting workers changes process-wide state for a moment (the environment, __main__): two
+# pools starting at once in different threads must not see each other's temporary values.
+_STARTING = threading.Lock()
 
 
 class _RecordingContext:
@@ -113,7 +116,7 @@ class WorkerProcesses:
                     self._log_level,
                 ),
             )
-            with _main_module_hidden(), native_threads_capped():
+            with _STARTING, _main_module_hidden(), native_threads_capped():
                 warm_ups = [
                     self._executor.submit(wait_for_all_workers, _WORKER_START_TIMEOUT_SECONDS)
                     for _ in range(self.workers)
