@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pyarrow.parquet as pq
@@ -8,6 +9,7 @@ from data_pipeline.measure.report import markdown_table
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import UTF8_BOM
 from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.numbers.storage import atomic_directory, atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
@@ -120,6 +122,11 @@ def test_a_successful_write_replaces_the_old_file(tmp_path):
     assert list(tmp_path.iterdir()) == [target]
 
 
+def kernel_with(transform) -> Kernel:
+    """The python kernel with another transform worker function."""
+    return dataclasses.replace(PYTHON, name="under test", transform=transform)
+
+
 def test_the_comparison_times_both_sides_alternately_on_identical_chunks(tmp_path):
     source = tmp_path / "numbers.txt"
     write_numbers_file(source, count=20_000, seed=1, dirty_fraction=0.1)
@@ -151,7 +158,11 @@ def test_a_pool_that_computes_a_different_value_fails_the_comparison(tmp_path):
         r"column digit_sum differs first at row \d+",
     ):
         compare_serial_and_parallel(
-            source, PoolSettings(2), 4096, 500, transform=transform_wrongly_in_a_pool_worker
+            source,
+            PoolSettings(2),
+            4096,
+            500,
+            kernel=kernel_with(transform_wrongly_in_a_pool_worker),
         )
 
 
@@ -159,7 +170,7 @@ def test_a_slow_first_call_of_the_transform_is_spent_in_the_warm_up_not_in_a_tim
     source = tmp_path / "numbers.txt"
     write_numbers_file(source, count=200, seed=1, dirty_fraction=0.0)
     comparison = compare_serial_and_parallel(
-        source, PoolSettings(2), 4096, 50, transform=transform_slowly_on_the_first_call
+        source, PoolSettings(2), 4096, 50, kernel=kernel_with(transform_slowly_on_the_first_call)
     )
     # 200 values take milliseconds: a timed run that paid the first call would take 2 s.
     assert comparison.transform.serial.seconds.maximum < FIRST_CALL_SECONDS / 2

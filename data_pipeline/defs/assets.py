@@ -142,6 +142,7 @@ def cleaned_numbers(
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
     context.log.info(process_pool.describe_plan())
+    kernel = _chosen_kernel(context, process_pool)
     directory = data_directory.directory()
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
@@ -157,6 +158,7 @@ def cleaned_numbers(
             process_pool.settings(),
             process_pool.cleaning_chunk_bytes,
             context.log,
+            kernel,
         )
     seconds = time.perf_counter() - started
     context.log.info(
@@ -167,6 +169,7 @@ def cleaned_numbers(
         metadata={
             "path": dg.MetadataValue.path(str(directory / CLEANED_NUMBERS_FILE)),
             "rejected_path": dg.MetadataValue.path(str(directory / REJECTED_LINES_FILE)),
+            "kernel": kernel.name,
             "lines": summary.lines,
             "accepted": summary.accepted,
             "rejected": summary.rejected,
@@ -192,6 +195,7 @@ def transformed_numbers(
     (the reference any faster strategy must match). Written in input order to
     `transformed_numbers.parquet`."""
     context.log.info(process_pool.describe_plan())
+    kernel = _chosen_kernel(context, process_pool)
     directory = data_directory.directory()
     started = time.perf_counter()
     with _retried_only_for_worker_deaths():
@@ -201,6 +205,7 @@ def transformed_numbers(
             process_pool.settings(),
             process_pool.transform_chunk_values,
             context.log,
+            kernel,
         )
     seconds = time.perf_counter() - started
     context.log.info(
@@ -209,6 +214,7 @@ def transformed_numbers(
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(directory / TRANSFORMED_NUMBERS_FILE)),
+            "kernel": kernel.name,
             "rows": summary.rows,
             **_pool_metadata(summary.pool, summary.chunks, seconds),
         }
@@ -250,6 +256,7 @@ def parallelism_report(
     with their spread, speedup, efficiency and where the parallel time went. Both runs'
     outputs are kept in `parallelism_report/` for the check to compare."""
     context.log.info(process_pool.describe_plan())
+    kernel = _chosen_kernel(context, process_pool)
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
     directory = data_directory.directory()
@@ -264,6 +271,7 @@ def parallelism_report(
             process_pool.transform_chunk_values,
             config.repeats,
             context.log,
+            kernel,
         )
     save_outputs(comparison, directory / REPORT_OUTPUTS_DIRECTORY)
     table = markdown_table(comparison)
@@ -276,6 +284,7 @@ def parallelism_report(
         "parallel_seconds": comparison.parallel_seconds,
         "speedup": comparison.speedup,
         "efficiency": comparison.efficiency,
+        "kernel": kernel.name,
         "repeats": comparison.repeats,
         "workers": comparison.workers,
         "cpus_available": comparison.cpus_available,
@@ -305,6 +314,17 @@ def parallelism_report(
             f"{stage.name}_cpu_wait_share": stage.cpu_wait_share,
         }
     return dg.MaterializeResult(metadata=_readable(metadata))
+
+
+def _chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolResource):
+    kernel = process_pool.chosen_kernel()
+    how = (
+        "the fastest installed kernel that passed its self-check"
+        if process_pool.kernel == "auto"
+        else "as configured"
+    )
+    context.log.info(f"kernel: {kernel.name} ({how})")
+    return kernel
 
 
 def _existing_input(path: Path, producer: str) -> Path:

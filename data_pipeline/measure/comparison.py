@@ -3,7 +3,6 @@ timed fairly by the measuring core, proven identical, and kept for the report's 
 No Dagster here: the report asset and the benchmarks share it."""
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_pipeline.measure.timing import Measurement, Outcome, measure_alternately
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
 from data_pipeline.numbers.pipeline import (
     CLEANED_SCHEMA,
     REJECTED_SCHEMA,
@@ -22,7 +22,6 @@ from data_pipeline.numbers.pipeline import (
     transform_cleaned,
 )
 from data_pipeline.numbers.storage import atomic_directory, atomic_output
-from data_pipeline.numbers.transforms import ValueChunk, transform_chunk
 from data_pipeline.numbers.verification import table_differences
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.pool import PoolSettings
@@ -110,6 +109,7 @@ class Comparison:
     cpus_available: int
     requested_workers: int
     repeats: int
+    kernel: str = "python"
 
     @property
     def stages(self) -> tuple[StageComparison, StageComparison]:
@@ -147,11 +147,11 @@ def compare_serial_and_parallel(
     transform_chunk_values: int,
     repeats: int = DEFAULT_REPEATS,
     log: Any = pool_logger,
-    transform: Callable[[ValueChunk], dict[str, list]] = transform_chunk,
+    kernel: Kernel = PYTHON,
 ) -> Comparison:
     """Clean and transform ``numbers_path`` serially (the same worker functions in this
     process) and on a fresh pool per run, ``repeats`` times each in alternating order, with
-    identical chunks (``transform`` is the transform's worker function). Raises
+    identical chunks and the same kernel. Raises
     :class:`~data_pipeline.measure.timing.OutputMismatchError` if any run disagrees with the
     first serial run in any value or in order.
 
@@ -165,7 +165,7 @@ def compare_serial_and_parallel(
     def cleaning_run(run: str) -> Outcome:
         summary, accepted, rejected = CleaningSummary(), [], []
         for accepted_batch, rejected_batch in clean_file(
-            numbers_path, settings[run], cleaning_chunk_bytes, summary, log
+            numbers_path, settings[run], cleaning_chunk_bytes, summary, log, kernel
         ):
             accepted.append(accepted_batch)
             rejected.append(rejected_batch)
@@ -175,7 +175,7 @@ def compare_serial_and_parallel(
         )
         return Outcome(tables, summary.pool)
 
-    warm_ups = {run: lambda run=run: _warm_up(settings[run], transform) for run in settings}
+    warm_ups = {run: lambda run=run: _warm_up(settings[run], kernel) for run in settings}
     cleaned = measure_alternately(
         {run: lambda run=run: cleaning_run(run) for run in settings},
         repeats,
@@ -190,7 +190,7 @@ def compare_serial_and_parallel(
         summary = TransformSummary()
         batches = list(
             transform_cleaned(
-                transform_input, len(transform_input), settings[run], summary, log, transform
+                transform_input, len(transform_input), settings[run], summary, log, kernel
             )
         )
         return Outcome((pa.Table.from_batches(batches, TRANSFORMED_SCHEMA),), summary.pool)
@@ -207,6 +207,7 @@ def compare_serial_and_parallel(
         cpus_available=available_cpus(),
         requested_workers=pool_settings.workers or available_cpus(),
         repeats=repeats,
+        kernel=kernel.name,
     )
 
 
@@ -268,8 +269,8 @@ def _ratio(numerator: float, denominator: float, default: float = 0.0) -> float:
     return numerator / denominator if denominator else default
 
 
-def _warm_up(settings: PoolSettings, transform: Callable[[ValueChunk], dict[str, list]]) -> None:
-    """Run both stages once on a few lines, untimed, with these settings and this transform:
+def _warm_up(settings: PoolSettings, kernel: Kernel) -> None:
+    """Run both stages once on a few lines, untimed, with these settings and this kernel:
     libraries set things up on first use (pyarrow's conversions took 0.4 s once, a compiled
     kernel compiles), and the first pool of a process starts the fork server, which would
     otherwise be charged to the first timed run."""
@@ -277,7 +278,7 @@ def _warm_up(settings: PoolSettings, transform: Callable[[ValueChunk], dict[str,
         path = Path(directory) / "warm_up.txt"
         path.write_bytes(b"1\n-2\n1,234\n12.0\nx\n\n")
         summary = CleaningSummary()
-        batches = [pair[0] for pair in clean_file(path, settings, 4, summary)]
+        batches = [pair[0] for pair in clean_file(path, settings, 4, summary, kernel=kernel)]
         summary = TransformSummary()
-        for _ in transform_cleaned(batches, len(batches), settings, summary, transform=transform):
+        for _ in transform_cleaned(batches, len(batches), settings, summary, kernel=kernel):
             pass

@@ -17,7 +17,7 @@ def verdict(comparison: Comparison) -> str:
     if comparison.workers == 1:
         return _single_worker_verdict(comparison)
     speedup = comparison.speedup
-    runs = f"median of {comparison.repeats} runs each"
+    runs = f"{comparison.kernel} kernel, median of {comparison.repeats} runs each"
     if speedup >= PAYS_OFF_SPEEDUP:
         headline = (
             f"Parallelism paid off: {speedup:.2f}x faster on {comparison.workers} workers "

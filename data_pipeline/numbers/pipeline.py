@@ -7,7 +7,7 @@ order and turns them into Arrow record batches that stream straight into Parquet
 
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.numbers.chunking import ByteRange, count_lines, plan_byte_ranges
-from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
+from data_pipeline.numbers.parsing import CleanedChunk
 from data_pipeline.numbers.storage import atomic_output
-from data_pipeline.numbers.transforms import ValueChunk, transform_chunk
+from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
 from data_pipeline.parallel.progress import Progress
@@ -49,8 +50,6 @@ TRANSFORMED_SCHEMA = pa.schema(
         ("is_prime", pa.bool_()),
     ]
 )
-# Modules a forkserver loads once, so each forked worker starts with them imported.
-WORKER_MODULES = ("data_pipeline.numbers.parsing", "data_pipeline.numbers.transforms")
 
 
 @dataclass
@@ -81,8 +80,10 @@ def clean_file(
     chunk_bytes: int,
     summary: CleaningSummary,
     log: Any = pool_logger,
+    kernel: Kernel = PYTHON,
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
-    """Parse every line of ``path`` on a pool; yield (accepted, rejected) batches in file order.
+    """Parse every line of ``path`` on a pool with the kernel's cleaning function; yield
+    (accepted, rejected) batches in file order.
 
     Line numbers count from 1 and include blank and rejected lines, so accepted + rejected
     always equals the lines in the file.
@@ -96,9 +97,9 @@ def clean_file(
         return f"{byte_range}, from line {first_line}"
 
     progress = Progress(log, "cleaning", len(byte_ranges), "lines")
-    with pool_settings.open(len(byte_ranges), WORKER_MODULES, log) as pool:
+    with pool_settings.open(len(byte_ranges), kernel.worker_modules, log) as pool:
         summary.pool = pool.stats
-        for chunk in pool.map(clean_byte_range, byte_ranges, describe, _line_count):
+        for chunk in pool.map(kernel.clean, byte_ranges, describe, _line_count):
             progress.update(chunk.line_count)
             first_line_number = summary.lines + 1
             summary.lines += chunk.line_count
@@ -146,11 +147,10 @@ def transform_cleaned(
     pool_settings: PoolSettings,
     summary: TransformSummary,
     log: Any = pool_logger,
-    transform: Callable[[ValueChunk], dict[str, list]] = transform_chunk,
+    kernel: Kernel = PYTHON,
 ) -> Iterator[pa.RecordBatch]:
-    """Transform cleaned (line_number, value) batches on a pool, one task per batch; yield the
-    transformed batches in the same order. ``transform`` is the worker function: a top-level
-    function of an importable module, which any other kernel must match exactly."""
+    """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
+    one task per batch; yield the transformed batches in the same order."""
     waiting: deque[pa.RecordBatch] = deque()
 
     def tasks() -> Iterator[ValueChunk]:
@@ -167,9 +167,9 @@ def transform_cleaned(
             )
 
     progress = Progress(log, "transform", chunk_count, "values")
-    with pool_settings.open(chunk_count, WORKER_MODULES, log) as pool:
+    with pool_settings.open(chunk_count, kernel.worker_modules, log) as pool:
         summary.pool = pool.stats
-        for columns in pool.map(transform, tasks(), str, _row_count):
+        for columns in pool.map(kernel.transform, tasks(), str, _row_count):
             # Results come back in task order, so the oldest waiting batch is their input.
             batch = _transformed_batch(waiting.popleft(), columns)
             progress.update(batch.num_rows)
@@ -194,6 +194,7 @@ def clean_to_parquet(
     pool_settings: PoolSettings,
     chunk_bytes: int,
     log: Any = pool_logger,
+    kernel: Kernel = PYTHON,
 ) -> CleaningSummary:
     """Clean ``source`` into two Parquet files, streamed chunk by chunk. Each appears complete
     or not at all; the two are renamed one after the other, so a reader racing a run may see
@@ -205,7 +206,9 @@ def clean_to_parquet(
         ParquetOutput(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
         ParquetOutput(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
     ):
-        for accepted, rejected in clean_file(source, pool_settings, chunk_bytes, summary, log):
+        for accepted, rejected in clean_file(
+            source, pool_settings, chunk_bytes, summary, log, kernel
+        ):
             cleaned_writer.write(accepted)
             rejected_writer.write(rejected)
     return summary
@@ -217,6 +220,7 @@ def transform_to_parquet(
     pool_settings: PoolSettings,
     chunk_values: int,
     log: Any = pool_logger,
+    kernel: Kernel = PYTHON,
 ) -> TransformSummary:
     """Transform the cleaned values into a Parquet file, streamed chunk by chunk."""
     parquet = pq.ParquetFile(cleaned_path)
@@ -227,7 +231,7 @@ def transform_to_parquet(
         atomic_output(transformed_path) as temporary,
         ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
     ):
-        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary, log):
+        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary, log, kernel):
             writer.write(batch)
     return summary
 

@@ -1,0 +1,164 @@
+"""Which code does the work: the `python` kernels (the reference) or a faster one that must
+give the same output, and `auto`, the fastest that is installed and passes a self-check."""
+
+import functools
+import importlib.util
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_pipeline.numbers.chunking import ByteRange
+from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
+from data_pipeline.numbers.transforms import ValueChunk, transform_chunk, transform_values
+
+KERNEL_NAMES = ("python", "numpy", "numba")
+AUTO = "auto"
+# Fastest first: what `auto` tries.
+_PREFERENCE = ("numba", "numpy", "python")
+# What each kernel needs installed besides the core dependencies.
+_REQUIRES = {
+    "python": (),
+    "numpy": ("numpy", "data_pipeline.numbers.fast_cleaning", "data_pipeline.numbers.kernels"),
+    "numba": (
+        "numba",
+        "numpy",
+        "data_pipeline.numbers.fast_cleaning",
+        "data_pipeline.numbers.kernels",
+    ),
+}
+# Values whose every column the self-check compares with the reference: signs, 0 and 1,
+# primes, squares beyond int64, a Collatz path past int64, int64's ends.
+SELF_CHECK_VALUES = (
+    0,
+    1,
+    -1,
+    2,
+    7,
+    -12,
+    97,
+    1_000_000,
+    2**31 - 1,
+    3_037_000_500,
+    2**61 - 1,
+    2**63 - 1,
+    -(2**63),
+)
+# Lines of every kind the cleaning rules tell apart.
+SELF_CHECK_LINES = (
+    b"\xef\xbb\xbf12\n -7 \r\n+5\n007\n1,234\n12,34\n12.0\n1e3\n12.5\n0x1F\nNaN\n\n"
+    b"99999999999999999999\n\xff\xfe\ntwelve\n-9223372036854775808\n42"
+)
+
+
+class KernelUnavailableError(ValueError):
+    """The kernel asked for cannot run here; the message says what is available."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The worker functions of one kernel, and the modules a fork server preloads for it."""
+
+    name: str
+    clean: Callable[[ByteRange], CleanedChunk]
+    transform: Callable[[ValueChunk], dict[str, list]]
+    worker_modules: tuple[str, ...]
+
+
+def transform_chunk_numpy(chunk: ValueChunk) -> dict[str, list]:
+    """The numpy kernel on one chunk (runs in a pool worker)."""
+    from data_pipeline.numbers.kernels.numpy_kernel import transform_values_numpy
+
+    return transform_values_numpy(chunk.values)
+
+
+def transform_chunk_numba(chunk: ValueChunk) -> dict[str, list]:
+    """The numba kernel on one chunk (runs in a pool worker)."""
+    from data_pipeline.numbers.kernels.numba_kernel import transform_values_numba
+
+    return transform_values_numba(chunk.values)
+
+
+def clean_byte_range_vectorized(byte_range: ByteRange) -> CleanedChunk:
+    """The vectorized cleaning on one byte range (runs in a pool worker)."""
+    from data_pipeline.numbers.fast_cleaning import clean_byte_range_fast
+
+    return clean_byte_range_fast(byte_range)
+
+
+_REFERENCE_MODULES = ("data_pipeline.numbers.parsing", "data_pipeline.numbers.transforms")
+_FAST_CLEANING_MODULES = ("data_pipeline.numbers.fast_cleaning",)
+PYTHON = Kernel("python", clean_byte_range, transform_chunk, _REFERENCE_MODULES)
+_KERNELS = {
+    "python": PYTHON,
+    "numpy": Kernel(
+        "numpy",
+        clean_byte_range_vectorized,
+        transform_chunk_numpy,
+        (
+            *_REFERENCE_MODULES,
+            *_FAST_CLEANING_MODULES,
+            "data_pipeline.numbers.kernels.numpy_kernel",
+        ),
+    ),
+    "numba": Kernel(
+        "numba",
+        clean_byte_range_vectorized,
+        transform_chunk_numba,
+        (
+            *_REFERENCE_MODULES,
+            *_FAST_CLEANING_MODULES,
+            "data_pipeline.numbers.kernels.numba_kernel",
+        ),
+    ),
+}
+
+
+def installed(name: str) -> bool:
+    """Whether the libraries the kernel needs can be imported (without importing them)."""
+    try:
+        return all(importlib.util.find_spec(module) is not None for module in _REQUIRES[name])
+    except ModuleNotFoundError:  # a parent package of a module is missing
+        return False
+
+
+def kernel_named(name: str) -> Kernel:
+    """The kernel called ``name``, or for ``auto`` the fastest one installed that passes its
+    self-check. An explicit kernel that is not installed, or fails its self-check, raises
+    :class:`KernelUnavailableError` naming what is available."""
+    if name == AUTO:
+        return next(_KERNELS[choice] for choice in _PREFERENCE if _passes_self_check(choice))
+    if name not in _KERNELS:
+        raise KernelUnavailableError(
+            f"kernel={name!r} is not a kernel: choose one of {', '.join((AUTO, *KERNEL_NAMES))}"
+        )
+    if not _passes_self_check(name):
+        usable = [choice for choice in KERNEL_NAMES if _passes_self_check(choice)]
+        reason = "is not installed" if not installed(name) else "failed its self-check"
+        raise KernelUnavailableError(
+            f"kernel={name!r} {reason} here: available kernels are {', '.join(usable)} (or {AUTO})"
+        )
+    return _KERNELS[name]
+
+
+@functools.cache
+def _passes_self_check(name: str) -> bool:
+    """Whether the kernel is installed and gives the reference's output on
+    :data:`SELF_CHECK_VALUES` (once per process; it also pays a compiled kernel's start)."""
+    if not installed(name):
+        return False
+    if name == "python":
+        return True
+    from array import array
+
+    kernel = _KERNELS[name]
+    chunk = ValueChunk(0, 1, len(SELF_CHECK_VALUES), array("q", SELF_CHECK_VALUES))
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "self_check.txt"
+            path.write_bytes(SELF_CHECK_LINES)
+            whole_file = ByteRange(str(path), 0, 0, len(SELF_CHECK_LINES))
+            cleans_alike = kernel.clean(whole_file) == clean_byte_range(whole_file)
+        return cleans_alike and kernel.transform(chunk) == transform_values(SELF_CHECK_VALUES)
+    except Exception:
+        return False
