@@ -98,7 +98,7 @@ _KERNELS = {
         (
             *_REFERENCE_MODULES,
             *_FAST_CLEANING_MODULES,
-            "data_pipeline.numbers.kernels.numpy_kernel",
+            "data_pipeline.numbers.kernels.warm_numpy",
         ),
     ),
     "numba": Kernel(
@@ -108,7 +108,7 @@ _KERNELS = {
         (
             *_REFERENCE_MODULES,
             *_FAST_CLEANING_MODULES,
-            "data_pipeline.numbers.kernels.numba_kernel",
+            "data_pipeline.numbers.kernels.warm_numba",
         ),
     ),
 }

@@ -1,0 +1,1 @@
+"""Faster kernels for the per-number transform (numpy, numba) that reproduce it exactly."""

@@ -1,0 +1,83 @@
+"""What both fast kernels share: the int64 input, the primes to divide by, and turning their
+arrays into the reference's lists (None where it has None, its result where they cannot)."""
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from data_pipeline.numbers.transforms import (
+    TRANSFORM_COLUMNS,
+    TRIAL_DIVISION_LIMIT,
+    transform_values,
+)
+
+INT64_MIN = -(2**63)
+# 3037000499**2 < 2**63 - 1 < 3037000500**2: beyond it a square needs Python's ints.
+LARGEST_ROOT_OF_AN_INT64 = 3_037_000_499
+# An odd Collatz value above this would make 3n + 1 overflow int64.
+LARGEST_ODD_COLLATZ_VALUE = (2**63 - 2) // 3
+# A cofactor left after trial division up to the limit is proven prime at or below this
+# bound; above it the reference runs Miller-Rabin, so such values are settled by it.
+PROVEN_PRIME_BOUND = TRIAL_DIVISION_LIMIT**2
+
+# The kernels' arrays mark the reference's None with these (no real result takes them).
+NO_COLLATZ_STEPS = -1
+NO_PRIME_FACTOR = 0
+
+
+def as_int64_array(values: Sequence[int] | np.ndarray) -> np.ndarray:
+    """A writeable, contiguous, native int64 copy or view of ``values`` (one compiled type)."""
+    array = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
+    return array if array.flags.writeable else array.copy()
+
+
+@functools.cache
+def primes_up_to(limit: int) -> np.ndarray:
+    """The primes up to ``limit`` as int64, by a sieve of Eratosthenes (cached)."""
+    sieve = np.ones(limit + 1, dtype=bool)
+    sieve[:2] = False
+    for number in range(2, int(limit**0.5) + 1):
+        if sieve[number]:
+            sieve[number * number :: number] = False
+    return np.flatnonzero(sieve).astype(np.int64)
+
+
+def reference_columns(
+    values: np.ndarray,
+    squares: np.ndarray,
+    digit_sums: np.ndarray,
+    collatz_steps: np.ndarray,
+    smallest_factors: np.ndarray,
+    largest_factors: np.ndarray,
+    needs_reference: np.ndarray,
+) -> dict[str, list]:
+    """The kernel's arrays as :func:`transform_values` returns them.
+
+    ``squares`` only has to be right where it fits int64; ``needs_reference`` marks the values
+    the kernel could not settle exactly, which the reference transforms one by one.
+    """
+    columns = {
+        "square": squares.tolist(),
+        "digit_sum": digit_sums.tolist(),
+        "collatz_steps": _with_none(collatz_steps, collatz_steps == NO_COLLATZ_STEPS),
+        "smallest_prime_factor": _with_none(smallest_factors, smallest_factors == NO_PRIME_FACTOR),
+        "largest_prime_factor": _with_none(largest_factors, largest_factors == NO_PRIME_FACTOR),
+        "is_prime": ((values >= 2) & (smallest_factors == values)).tolist(),
+    }
+    wide = (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+    for position in np.flatnonzero(wide).tolist():
+        value = int(values[position])
+        columns["square"][position] = value * value
+    for position in np.flatnonzero(needs_reference).tolist():
+        row = transform_values([int(values[position])])
+        for name in TRANSFORM_COLUMNS:
+            columns[name][position] = row[name][0]
+    return columns
+
+
+def _with_none(array: np.ndarray, missing: np.ndarray) -> list:
+    items = array.tolist()
+    for position in np.flatnonzero(missing).tolist():
+        items[position] = None
+    return items

@@ -1,0 +1,111 @@
+"""The transform compiled with numba: the reference's loops, one pass over the values.
+
+The compiled code is cached on disk and loaded once per process by :func:`warm_up` (or by the
+first call), so a pool worker that preloads this module never pays the compile in a task.
+Values it cannot settle exactly in int64 go through the reference one by one, like the numpy
+kernel's.
+"""
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from data_pipeline.numbers.kernels.columns import (
+    INT64_MIN,
+    LARGEST_ODD_COLLATZ_VALUE,
+    LARGEST_ROOT_OF_AN_INT64,
+    NO_COLLATZ_STEPS,
+    NO_PRIME_FACTOR,
+    PROVEN_PRIME_BOUND,
+    as_int64_array,
+    primes_up_to,
+    reference_columns,
+)
+from data_pipeline.numbers.transforms import TRIAL_DIVISION_LIMIT
+
+# A few values that take every branch, so the warm-up compiles what the real calls run.
+_WARM_UP_VALUES = (0, 1, -1, 2, 97, -12, 1_000_000, 2**61 - 1, 2**63 - 1, -(2**63))
+
+
+def transform_values_numba(values: Sequence[int] | np.ndarray) -> dict[str, list]:
+    """Same columns as :func:`~data_pipeline.numbers.transforms.transform_values`."""
+    values = as_int64_array(values)
+    return reference_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
+
+
+def warm_up() -> None:
+    """Compile the kernel, or load it from the disk cache, before any task needs it."""
+    transform_values_numba(_WARM_UP_VALUES)
+
+
+@numba.njit(cache=True)
+def transform_kernel(values, primes):
+    """Squares (right where they fit int64), digit sums, Collatz steps, smallest and largest
+    prime factors of int64 ``values``, and a mask of those only the reference settles.
+
+    ``primes`` are the primes up to the trial division limit: dividing by all of them gives
+    the reference's result, which stops early only when what remains is 1 or a prime.
+    """
+    count = values.size
+    squares = np.zeros(count, dtype=np.int64)
+    digit_sums = np.zeros(count, dtype=np.int64)
+    collatz_steps = np.full(count, NO_COLLATZ_STEPS, dtype=np.int64)
+    smallest = np.full(count, NO_PRIME_FACTOR, dtype=np.int64)
+    largest = np.full(count, NO_PRIME_FACTOR, dtype=np.int64)
+    needs_reference = np.zeros(count, dtype=np.bool_)
+    for index in range(count):
+        value = values[index]
+        if value == INT64_MIN:  # its abs() overflows int64
+            needs_reference[index] = True
+            continue
+        magnitude = abs(value)
+        if magnitude <= LARGEST_ROOT_OF_AN_INT64:
+            squares[index] = value * value
+
+        rest = magnitude
+        total = 0
+        while rest:
+            total += rest % 10
+            rest //= 10
+        digit_sums[index] = total
+
+        if value >= 1:
+            current = value
+            steps = 0
+            while current != 1:
+                if current & 1:
+                    if current > LARGEST_ODD_COLLATZ_VALUE:
+                        needs_reference[index] = True
+                        break
+                    # 3n + 1 is even: take its halving in the same step.
+                    current = current + (current >> 1) + 1
+                    steps += 2
+                else:
+                    current >>= 1
+                    steps += 1
+            collatz_steps[index] = steps
+
+        if magnitude >= 2:
+            rest = magnitude
+            low = NO_PRIME_FACTOR
+            high = NO_PRIME_FACTOR
+            for prime in primes:
+                if prime * prime > rest:
+                    break
+                if rest % prime == 0:
+                    if low == NO_PRIME_FACTOR:
+                        low = prime
+                    high = prime
+                    while rest % prime == 0:
+                        rest //= prime
+            if rest > PROVEN_PRIME_BOUND:
+                # Trial division left a cofactor that only Miller-Rabin settles.
+                needs_reference[index] = True
+            elif rest > 1:
+                if low == NO_PRIME_FACTOR:
+                    low = rest
+                high = rest
+            smallest[index] = low
+            largest[index] = high
+    return squares, digit_sums, collatz_steps, smallest, largest, needs_reference
