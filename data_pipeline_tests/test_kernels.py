@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.numbers.kernels import columns
-from data_pipeline.numbers.kernels.numpy_kernel import transform_values_numpy
+from data_pipeline.numbers.kernels.numpy_kernel import (
+    transform_columns_numpy,
+    transform_values_numpy,
+)
 from data_pipeline.numbers.pipeline import TRANSFORMED_SCHEMA
 from data_pipeline.numbers.transforms import TRANSFORM_COLUMNS, transform_values
 
@@ -61,13 +64,23 @@ def kernel(request):
 
 
 def assert_same_as_reference(kernel, values) -> None:
+    """The lists equal the reference's, item types included, and so do the Arrow columns a
+    pool worker sends back instead."""
     expected = transform_values([int(value) for value in values])
     result = kernel(values)
     assert result == expected
+    arrow_columns = arrow_columns_of(kernel)(values)
     for name in TRANSFORM_COLUMNS:
         assert [type(item) for item in result[name]] == [type(item) for item in expected[name]]
         arrow_type = TRANSFORMED_SCHEMA.field(name).type
         assert pa.array(result[name], arrow_type).equals(pa.array(expected[name], arrow_type))
+        assert arrow_columns[name].equals(pa.array(expected[name], arrow_type)), name
+
+
+def arrow_columns_of(kernel):
+    if kernel is transform_values_numpy:
+        return transform_columns_numpy
+    return pytest.importorskip("data_pipeline.numbers.kernels.numba_kernel").transform_columns_numba
 
 
 @pytest.mark.parametrize("value", HARD_VALUES, ids=[f"{value}: {why}" for value, why in HARD_CASES])

@@ -9,10 +9,11 @@ from data_pipeline.measure.report import markdown_table
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import UTF8_BOM
 from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, installed, kernel_named
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.numbers.storage import atomic_directory, atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
+from data_pipeline.numbers.verification import identical_parquet_files
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline_tests.comparison_tasks import (
     FIRST_CALL_SECONDS,
@@ -219,3 +220,24 @@ def test_a_directory_written_as_a_set_replaces_the_old_set_whole_or_not_at_all(t
         (staging / "a.txt").write_text("new a")
     assert [path.name for path in target.iterdir()] == ["a.txt"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["outputs"], "nothing left over"
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_every_kernel_writes_the_same_parquet_rows_as_the_python_kernel(tmp_path, name):
+    if not installed(name):
+        pytest.skip(f"{name} is not installed")
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, count=30_000, seed=5, dirty_fraction=0.3)
+    with source.open("ab") as file:  # values only the reference settles exactly
+        file.write(b"\n9223372036854775807\n-9223372036854775808\n3037000500\n2305843009213693951")
+    outputs = {}
+    for kernel in (PYTHON, kernel_named(name)):
+        folder = tmp_path / kernel.name
+        folder.mkdir()
+        paths = [folder / f"{output}.parquet" for output in ("cleaned", "rejected", "transformed")]
+        clean_to_parquet(source, paths[0], paths[1], PoolSettings(2), 16 * 1024, kernel=kernel)
+        transform_to_parquet(paths[0], paths[2], PoolSettings(2), 1000, kernel=kernel)
+        outputs[kernel.name] = paths
+    for reference, candidate in zip(outputs["python"], outputs[name], strict=True):
+        verdict = identical_parquet_files(reference, candidate)
+        assert verdict.passed, verdict.explanation

@@ -7,8 +7,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 from data_pipeline.numbers.chunking import ByteRange
+from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
 from data_pipeline.numbers.transforms import ValueChunk, transform_chunk, transform_values
 
@@ -61,22 +65,23 @@ class Kernel:
 
     name: str
     clean: Callable[[ByteRange], CleanedChunk]
-    transform: Callable[[ValueChunk], dict[str, list]]
+    # Columns as lists (the reference) or as Arrow arrays of the output's types.
+    transform: Callable[[ValueChunk], dict[str, Any]]
     worker_modules: tuple[str, ...]
 
 
-def transform_chunk_numpy(chunk: ValueChunk) -> dict[str, list]:
-    """The numpy kernel on one chunk (runs in a pool worker)."""
-    from data_pipeline.numbers.kernels.numpy_kernel import transform_values_numpy
+def transform_chunk_numpy(chunk: ValueChunk) -> dict[str, Any]:
+    """The numpy kernel on one chunk (runs in a pool worker): Arrow columns."""
+    from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
 
-    return transform_values_numpy(chunk.values)
+    return transform_columns_numpy(chunk.values)
 
 
-def transform_chunk_numba(chunk: ValueChunk) -> dict[str, list]:
-    """The numba kernel on one chunk (runs in a pool worker)."""
-    from data_pipeline.numbers.kernels.numba_kernel import transform_values_numba
+def transform_chunk_numba(chunk: ValueChunk) -> dict[str, Any]:
+    """The numba kernel on one chunk (runs in a pool worker): Arrow columns."""
+    from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba
 
-    return transform_values_numba(chunk.values)
+    return transform_columns_numba(chunk.values)
 
 
 def clean_byte_range_vectorized(byte_range: ByteRange) -> CleanedChunk:
@@ -159,6 +164,13 @@ def _passes_self_check(name: str) -> bool:
             path.write_bytes(SELF_CHECK_LINES)
             whole_file = ByteRange(str(path), 0, 0, len(SELF_CHECK_LINES))
             cleans_alike = kernel.clean(whole_file) == clean_byte_range(whole_file)
-        return cleans_alike and kernel.transform(chunk) == transform_values(SELF_CHECK_VALUES)
+        expected = transform_values(SELF_CHECK_VALUES)
+        columns = kernel.transform(chunk)
+        return cleans_alike and all(
+            pa.array(columns[name], TRANSFORMED_TYPES[name]).equals(
+                pa.array(expected[name], TRANSFORMED_TYPES[name])
+            )
+            for name in expected
+        )
     except Exception:
         return False

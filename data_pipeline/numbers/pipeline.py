@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from data_pipeline.numbers.chunking import ByteRange, count_lines, plan_byte_ranges
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
+from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
@@ -42,12 +43,7 @@ TRANSFORMED_SCHEMA = pa.schema(
         ("line_number", pa.int64()),
         ("value", pa.int64()),
         # The square of an int64 needs up to 127 bits: a 38-digit decimal holds it exactly.
-        ("square", pa.decimal128(38, 0)),
-        ("digit_sum", pa.int64()),
-        ("collatz_steps", pa.int64()),
-        ("smallest_prime_factor", pa.int64()),
-        ("largest_prime_factor", pa.int64()),
-        ("is_prime", pa.bool_()),
+        *TRANSFORMED_TYPES.items(),
     ]
 )
 
@@ -178,12 +174,13 @@ def transform_cleaned(
             yield batch
 
 
-def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, list]) -> pa.RecordBatch:
+def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, Any]) -> pa.RecordBatch:
+    """The batch of one chunk: its line numbers and values, and the kernel's columns, given
+    as lists (the reference) or as Arrow arrays already of the output's types."""
     arrays = [cleaned.column("line_number"), cleaned.column("value")]
-    arrays += [
-        pa.array(columns[name], TRANSFORMED_SCHEMA.field(name).type)
-        for name in TRANSFORMED_SCHEMA.names[2:]
-    ]
+    for name in TRANSFORMED_SCHEMA.names[2:]:
+        column, wanted = columns[name], TRANSFORMED_SCHEMA.field(name).type
+        arrays.append(column if isinstance(column, pa.Array) else pa.array(column, wanted))
     return pa.record_batch(arrays, schema=TRANSFORMED_SCHEMA)
 
 

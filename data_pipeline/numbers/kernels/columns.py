@@ -5,6 +5,7 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from data_pipeline.numbers.transforms import (
     TRANSFORM_COLUMNS,
@@ -74,6 +75,57 @@ def reference_columns(
         for name in TRANSFORM_COLUMNS:
             columns[name][position] = row[name][0]
     return columns
+
+
+def arrow_columns(
+    values: np.ndarray,
+    squares: np.ndarray,
+    digit_sums: np.ndarray,
+    collatz_steps: np.ndarray,
+    smallest_factors: np.ndarray,
+    largest_factors: np.ndarray,
+    needs_reference: np.ndarray,
+) -> dict[str, pa.Array]:
+    """The same columns as :func:`reference_columns`, as Arrow arrays of the output's types,
+    built straight from the kernel's arrays: a worker sends them back as buffers instead of
+    lists of Python ints, and the owner of the pool has nothing left to convert."""
+    wide = (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+    if needs_reference.any() or wide.any():  # rare: let the lists settle them exactly
+        lists = reference_columns(
+            values,
+            squares,
+            digit_sums,
+            collatz_steps,
+            smallest_factors,
+            largest_factors,
+            needs_reference,
+        )
+        return {name: pa.array(lists[name], ARROW_TYPES[name]) for name in TRANSFORM_COLUMNS}
+    return {
+        "square": pa.array(squares, pa.int64()).cast(ARROW_TYPES["square"]),
+        "digit_sum": pa.array(digit_sums, pa.int64()),
+        "collatz_steps": pa.array(
+            collatz_steps, pa.int64(), mask=collatz_steps == NO_COLLATZ_STEPS
+        ),
+        "smallest_prime_factor": pa.array(
+            smallest_factors, pa.int64(), mask=smallest_factors == NO_PRIME_FACTOR
+        ),
+        "largest_prime_factor": pa.array(
+            largest_factors, pa.int64(), mask=largest_factors == NO_PRIME_FACTOR
+        ),
+        "is_prime": pa.array((values >= 2) & (smallest_factors == values), pa.bool_()),
+    }
+
+
+# The Arrow types of the transform's columns (as in the transformed_numbers Parquet file).
+ARROW_TYPES = {
+    "square": pa.decimal128(38, 0),
+    "digit_sum": pa.int64(),
+    "collatz_steps": pa.int64(),
+    "smallest_prime_factor": pa.int64(),
+    "largest_prime_factor": pa.int64(),
+    "is_prime": pa.bool_(),
+}
 
 
 def _with_none(array: np.ndarray, missing: np.ndarray) -> list:

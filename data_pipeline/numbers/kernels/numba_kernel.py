@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numba
 import numpy as np
+import pyarrow as pa
 
 from data_pipeline.numbers.kernels.columns import (
     INT64_MIN,
@@ -18,6 +19,7 @@ from data_pipeline.numbers.kernels.columns import (
     NO_COLLATZ_STEPS,
     NO_PRIME_FACTOR,
     PROVEN_PRIME_BOUND,
+    arrow_columns,
     as_int64_array,
     primes_up_to,
     reference_columns,
@@ -32,6 +34,12 @@ def transform_values_numba(values: Sequence[int] | np.ndarray) -> dict[str, list
     """Same columns as :func:`~data_pipeline.numbers.transforms.transform_values`."""
     values = as_int64_array(values)
     return reference_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
+
+
+def transform_columns_numba(values: Sequence[int] | np.ndarray) -> dict[str, pa.Array]:
+    """The same columns as Arrow arrays, for a pool worker to send back."""
+    values = as_int64_array(values)
+    return arrow_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
 
 
 def warm_up() -> None:

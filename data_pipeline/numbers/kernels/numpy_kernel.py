@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from math import isqrt
 
 import numpy as np
+import pyarrow as pa
 
 from data_pipeline.numbers.kernels.columns import (
     INT64_MIN,
     LARGEST_ODD_COLLATZ_VALUE,
     NO_COLLATZ_STEPS,
     NO_PRIME_FACTOR,
+    arrow_columns,
     as_int64_array,
     primes_up_to,
     reference_columns,
@@ -34,6 +36,11 @@ _JUMP_SIZE = 2**_JUMP_BITS
 def transform_values_numpy(values: Sequence[int] | np.ndarray) -> dict[str, list]:
     """Same columns as :func:`~data_pipeline.numbers.transforms.transform_values`."""
     return reference_columns(*transform_arrays(values))
+
+
+def transform_columns_numpy(values: Sequence[int] | np.ndarray) -> dict[str, pa.Array]:
+    """The same columns as Arrow arrays, for a pool worker to send back."""
+    return arrow_columns(*transform_arrays(values))
 
 
 def transform_arrays(values: Sequence[int] | np.ndarray) -> tuple[np.ndarray, ...]:
