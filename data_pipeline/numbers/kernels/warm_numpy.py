@@ -1,6 +1,7 @@
 """Imported by a fork server before it forks workers: builds the numpy kernel's tables (the
-primes, the Collatz jumps) once, so no worker pays for them in a task."""
+primes, the Collatz jumps) and the first Arrow arrays (which makes pyarrow import pandas)
+once, so no worker pays for them in a task."""
 
-from data_pipeline.numbers.kernels.numpy_kernel import transform_values_numpy
+from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
 
-transform_values_numpy([0, 1, 2, 97, -12, 1_000_000])
+transform_columns_numpy([0, 1, 2, 97, -12, 1_000_000])
