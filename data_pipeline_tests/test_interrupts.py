@@ -19,9 +19,10 @@ from data_pipeline_tests.processes import alive, children_by_parent, command_lin
 pytestmark = pytest.mark.slow
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+# The python kernel keeps the transform's pool busy for seconds: time to signal it.
 CONFIG = """
 ops: {numbers_file: {config: {count: 300000}}}
-resources: {process_pool: {config: {workers: 2}}}
+resources: {process_pool: {config: {workers: 2, kernel: python}}}
 """
 
 

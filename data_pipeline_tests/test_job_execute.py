@@ -53,7 +53,8 @@ def test_numbers_job_runs_every_step_in_its_own_process_and_reports(tmp_path, is
     assert "RUN_SUCCESS" in log
     assert "CPU plan: 1 step(s) at once x " in log
     # The cleaning workers' DEBUG records, forwarded to the run log as they happened.
-    assert re.search(r"\[worker \d pid \d+\] data_pipeline\.numbers\.parsing: chunk \d+ ", log)
+    cleaning_modules = r"data_pipeline\.numbers\.(parsing|fast_cleaning)"
+    assert re.search(rf"\[worker \d pid \d+\] {cleaning_modules}: chunk \d+ ", log)
     # Log lines read: time - dagster - level - job - run id - pid - step - event - message.
     step_pids = {
         fields[5]: fields[6]
