@@ -10,6 +10,7 @@ from data_pipeline.defs.assets import (
     parallelism_report,
     transformed_numbers,
 )
+from data_pipeline.defs.benchmark import benchmark_job, parallelism_benchmark
 from data_pipeline.defs.checks import (
     every_line_accepted_or_rejected,
     one_transformed_row_per_accepted_value,
@@ -30,13 +31,19 @@ def data_directory_resource() -> DataDirectoryResource:
 
 
 defs = dg.Definitions(
-    assets=[numbers_file, cleaned_numbers, transformed_numbers, parallelism_report],
+    assets=[
+        numbers_file,
+        cleaned_numbers,
+        transformed_numbers,
+        parallelism_report,
+        parallelism_benchmark,
+    ],
     asset_checks=[
         every_line_accepted_or_rejected,
         one_transformed_row_per_accepted_value,
         serial_and_parallel_outputs_identical,
     ],
-    jobs=[numbers_job],
+    jobs=[numbers_job, benchmark_job],
     schedules=[numbers_daily_schedule],
     resources={
         "data_directory": data_directory_resource(),
