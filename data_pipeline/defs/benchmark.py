@@ -6,7 +6,6 @@ from pydantic import Field
 
 from data_pipeline.defs.jobs import numbers_executor
 from data_pipeline.defs.resources import ProcessPoolResource
-from data_pipeline.measure.strategies import compare_strategies
 
 BENCHMARK_GROUP = "benchmarks"
 
@@ -50,6 +49,10 @@ def parallelism_benchmark(
     time queue, threads, numpy and numba alone and on the pool (results pickled or through
     shared memory), and joblib when installed, on the same input; checks every output
     against serial Python and records the table, a verdict and the headline speedups."""
+    # Imported here: it imports numba (about half a second), which every other step process
+    # of every run would otherwise pay when it loads the definitions.
+    from data_pipeline.measure.strategies import compare_strategies
+
     context.log.info(process_pool.describe_plan())
     report = compare_strategies(
         values=config.values,
