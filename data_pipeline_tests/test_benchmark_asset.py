@@ -29,7 +29,8 @@ def test_a_small_benchmark_records_the_table_the_verdict_and_plottable_speedups(
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     assert "| serial Python |" in metadata["summary"]
     assert "Verdict" in metadata["summary"]
-    assert metadata["verdict"]
+    assert isinstance(metadata["verdict"], str)
+    assert metadata["verdict"].startswith("Compile first")
     for figure in ("numba_speedup", "numpy_speedup", "python_pool_speedup"):
         assert isinstance(metadata[figure], float) and metadata[figure] > 0, figure
     assert metadata["failed_strategies"] in (0, "", "none")

@@ -64,7 +64,7 @@ def parallelism_benchmark(
         cleaning_chunk_bytes=process_pool.cleaning_chunk_bytes,
         start_method=process_pool.start_method,
     )
-    verdict = report.verdict()
+    verdict = " ".join(report.verdict())
     context.log.info(verdict)
     figures = {
         key: round(value, 4) if isinstance(value, float) else value
