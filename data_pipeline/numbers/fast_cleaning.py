@@ -102,10 +102,7 @@ def _clean_lines(
         raw = data[start:end]
         outcome = parse_line(raw)
         if isinstance(outcome, RejectReason):
-            chunk.rejected_positions.append(position)
-            # Keep the raw line whole; bytes that are not UTF-8 are kept as \\x escapes.
-            chunk.rejected_raw.append(raw.decode("utf-8", errors="backslashreplace"))
-            chunk.rejected_reasons.append(outcome.value)
+            chunk.reject(position, raw, outcome)
         else:
             slow_accepted.append(position)
             slow_values.append(outcome)

@@ -152,6 +152,12 @@ class CleanedChunk:
     rejected_raw: list[str] = field(default_factory=list)
     rejected_reasons: list[str] = field(default_factory=list)
 
+    def reject(self, position: int, raw: bytes, reason: RejectReason) -> None:
+        """Record a rejected line; its raw bytes are kept whole, non-UTF-8 ones as \\x escapes."""
+        self.rejected_positions.append(position)
+        self.rejected_raw.append(raw.decode("utf-8", errors="backslashreplace"))
+        self.rejected_reasons.append(reason.value)
+
 
 def clean_byte_range(byte_range: ByteRange) -> CleanedChunk:
     """Read one range of the file and parse each of its lines (runs in a pool worker)."""
@@ -160,10 +166,7 @@ def clean_byte_range(byte_range: ByteRange) -> CleanedChunk:
     for position, raw in enumerate(lines):
         outcome = parse_line(raw)
         if isinstance(outcome, RejectReason):
-            chunk.rejected_positions.append(position)
-            # Keep the raw line whole; bytes that are not UTF-8 are kept as \\x escapes.
-            chunk.rejected_raw.append(raw.decode("utf-8", errors="backslashreplace"))
-            chunk.rejected_reasons.append(outcome.value)
+            chunk.reject(position, raw, outcome)
         else:
             chunk.accepted_positions.append(position)
             chunk.accepted_values.append(outcome)
