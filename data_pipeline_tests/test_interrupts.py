@@ -5,6 +5,7 @@ waits until the transform step's pool workers are busy, signals the command or t
 process, and reads the process table."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,17 +28,23 @@ resources: {process_pool: {config: {workers: 2, kernel: python}}}
 
 
 def busy_pool(job_pid: int, log: Path, timeout: float = 120) -> tuple[int, set[int]]:
-    """Wait for the transform step's pool: return (step process, its pool processes)."""
+    """Wait for the transform step's pool: return (step process, its pool processes).
+
+    The step process is the one the log names for the transform step, so a pool of the
+    cleaning step still shutting down is never mistaken for it."""
+    started = re.compile(r" - (\d+) - transformed_numbers - STEP_START - ")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if 'Started execution of step "transformed_numbers"' in log.read_text():
+        found = started.search(log.read_text())
+        if found:
+            step = int(found.group(1))
+            assert step in descendants(job_pid), f"the transform step {step} is not the job's"
             tree = children_by_parent()
-            for pid in descendants(job_pid):
+            for pid in tree.get(step, []):
                 if (
                     "multiprocessing.forkserver" in command_line(pid)
                     and len(tree.get(pid, [])) >= 2
                 ):
-                    step = next(p for p, kids in tree.items() if pid in kids)
                     return step, {pid, *descendants(pid)}
         time.sleep(0.1)
     raise AssertionError(f"the pool never got busy:\n{log.read_text()[-3000:]}")
