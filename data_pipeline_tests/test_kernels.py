@@ -16,7 +16,11 @@ from data_pipeline.numbers.kernels.numpy_kernel import (
     transform_values_numpy,
 )
 from data_pipeline.numbers.pipeline import TRANSFORMED_SCHEMA
-from data_pipeline.numbers.transforms import TRANSFORM_COLUMNS, transform_values
+from data_pipeline.numbers.transforms import (
+    TRANSFORM_COLUMNS,
+    TRIAL_DIVISION_LIMIT,
+    transform_values,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_LOW, DEFAULT_HIGH = -10_000, 1_000_000
@@ -159,9 +163,16 @@ def test_the_numba_warm_up_pays_the_compile_so_a_task_compiles_nothing():
     numba_kernel = pytest.importorskip("data_pipeline.numbers.kernels.numba_kernel")
     numba_kernel.warm_up()
     compiled = list(numba_kernel.transform_kernel.signatures)
-    assert compiled
+    filled = list(numba_kernel.fill_transform.signatures)
+    assert compiled and filled
     values = np.random.default_rng(3).integers(DEFAULT_LOW, DEFAULT_HIGH + 1, 10_000)
     for as_input in (list, lambda values: array("q", values), np.asarray):
         numba_kernel.transform_values_numba(as_input(values.tolist()))
     numba_kernel.transform_values_numba(np.frombuffer(values.tobytes(), dtype=np.int64))
+    # As a worker writing into shared memory calls it: squares as decimal128's low words.
+    outputs = [np.empty(len(values), np.int64) for _ in range(4)]
+    squares = np.empty((len(values), 2), np.int64)[:, 0]
+    primes = columns.primes_up_to(TRIAL_DIVISION_LIMIT)
+    numba_kernel.fill_transform(values, primes, squares, *outputs, np.empty(len(values), np.bool_))
     assert numba_kernel.transform_kernel.signatures == compiled
+    assert numba_kernel.fill_transform.signatures == filled

@@ -1,6 +1,9 @@
 """The strategies table: a row for every strategy, each checked against serial Python, a
 wrong or crashing strategy marked FAILED while the others still run, and a verdict."""
 
+import re
+
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -15,11 +18,16 @@ from data_pipeline.measure.strategy_runners import (
     CLEANING_STRATEGIES,
     TRANSFORM_STRATEGIES,
     RunDetail,
+    RunSettings,
     Strategy,
     Workload,
+    run_pool_numba_shared_memory,
 )
+from data_pipeline.measure.strategy_workers import SharedMemoryTask
 from data_pipeline.measure.timing import Outcome
+from data_pipeline.numbers.kernels.columns import ARROW_TYPES
 from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba
+from data_pipeline.numbers.transforms import TRANSFORM_COLUMNS, transform_values
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +68,14 @@ def test_the_markdown_shows_every_row_and_a_verdict(small_run):
     assert "**Verdict.** Compile first: numba in one process is" in markdown
     assert "Every output matched serial Python." in markdown
     assert "FAILED" not in markdown
+
+
+def test_a_pool_that_loses_is_called_slower_not_a_fraction_of_a_gain(small_run):
+    # At 3,000 values numba needs about a millisecond; starting a pool alone takes tens.
+    verdict = " ".join(small_run.verdict())
+    assert "The pool (2 workers) makes numba " in verdict
+    assert "x slower at 3,000 values" in verdict
+    assert not re.search(r"\b0\.\d+x", verdict), verdict  # no "0.04x" for a slowdown
 
 
 def test_headline_figures_are_plain_numbers_and_the_best_strategy(small_run):
@@ -124,3 +140,25 @@ def test_a_wrong_or_crashing_strategy_is_marked_failed_and_the_others_still_run(
     assert report.row("python").items == report.row("pool_python").items == 1_000
     assert report.row("numba").items == 3_000 and not report.row("numba").sampled
     assert report.headline_figures()["failed_strategies"] == 2
+
+
+def test_results_written_into_shared_memory_are_the_reference_on_hard_values_across_chunks():
+    hard = [
+        0, 1, -1, 2, 97, -12, 2**61 - 1, 2**63 - 1, -(2**63), 3_037_000_500, -3_037_000_500,
+        8_528_817_511, 3_037_000_493 * 3_037_000_453, 2**40 + 15,
+    ]  # fmt: skip
+    common = np.random.default_rng(5).integers(-10_000, 1_000_001, 60).tolist()
+    values = [*common[:7], *hard, *common[7:], *hard[::-1], 3]  # 89 values: not whole bytes
+    # Chunks of 13 round up to 16 values, so bitmaps split at whole bytes and hard values
+    # fall on both sides of chunk boundaries.
+    settings = RunSettings(2, 2_000, 13, 256 * 1024, "forkserver")
+    columns = run_pool_numba_shared_memory(Workload.of(np.array(values)), settings).output
+    expected = transform_values(values)
+    for name in TRANSFORM_COLUMNS:
+        assert columns[name].equals(pa.array(expected[name], ARROW_TYPES[name])), name
+    assert columns["collatz_steps"].null_count == expected["collatz_steps"].count(None)
+
+
+def test_a_shared_memory_slice_must_start_on_a_whole_byte_of_the_bitmaps():
+    with pytest.raises(ValueError, match="multiple of 8 values, not 3"):
+        SharedMemoryTask("input", "output", total=16, start=3, stop=16)

@@ -164,8 +164,8 @@ def _verdict(report: StrategiesReport) -> list[str]:
     pool = _best_pool(report, _NUMBA_POOLS)
     if numba and pool:
         sentence = (
-            f"The pool ({report.workers} workers) multiplies numba by "
-            f"{_times(pool.vs_serial_kernel)} at {pool.items:,} values ({pool.title}: "
+            f"The pool ({report.workers} workers) makes numba "
+            f"{_faster(pool.vs_serial_kernel)} at {pool.items:,} values ({pool.title}: "
             f"{_times(pool.vs_serial_python)} serial Python)"
         )
         threshold = break_even_items(pool, numba)
@@ -186,14 +186,16 @@ def _verdict(report: StrategiesReport) -> list[str]:
     python_pool, threads, naive = ok("pool_python"), ok("threads"), ok("naive_queue")
     if python_pool:
         sentence = (
-            f"The Python kernel on the project pool: {_times(python_pool.vs_serial_python)} "
+            f"The Python kernel on the project pool: {_faster(python_pool.vs_serial_python)} "
             f"(the ceiling is {report.workers}x)"
         )
         if threads:
-            sentence += f"; threads {_times(threads.vs_serial_python)} (the GIL runs one at a time)"
+            sentence += (
+                f"; threads {_faster(threads.vs_serial_python)} (the GIL runs one at a time)"
+            )
         if naive:
             sentence += (
-                f"; one item at a time through a Queue {_times(naive.vs_serial_python)} "
+                f"; one item at a time through a Queue {_faster(naive.vs_serial_python)} "
                 "(inter-process traffic per item eats the gain)"
             )
         sentences.append(sentence + ".")
@@ -202,11 +204,11 @@ def _verdict(report: StrategiesReport) -> list[str]:
         sentences.append(f"Fastest: {best.title}, {_times(best.vs_serial_python)} serial Python.")
     fast, pool_fast, pool_clean = ok("clean_fast"), ok("pool_clean_fast"), ok("pool_clean")
     if fast:
-        sentence = f"Cleaning: the vectorized cleaner is {_times(fast.vs_serial_python)}"
+        sentence = f"Cleaning: the vectorized cleaner is {_faster(fast.vs_serial_python)}"
         if pool_clean:
-            sentence += f"; the Python one on the pool {_times(pool_clean.vs_serial_python)}"
+            sentence += f"; the Python one on the pool {_faster(pool_clean.vs_serial_python)}"
         if pool_fast:
-            sentence += f"; the vectorized one on the pool {_times(pool_fast.vs_serial_python)}"
+            sentence += f"; the vectorized one on the pool {_faster(pool_fast.vs_serial_python)}"
         sentences.append(sentence + " (all against the Python one in one process).")
     if report.failed:
         titles = ", ".join(row.title for row in report.failed)
@@ -317,6 +319,11 @@ def _seconds(value: float | None) -> str:
 
 def _times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
+
+
+def _faster(factor: float) -> str:
+    """A speedup in words: "1.66x faster", or "25.0x slower" for a factor below one."""
+    return f"{_times(factor)} faster" if factor >= 1 else f"{_times(1 / factor)} slower"
 
 
 def _round(number: float) -> int:

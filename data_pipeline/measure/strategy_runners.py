@@ -1,7 +1,6 @@
 """Every way the strategies table runs the transform and the cleaning, as run functions and
 the two lists of strategies; the pools' worker functions are in :mod:`.strategy_workers`."""
 
-import contextlib
 import multiprocessing
 import queue
 import sys
@@ -17,18 +16,16 @@ import numpy as np
 import pyarrow as pa
 
 from data_pipeline.measure.strategy_workers import (
-    RESULT_BYTES_PER_VALUE,
+    ArrowLayout,
     SharedMemoryTask,
     naive_queue_worker,
     ready,
-    result_views,
     transform_into_shared_memory,
     transform_one,
 )
 from data_pipeline.measure.timing import Outcome
 from data_pipeline.numbers.chunking import ByteRange
 from data_pipeline.numbers.fast_cleaning import clean_byte_range_fast
-from data_pipeline.numbers.kernels.columns import arrow_columns
 from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba
 from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
 from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
@@ -273,12 +270,12 @@ def run_pool_numba(workload: Workload, settings: RunSettings) -> Outcome:
 
 
 def run_pool_numba_shared_memory(workload: Workload, settings: RunSettings) -> Outcome:
-    total = len(workload)
+    total, layout = len(workload), ArrowLayout(len(workload))
     source = SharedMemory(create=True, size=max(1, 8 * total))
-    target = SharedMemory(create=True, size=max(1, RESULT_BYTES_PER_VALUE * total))
+    target = SharedMemory(create=True, size=layout.size)
     try:
         np.ndarray((total,), np.int64, buffer=source.buf)[:] = workload.values
-        size = settings.compiled_chunk_values
+        size = -(-settings.compiled_chunk_values // 8) * 8  # whole bitmap bytes per task
         tasks = [
             SharedMemoryTask(source.name, target.name, total, start, min(start + size, total))
             for start in range(0, total, size)
@@ -286,14 +283,32 @@ def run_pool_numba_shared_memory(workload: Workload, settings: RunSettings) -> O
         with _project_pool(settings) as pool:
             for _ in pool.map(transform_into_shared_memory, tasks):
                 pass
-        # Copied out: the columns outlive the blocks.
-        results = [view.copy() for view in result_views(target.buf, total)]
+        columns = layout.columns(_MappedBlock.buffer_over(target))
+    except BaseException:
+        target.close()
+        raise
     finally:
+        source.close()
         for block in (source, target):
-            with contextlib.suppress(BufferError):
-                block.close()
-            block.unlink()
-    return Outcome(arrow_columns(workload.values, *results), RunDetail(pool.stats.startup_seconds))
+            block.unlink()  # the name goes; a mapping lives on until closed
+    return Outcome(columns, RunDetail(pool.stats.startup_seconds))
+
+
+class _MappedBlock:
+    """Keeps a shared memory block mapped while an Arrow buffer over it lives, and closes
+    it when the last Arrow array over it is gone: results used where the workers wrote them."""
+
+    def __init__(self, block: SharedMemory):
+        self.block, self.bytes = block, np.frombuffer(block.buf, np.uint8)
+
+    @classmethod
+    def buffer_over(cls, block: SharedMemory) -> pa.Buffer:
+        owner = cls(block)
+        return pa.foreign_buffer(owner.bytes.ctypes.data, owner.bytes.size, base=owner)
+
+    def __del__(self) -> None:
+        del self.bytes
+        self.block.close()
 
 
 # Cleaning runs: each takes the byte ranges and returns one CleanedChunk per range.
@@ -376,7 +391,10 @@ TRANSFORM_STRATEGIES = (
     Strategy(
         "pool_numba_shared_memory", "numba chunks, project pool, shared memory", "numba",
         run_pool_numba_shared_memory, False, FULL, _compiled_chunks,
-        note="input and results in shared memory; results copied out once",
+        note=(
+            "input and results in shared memory: workers write the columns in Arrow's layout "
+            "and the step uses them where they were written, nothing copied or converted"
+        ),
     ),
 )  # fmt: skip
 

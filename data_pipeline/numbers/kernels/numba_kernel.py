@@ -43,27 +43,53 @@ def transform_columns_numba(values: Sequence[int] | np.ndarray) -> dict[str, pa.
 
 
 def warm_up() -> None:
-    """Compile the kernel, or load it from the disk cache, before any task needs it."""
+    """Compile the kernel, or load it from the disk cache, before any task needs it: for
+    arrays it allocates, and for outputs given as views (the squares' low words of Arrow's
+    decimal128 layout, say), as a worker writing into shared memory passes them."""
     transform_values_numba(_WARM_UP_VALUES)
+    values = as_int64_array(_WARM_UP_VALUES)
+    count = len(values)
+    outputs = [np.empty(count, np.int64) for _ in range(4)]
+    squares = np.empty((count, 2), np.int64)[:, 0]
+    needs_reference = np.empty(count, np.bool_)
+    primes = primes_up_to(TRIAL_DIVISION_LIMIT)
+    fill_transform(values, primes, squares, *outputs, needs_reference)
 
 
 @numba.njit(cache=True)
 def transform_kernel(values, primes):
     """Squares (right where they fit int64), digit sums, Collatz steps, smallest and largest
-    prime factors of int64 ``values``, and a mask of those only the reference settles.
+    prime factors of int64 ``values``, and a mask of those only the reference settles."""
+    count = values.size
+    squares = np.empty(count, dtype=np.int64)
+    digit_sums = np.empty(count, dtype=np.int64)
+    collatz_steps = np.empty(count, dtype=np.int64)
+    smallest = np.empty(count, dtype=np.int64)
+    largest = np.empty(count, dtype=np.int64)
+    needs_reference = np.empty(count, dtype=np.bool_)
+    fill_transform(
+        values, primes, squares, digit_sums, collatz_steps, smallest, largest, needs_reference
+    )
+    return squares, digit_sums, collatz_steps, smallest, largest, needs_reference
+
+
+@numba.njit(cache=True)
+def fill_transform(
+    values, primes, squares, digit_sums, collatz_steps, smallest, largest, needs_reference
+):
+    """:func:`transform_kernel` writing into the arrays it is given (every position set).
 
     ``primes`` are the primes up to the trial division limit: dividing by all of them gives
     the reference's result, which stops early only when what remains is 1 or a prime.
     """
-    count = values.size
-    squares = np.zeros(count, dtype=np.int64)
-    digit_sums = np.zeros(count, dtype=np.int64)
-    collatz_steps = np.full(count, NO_COLLATZ_STEPS, dtype=np.int64)
-    smallest = np.full(count, NO_PRIME_FACTOR, dtype=np.int64)
-    largest = np.full(count, NO_PRIME_FACTOR, dtype=np.int64)
-    needs_reference = np.zeros(count, dtype=np.bool_)
-    for index in range(count):
+    for index in range(values.size):
         value = values[index]
+        squares[index] = 0
+        digit_sums[index] = 0
+        collatz_steps[index] = NO_COLLATZ_STEPS
+        smallest[index] = NO_PRIME_FACTOR
+        largest[index] = NO_PRIME_FACTOR
+        needs_reference[index] = False
         if value == INT64_MIN:  # its abs() overflows int64
             needs_reference[index] = True
             continue
@@ -116,4 +142,3 @@ def transform_kernel(values, primes):
                 high = rest
             smallest[index] = low
             largest[index] = high
-    return squares, digit_sums, collatz_steps, smallest, largest, needs_reference
