@@ -70,6 +70,9 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         assert "compute" in pooled["conclusion"] and "start-up" in pooled["conclusion"]
         assert "| worker | pid |" in pooled["workers_table"]
     assert transformed["rows"] == pq.read_metadata(data / "transformed_numbers.parquet").num_rows
+    for pooled in (cleaned, transformed, report):
+        # auto picks the compiled kernel; its start (compile or cache load) is not compute.
+        assert pooled["kernel"] == "numba" and pooled["kernel_start_seconds"] > 0
 
     for key in (
         "serial_seconds",

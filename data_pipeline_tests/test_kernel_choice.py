@@ -12,6 +12,7 @@ from data_pipeline.numbers.kernel_choice import (
     KernelUnavailableError,
     installed,
     kernel_named,
+    start_seconds,
 )
 
 
@@ -23,6 +24,13 @@ def test_the_python_kernel_is_the_reference_and_always_available():
 def test_auto_takes_the_fastest_kernel_that_is_installed_and_passes_its_self_check():
     usable = [name for name in ("numba", "numpy", "python") if installed(name)]
     assert kernel_named("auto").name == usable[0]
+
+
+def test_a_compiled_kernel_reports_what_starting_it_cost_and_python_costs_nothing():
+    kernel = kernel_named("auto")
+    assert start_seconds("python") == 0
+    if kernel.name != "python":
+        assert 0 < start_seconds(kernel.name) < 600
 
 
 def test_an_unknown_kernel_fails_naming_the_choices():

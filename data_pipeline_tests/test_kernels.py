@@ -161,7 +161,7 @@ def test_random_values_around_the_trial_division_limit_squared_come_out_as_the_r
 
 def test_the_numba_warm_up_pays_the_compile_so_a_task_compiles_nothing():
     numba_kernel = pytest.importorskip("data_pipeline.numbers.kernels.numba_kernel")
-    numba_kernel.warm_up()
+    numba_kernel.warm_up(in_place=True)
     compiled = list(numba_kernel.transform_kernel.signatures)
     filled = list(numba_kernel.fill_transform.signatures)
     assert compiled and filled

@@ -18,6 +18,7 @@ from data_pipeline.measure.report import markdown_table, verdict
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import count_lines
 from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.kernel_choice import Kernel, start_seconds
 from data_pipeline.numbers.parsing import RejectReason
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.numbers.storage import (
@@ -169,7 +170,7 @@ def cleaned_numbers(
         metadata={
             "path": dg.MetadataValue.path(str(directory / CLEANED_NUMBERS_FILE)),
             "rejected_path": dg.MetadataValue.path(str(directory / REJECTED_LINES_FILE)),
-            "kernel": kernel.name,
+            **_kernel_metadata(kernel),
             "lines": summary.lines,
             "accepted": summary.accepted,
             "rejected": summary.rejected,
@@ -214,7 +215,7 @@ def transformed_numbers(
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(directory / TRANSFORMED_NUMBERS_FILE)),
-            "kernel": kernel.name,
+            **_kernel_metadata(kernel),
             "rows": summary.rows,
             **_pool_metadata(summary.pool, summary.chunks, seconds),
         }
@@ -284,7 +285,7 @@ def parallelism_report(
         "parallel_seconds": comparison.parallel_seconds,
         "speedup": comparison.speedup,
         "efficiency": comparison.efficiency,
-        "kernel": kernel.name,
+        **_kernel_metadata(kernel),
         "repeats": comparison.repeats,
         "workers": comparison.workers,
         "cpus_available": comparison.cpus_available,
@@ -323,8 +324,17 @@ def _chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolR
         if process_pool.kernel == "auto"
         else "as configured"
     )
+    started = start_seconds(kernel.name)
+    if started:
+        how += f"; import, compile or cache load and self-check took {started:.2f} s"
     context.log.info(f"kernel: {kernel.name} ({how})")
     return kernel
+
+
+def _kernel_metadata(kernel: Kernel) -> dict[str, object]:
+    # Start-up apart from compute: the compile (or numba cache load) is paid once per step
+    # process here, and once more by the fork server, inside pool_start_seconds.
+    return {"kernel": kernel.name, "kernel_start_seconds": start_seconds(kernel.name)}
 
 
 def _existing_input(path: Path, producer: str) -> Path:

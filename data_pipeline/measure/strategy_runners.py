@@ -43,6 +43,7 @@ PRELOAD_MODULES = (
     "data_pipeline.numbers.kernels.warm_numpy",
     "data_pipeline.numbers.kernels.warm_numba",
     "data_pipeline.measure.strategy_workers",
+    "data_pipeline.measure.warm_shared_memory",
 )
 # Where the transform strategies run: on all values, on the Python sample, or on the
 # smaller sample of the one-item-at-a-time queue.

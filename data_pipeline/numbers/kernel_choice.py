@@ -4,6 +4,7 @@ give the same output, and `auto`, the fastest that is installed and passes a sel
 import functools
 import importlib.util
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,10 @@ SELF_CHECK_LINES = (
     b"\xef\xbb\xbf12\n -7 \r\n+5\n007\n1,234\n12,34\n12.0\n1e3\n12.5\n0x1F\nNaN\n\n"
     b"99999999999999999999\n\xff\xfe\ntwelve\n-9223372036854775808\n42"
 )
+
+
+# How long each kernel's self-check took in this process: see start_seconds().
+_START_SECONDS: dict[str, float] = {}
 
 
 class KernelUnavailableError(ValueError):
@@ -146,6 +151,12 @@ def kernel_named(name: str) -> Kernel:
     return _KERNELS[name]
 
 
+def start_seconds(name: str) -> float:
+    """What starting kernel ``name`` cost this process: importing it, compiling it (or
+    loading the compiled code from numba's disk cache) and its self-check; 0 before."""
+    return _START_SECONDS.get(name, 0.0)
+
+
 @functools.cache
 def _passes_self_check(name: str) -> bool:
     """Whether the kernel is installed and gives the reference's output on
@@ -154,6 +165,14 @@ def _passes_self_check(name: str) -> bool:
         return False
     if name == "python":
         return True
+    started = time.perf_counter()
+    try:
+        return _gives_the_reference_output(name)
+    finally:
+        _START_SECONDS[name] = time.perf_counter() - started
+
+
+def _gives_the_reference_output(name: str) -> bool:
     from array import array
 
     kernel = _KERNELS[name]

@@ -42,18 +42,18 @@ def transform_columns_numba(values: Sequence[int] | np.ndarray) -> dict[str, pa.
     return arrow_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
 
 
-def warm_up() -> None:
-    """Compile the kernel, or load it from the disk cache, before any task needs it: for
-    arrays it allocates, and for outputs given as views (the squares' low words of Arrow's
-    decimal128 layout, say), as a worker writing into shared memory passes them."""
+def warm_up(in_place: bool = False) -> None:
+    """Compile the kernel, or load it from the disk cache, before any task needs it; with
+    ``in_place``, also :func:`fill_transform` for outputs given as views (the squares as the
+    low words of Arrow's decimal128 layout), as a worker writing into shared memory calls it."""
     transform_values_numba(_WARM_UP_VALUES)
-    values = as_int64_array(_WARM_UP_VALUES)
-    count = len(values)
-    outputs = [np.empty(count, np.int64) for _ in range(4)]
-    squares = np.empty((count, 2), np.int64)[:, 0]
-    needs_reference = np.empty(count, np.bool_)
-    primes = primes_up_to(TRIAL_DIVISION_LIMIT)
-    fill_transform(values, primes, squares, *outputs, needs_reference)
+    if in_place:
+        values = as_int64_array(_WARM_UP_VALUES)
+        outputs = [np.empty(len(values), np.int64) for _ in range(4)]
+        squares = np.empty((len(values), 2), np.int64)[:, 0]
+        needs_reference = np.empty(len(values), np.bool_)
+        primes = primes_up_to(TRIAL_DIVISION_LIMIT)
+        fill_transform(values, primes, squares, *outputs, needs_reference)
 
 
 @numba.njit(cache=True)
