@@ -18,7 +18,10 @@ ASSETS = [
 ]
 CHECKS = list(defs.asset_checks)
 MIN_MEDIAN_MAX = ("_min", "", "_max")
-SMALL_POOL = ProcessPoolResource(workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200)
+# A pool forced on (mode auto would rightly run this little work serially).
+SMALL_POOL = ProcessPoolResource(
+    workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200, mode="parallel"
+)
 
 
 def resources(pool: ProcessPoolResource = SMALL_POOL) -> dict:
@@ -262,3 +265,18 @@ def test_the_outputs_read_back_with_pandas_as_the_readme_shows(isolated_director
     assert transformed["value"].tolist() == cleaned["value"].tolist()
     exact_squares = [int(square) for square in transformed["square"]]
     assert exact_squares == [value * value for value in cleaned["value"].tolist()]
+
+
+def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directories):
+    # 3,000 values are milliseconds of compiled work: auto runs them without a pool.
+    pool = ProcessPoolResource(workers=2, transform_chunk_values=1_000)
+    result = materialize({"count": 3_000, "seed": 7}, pool)
+    assert result.success
+    for asset in ("cleaned_numbers", "transformed_numbers"):
+        metadata = metadata_of(result, asset)
+        assert metadata["mode"] == "auto"
+        assert metadata["decision"] == "serial" and metadata["workers"] == 1
+        assert metadata["decision_reason"].startswith("serial: ")
+    transformed = metadata_of(result, "transformed_numbers")
+    assert "values x" in transformed["decision_reason"], "three chunks: it measured"
+    assert transformed["predicted_serial_seconds"] < transformed["predicted_parallel_seconds"]

@@ -156,7 +156,7 @@ def cleaned_numbers(
             snapshot,
             directory / CLEANED_NUMBERS_FILE,
             directory / REJECTED_LINES_FILE,
-            process_pool.settings(),
+            process_pool.settings(costs_directory=directory),
             process_pool.cleaning_chunk_bytes,
             context.log,
             kernel,
@@ -176,6 +176,7 @@ def cleaned_numbers(
             "rejected": summary.rejected,
             **{f"rejected_{reason}": summary.rejected_by_reason[reason] for reason in RejectReason},
             **_pool_metadata(summary.pool, summary.chunks, seconds),
+            **summary.decision.metadata(),
         }
     )
 
@@ -203,7 +204,7 @@ def transformed_numbers(
         summary = transform_to_parquet(
             _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
             directory / TRANSFORMED_NUMBERS_FILE,
-            process_pool.settings(),
+            process_pool.settings(costs_directory=directory),
             process_pool.transform_chunk_values,
             context.log,
             kernel,
@@ -218,6 +219,7 @@ def transformed_numbers(
             **_kernel_metadata(kernel),
             "rows": summary.rows,
             **_pool_metadata(summary.pool, summary.chunks, seconds),
+            **summary.decision.metadata(),
         }
     )
 

@@ -21,6 +21,7 @@ from data_pipeline.numbers.pipeline import (
 )
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.decision import Mode
 from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod
 
 
@@ -107,6 +108,17 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ),
     )
 
+    mode: Mode = Field(
+        default="auto",
+        description=(
+            "'auto': before each pooled step, time the kernel on a small sample of the step's "
+            "input and compare it with this machine's measured pool start-up and per-task "
+            "cost (kept a day in pool_costs.json in the data directory); start a pool only "
+            "where it is predicted to be faster. 'serial': never start a pool. 'parallel': "
+            "always start one (of `workers` processes)."
+        ),
+    )
+
     worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
         description=(
@@ -152,10 +164,13 @@ class ProcessPoolResource(dg.ConfigurableResource):
             return f"{plan}; {self.start_method} workers"
         return f"{plan}; workers set by hand to {self.workers} ({self.start_method})"
 
-    def settings(self) -> PoolSettings:
+    def settings(self, costs_directory: Path | None = None) -> PoolSettings:
+        """The pool settings; ``auto`` keeps the pool's measured costs in ``costs_directory``."""
         return PoolSettings(
             workers=self.workers or cpu_plan().workers_per_step,
             start_method=self.start_method,
             restarts_on_worker_death=self.restarts_on_worker_death,
             worker_log_level=logging.getLevelName(self.worker_log_level),
+            mode=self.mode,
+            costs_directory=None if costs_directory is None else str(costs_directory),
         )

@@ -5,6 +5,7 @@ Workers run the pure functions of :mod:`data_pipeline.numbers.parsing` and
 order and turns them into Arrow record batches that stream straight into Parquet.
 """
 
+import itertools
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYP
 from data_pipeline.numbers.parsing import CleanedChunk
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
+from data_pipeline.parallel.decision import Decision, WorkSample
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
 from data_pipeline.parallel.progress import Progress
@@ -34,6 +36,10 @@ DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
 # ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
 # input gives ~200 tasks, which keeps both workers busy until the end.
 DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
+# What `mode: auto` times of a step's own input before it decides: ~15 ms of reference
+# parsing, ~1 ms of numba.
+DECISION_SAMPLE_BYTES = 64 * 1024
+DECISION_SAMPLE_VALUES = 2_000
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
     [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
@@ -57,6 +63,7 @@ class CleaningSummary:
     rejected_by_reason: Counter = field(default_factory=Counter)
     chunks: int = 0
     pool: PoolStats | None = None
+    decision: Decision | None = None
 
     @property
     def rejected(self) -> int:
@@ -68,6 +75,7 @@ class TransformSummary:
     rows: int = 0
     chunks: int = 0
     pool: PoolStats | None = None
+    decision: Decision | None = None
 
 
 def clean_file(
@@ -92,8 +100,17 @@ def clean_file(
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
+    def sample() -> WorkSample:
+        first = plan_byte_ranges(path, DECISION_SAMPLE_BYTES)[0]
+        return WorkSample.of(lambda: kernel.clean(first), first.end - first.start)
+
+    size = byte_ranges[-1].end if byte_ranges else 0
+    decision = pool_settings.decide(size, len(byte_ranges), "bytes", sample, kernel.worker_modules)
+    summary.decision = decision
+    if pool_settings.mode == "auto":
+        log.info(f"cleaning {decision.reason}")
     progress = Progress(log, "cleaning", len(byte_ranges), "lines")
-    with pool_settings.open(len(byte_ranges), kernel.worker_modules, log) as pool:
+    with pool_settings.open(len(byte_ranges), kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
         for chunk in pool.map(kernel.clean, byte_ranges, describe, _line_count):
             progress.update(chunk.line_count)
@@ -148,6 +165,22 @@ def transform_cleaned(
     """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
     one task per batch; yield the transformed batches in the same order."""
     waiting: deque[pa.RecordBatch] = deque()
+    cleaned = iter(cleaned)
+    first = next(cleaned, None)
+    if first is not None:
+        cleaned = itertools.chain([first], cleaned)
+
+    def sample() -> WorkSample:
+        values = first.column("value").slice(0, DECISION_SAMPLE_VALUES).to_pylist()
+        chunk = ValueChunk(0, 1, len(values), array("q", values))
+        return WorkSample.of(lambda: kernel.transform(chunk), len(values))
+
+    # Every chunk but the last is as long as the first.
+    estimate = chunk_count * (first.num_rows if first is not None else 0)
+    decision = pool_settings.decide(estimate, chunk_count, "values", sample, kernel.worker_modules)
+    summary.decision = decision
+    if pool_settings.mode == "auto":
+        log.info(f"transform {decision.reason}")
 
     def tasks() -> Iterator[ValueChunk]:
         for index, batch in enumerate(cleaned):
@@ -163,7 +196,7 @@ def transform_cleaned(
             )
 
     progress = Progress(log, "transform", chunk_count, "values")
-    with pool_settings.open(chunk_count, kernel.worker_modules, log) as pool:
+    with pool_settings.open(chunk_count, kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
         for columns in pool.map(kernel.transform, tasks(), str, _row_count):
             # Results come back in task order, so the oldest waiting batch is their input.

@@ -17,13 +17,18 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
+from data_pipeline.parallel.calibration import pool_costs
 from data_pipeline.parallel.cpus import effective_workers
+from data_pipeline.parallel.decision import Decision, Mode, WorkSample, decide
 from data_pipeline.parallel.stats import PoolStats
 from data_pipeline.parallel.worker import timed_call
 from data_pipeline.parallel.worker_logs import this_threads_records_to
 from data_pipeline.parallel.worker_processes import WorkerProcesses
 
 logger = logging.getLogger(__name__)
+# One fork server serves every forkserver pool of a process: after the first pool, the next
+# ones start warm (the server and its preloaded modules are up).
+_forkserver_pools_started = 0
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
@@ -51,19 +56,49 @@ class WorkerDiedError(RuntimeError):
 class PoolSettings:
     """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process;
     after a worker dies, the unfinished chunks get ``restarts_on_worker_death`` more tries
-    on a fresh pool."""
+    on a fresh pool. ``mode`` (see :mod:`.decision`) ``auto`` starts a pool only where it
+    is predicted to win; the pool's measured costs are kept in ``costs_directory``."""
 
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD
     restarts_on_worker_death: int = 0
     worker_log_level: int = logging.INFO
+    mode: Mode = "parallel"
+    costs_directory: str | None = None
+
+    def decide(
+        self,
+        items: int,
+        chunk_count: int,
+        unit: str,
+        sample: Callable[[], WorkSample],
+        preload_modules: Iterable[str] = (),
+    ) -> Decision:
+        """Serial or how many workers, for ``items`` in ``chunk_count`` chunks."""
+        preload = tuple(preload_modules)
+        return decide(
+            self.mode,
+            effective_workers(self.workers, chunk_count),
+            items,
+            chunk_count,
+            unit,
+            sample,
+            lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
+            warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
+        )
 
     def open(
-        self, chunk_count: int, preload_modules: Iterable[str] = (), log: Any = logger
+        self,
+        chunk_count: int,
+        preload_modules: Iterable[str] = (),
+        log: Any = logger,
+        decision: Decision | None = None,
     ) -> "ProcessPool":
-        """A pool sized for ``chunk_count`` chunks (never more workers than chunks)."""
+        """A pool sized for ``chunk_count`` chunks (never more workers than chunks), or as
+        ``decision`` says."""
+        workers = effective_workers(self.workers, chunk_count)
         return ProcessPool(
-            effective_workers(self.workers, chunk_count),
+            decision.workers if decision is not None else workers,
             self.start_method,
             preload_modules,
             restarts_on_worker_death=self.restarts_on_worker_death,
@@ -145,6 +180,9 @@ class ProcessPool:
                 "installed in this environment (`pip install -e .`)?"
             ) from error
         self._workers = workers
+        if self.start_method == "forkserver":
+            global _forkserver_pools_started
+            _forkserver_pools_started += 1
         self.worker_pids.update(workers.pids)
         for pid in workers.pids:  # a worker that gets no chunk still counts in the insight
             self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)

@@ -1,0 +1,118 @@
+"""What a pool itself costs on this machine (start-up cold and warm, one task's round trip),
+measured in a fresh process, as a step's first pool would be, and kept for a day in a JSON
+file so a step pays for the measurement once a day at most."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from data_pipeline.parallel.decision import PoolCosts
+
+COSTS_FILE = "pool_costs.json"
+MAX_AGE_SECONDS = 24 * 3600
+# Trivial tasks timed for the round trip: enough to average, few enough to take ~0.1 s.
+CALIBRATION_TASKS = 200
+_TIMEOUT_SECONDS = 300
+
+
+def pool_costs(
+    directory: str | os.PathLike | None,
+    workers: int,
+    start_method: str,
+    preload_modules: Iterable[str] = (),
+    max_age_seconds: float = MAX_AGE_SECONDS,
+) -> PoolCosts:
+    """The costs kept in ``directory`` for this pool, re-measured when missing, unreadable or
+    older than ``max_age_seconds`` (always measured when ``directory`` is None)."""
+    preload = tuple(preload_modules)
+    key = f"{start_method}, {workers} workers, preloading {', '.join(preload) or 'nothing'}"
+    path = None if directory is None else Path(directory) / COSTS_FILE
+    kept = _read(path)
+    entry = kept.get(key)
+    if entry is not None and time.time() - entry.get("measured_at", 0) < max_age_seconds:
+        try:
+            return PoolCosts(**entry)
+        except TypeError:
+            pass  # written by another version: measure again
+    costs = measure_in_a_fresh_process(workers, start_method, preload)
+    if path is not None:
+        _write(path, {**kept, key: asdict(costs)})
+    return costs
+
+
+def measure_in_a_fresh_process(
+    workers: int, start_method: str, preload_modules: tuple[str, ...]
+) -> PoolCosts:
+    """Run :func:`measure` in a new interpreter, so the cold start really is cold."""
+    arguments = json.dumps([workers, start_method, list(preload_modules)])
+    completed = subprocess.run(
+        [sys.executable, "-m", __name__, arguments],
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT_SECONDS,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"measuring the pool's costs failed (exit {completed.returncode}): "
+            f"{completed.stderr.strip()[-2000:]}"
+        )
+    return PoolCosts(**json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def measure(workers: int, start_method: str, preload_modules: tuple[str, ...]) -> PoolCosts:
+    """Start a pool twice in this process (the first start is cold) and time trivial tasks."""
+    from data_pipeline.parallel.pool import ProcessPool
+
+    startups, task_seconds = [], 0.0
+    for _ in range(2):
+        with ProcessPool(workers, start_method, preload_modules) as pool:
+            started = time.perf_counter()
+            for _ in pool.map(echo, range(CALIBRATION_TASKS)):
+                pass
+            task_seconds = (time.perf_counter() - started) / CALIBRATION_TASKS
+        startups.append(pool.stats.startup_seconds)
+    return PoolCosts(workers, startups[0], startups[1], task_seconds, time.time())
+
+
+def echo(task: int) -> int:
+    """The trivial task: its round trip is the pool's own cost per task."""
+    return task
+
+
+def _read(path: Path | None) -> dict:
+    try:
+        kept = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+def _write(path: Path, kept: dict) -> None:
+    """Replace the file whole (a reader never sees half of it); a failure to write only
+    means measuring again next time."""
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as file:
+            temporary = Path(file.name)
+            json.dump(kept, file, indent=2, sort_keys=True)
+        os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    # Imported by name, so the task function pickles as this module's, not as __main__'s.
+    from data_pipeline.parallel import calibration
+
+    workers, start_method, preload = json.loads(sys.argv[1])
+    costs = calibration.measure(workers, start_method, tuple(preload))
+    sys.stdout.write(json.dumps(asdict(costs)) + "\n")

@@ -1,0 +1,133 @@
+"""`mode`: serial and parallel force the choice; auto predicts both from the step's own work on
+a sample and the pool's measured costs, and starts a pool only where it should win. The
+pool's costs are measured in a fresh process once and kept a day."""
+
+import json
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.kernel_choice import PYTHON
+from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.parallel.calibration import COSTS_FILE, pool_costs
+from data_pipeline.parallel.decision import PoolCosts, WorkSample, decide
+from data_pipeline.parallel.pool import PoolSettings
+
+# A machine where a pool costs 0.3 s to start cold, 0.05 s warm, and 0.3 ms a task.
+COSTS = PoolCosts(2, 0.3, 0.05, 3e-4, time.time())
+
+
+def sample_of(seconds_per_item: float, items: int = 1_000) -> WorkSample:
+    return WorkSample(items, seconds_per_item * items, 0.0, 0.0)
+
+
+def never(*arguments):
+    raise AssertionError("measured although the choice was already made")
+
+
+def test_serial_and_parallel_force_the_choice_without_measuring_anything():
+    serial = decide("serial", 2, 10**9, 1_000, "values", never, never, warm=False)
+    parallel = decide("parallel", 2, 10, 5, "values", never, never, warm=False)
+    assert (serial.workers, serial.parallel) == (1, False)
+    assert (parallel.workers, parallel.parallel) == (2, True)
+    assert "as configured" in serial.reason and "as configured" in parallel.reason
+
+
+def test_auto_runs_one_chunk_serially_without_measuring():
+    decision = decide("auto", 2, 500, 1, "values", never, never, warm=False)
+    assert decision.workers == 1 and "one chunk" in decision.reason
+
+
+def test_auto_runs_little_work_serially_and_says_why_in_numbers():
+    # 4,000 values at 0.36 µs: 1.4 ms of work, against 0.3 s to start a pool.
+    decision = decide(
+        "auto", 2, 4_000, 2, "values", lambda: sample_of(0.36e-6), lambda w: COSTS, warm=False
+    )
+    assert decision.workers == 1
+    assert decision.reason.startswith("serial: 4,000 values x 0.36 µs = 1.4 ms of work <=")
+    assert "300.0 ms start-up (cold)" in decision.reason
+    assert decision.predicted_serial_seconds == pytest.approx(4_000 * 0.36e-6)
+
+
+def test_auto_starts_a_pool_when_the_work_outweighs_its_costs():
+    # 400,000 values at 25 µs: 10 s of work; a pool of 2 needs 0.3 s + 5 s + 200 x 0.3 ms.
+    decision = decide(
+        "auto", 2, 400_000, 200, "values", lambda: sample_of(25e-6), lambda w: COSTS, warm=False
+    )
+    assert decision.workers == 2
+    assert decision.predicted_parallel_seconds == pytest.approx(0.3 + 5.0 + 200 * 3e-4)
+    assert decision.metadata()["decision"] == "parallel"
+
+
+def test_a_warm_pool_moves_the_line_the_cold_one_draws():
+    # 0.2 s of work: more than a warm start-up plus half the work, less than a cold one.
+    arguments = ("auto", 2, 20_000, 10, "values", lambda: sample_of(10e-6), lambda w: COSTS)
+    assert decide(*arguments, warm=False).workers == 1
+    assert decide(*arguments, warm=True).workers == 2
+
+
+def test_moving_results_back_counts_against_the_pool():
+    # Compute is cheap to split, but the owner unpickles every result alone.
+    costly_results = WorkSample(1_000, 1_000 * 2e-6, 0.0, 1_000 * 2.1e-6)
+    decision = decide(
+        "auto", 2, 4_000_000, 8, "values", lambda: costly_results, lambda w: COSTS, warm=True
+    )
+    assert decision.workers == 1
+
+
+def test_an_unknown_mode_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="mode='fast' is not a mode: choose one of auto"):
+        decide("fast", 2, 10, 2, "values", never, never, warm=False)
+
+
+def test_a_work_sample_times_the_work_and_the_round_trip_of_its_result():
+    calls = []
+
+    def work():
+        calls.append(1)
+        return list(range(100_000))
+
+    sample = WorkSample.of(work, 100_000)
+    assert len(calls) == 2, "one untimed call, one timed"
+    assert sample.seconds > 0 and sample.pickle_seconds > 0 and sample.unpickle_seconds > 0
+
+
+def test_the_pools_costs_are_measured_once_then_kept_for_a_day(tmp_path):
+    first = pool_costs(tmp_path, 2, "forkserver")
+    assert first.warm_startup_seconds > 0 and 0 < first.cold_startup_seconds < 60
+    assert 0 < first.task_seconds < 1
+    kept = json.loads((tmp_path / COSTS_FILE).read_text())
+    assert list(kept) == ["forkserver, 2 workers, preloading nothing"]
+    assert pool_costs(tmp_path, 2, "forkserver") == first, "read back, not measured again"
+    assert pool_costs(tmp_path, 2, "forkserver", max_age_seconds=0) != first, "too old"
+
+
+def test_an_unreadable_costs_file_is_measured_again_and_replaced(tmp_path):
+    (tmp_path / COSTS_FILE).write_text("{not json")
+    costs = pool_costs(tmp_path, 2, "forkserver")
+    assert json.loads((tmp_path / COSTS_FILE).read_text())[
+        "forkserver, 2 workers, preloading nothing"
+    ]["measured_at"] == pytest.approx(costs.measured_at)
+
+
+def test_auto_in_the_pipeline_decides_per_stage_and_the_outputs_do_not_change(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, count=60_000, seed=3, dirty_fraction=0.05)
+    outputs = {}
+    for mode in ("auto", "serial"):
+        settings = PoolSettings(workers=2, mode=mode, costs_directory=str(tmp_path))
+        cleaned, rejected = tmp_path / f"cleaned_{mode}.parquet", tmp_path / f"rej_{mode}.parquet"
+        transformed = tmp_path / f"transformed_{mode}.parquet"
+        cleaning = clean_to_parquet(source, cleaned, rejected, settings, 64 * 1024, kernel=PYTHON)
+        transform = transform_to_parquet(cleaned, transformed, settings, 2_000, kernel=PYTHON)
+        outputs[mode] = [pq.read_table(path) for path in (cleaned, rejected, transformed)]
+        if mode == "auto":
+            # ~1.5 s of per-value Python in the transform: a pool wins by far.
+            assert transform.decision.parallel, transform.decision.reason
+            assert transform.pool.workers == 2
+            assert "values x" in transform.decision.reason
+            assert "bytes x" in cleaning.decision.reason
+            assert (tmp_path / COSTS_FILE).exists()
+    assert all(a.equals(b) for a, b in zip(outputs["auto"], outputs["serial"], strict=True))
