@@ -10,7 +10,7 @@ from data_pipeline.defs.assets import (
     parallelism_report,
     transformed_numbers,
 )
-from data_pipeline.defs.benchmark import benchmark_job, parallelism_benchmark
+from data_pipeline.defs.benchmark import benchmark_job, parallelism_benchmark, parallelism_sweep
 from data_pipeline.defs.checks import (
     every_line_accepted_or_rejected,
     one_transformed_row_per_accepted_value,
@@ -37,6 +37,7 @@ defs = dg.Definitions(
         transformed_numbers,
         parallelism_report,
         parallelism_benchmark,
+        parallelism_sweep,
     ],
     asset_checks=[
         every_line_accepted_or_rejected,

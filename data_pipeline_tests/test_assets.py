@@ -12,10 +12,8 @@ from data_pipeline.defs.checks import (
 )
 from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
 
-ASSETS = [
-    defs.get_assets_def(name)
-    for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
-]
+ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
+ASSETS = [defs.get_assets_def(name) for name in ASSET_NAMES]
 CHECKS = list(defs.asset_checks)
 MIN_MEDIAN_MAX = ("_min", "", "_max")
 # A pool forced on (mode auto would rightly run this little work serially).
@@ -277,6 +275,9 @@ def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directori
         assert metadata["mode"] == "auto"
         assert metadata["decision"] == "serial" and metadata["workers"] == 1
         assert metadata["decision_reason"].startswith("serial: ")
-    transformed = metadata_of(result, "transformed_numbers")
-    assert "values x" in transformed["decision_reason"], "three chunks: it measured"
-    assert transformed["predicted_serial_seconds"] < transformed["predicted_parallel_seconds"]
+    cleaned, transformed = (metadata_of(result, name) for name in ASSET_NAMES[1:3])
+    assert cleaned["decision_reason"] == "serial: one chunk, nothing to split"
+    # Three chunks: the first ran in the step, timed; the rest is too little for any pool.
+    assert "values x" in transformed["decision_reason"]
+    assert "less than any pool takes to start" in transformed["decision_reason"]
+    assert transformed["predicted_serial_seconds"] < 0.01

@@ -89,3 +89,15 @@ def test_a_chunk_size_below_one_is_refused(tmp_path):
     path.write_bytes(b"1\n")
     with pytest.raises(ValueError, match="chunk_bytes"):
         plan_byte_ranges(path, 0)
+
+
+def test_a_smaller_first_range_still_tiles_the_file_at_line_starts(tmp_path):
+    path = tmp_path / "numbers.txt"
+    path.write_bytes(b"".join(b"%d\n" % number for number in range(5_000)))
+    ranges = plan_byte_ranges(path, chunk_bytes=4_096, first_chunk_bytes=100)
+    assert 100 <= ranges[0].end < 110, "the first range ends at the first line end after 100"
+    assert all(4_096 <= r.end - r.start < 4_110 for r in ranges[1:-1])
+    assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]]
+    assert ranges[-1].end == path.stat().st_size
+    lines = [line for r in ranges for line in read_lines(r)]
+    assert lines == [b"%d" % number for number in range(5_000)]

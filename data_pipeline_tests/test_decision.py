@@ -12,7 +12,7 @@ from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import PYTHON
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
 from data_pipeline.parallel.calibration import COSTS_FILE, pool_costs
-from data_pipeline.parallel.decision import PoolCosts, WorkSample, decide
+from data_pipeline.parallel.decision import PoolCosts, WorkSample, forced, predicted
 from data_pipeline.parallel.pool import PoolSettings
 
 # A machine where a pool costs 0.3 s to start cold, 0.05 s warm, and 0.3 ms a task.
@@ -24,38 +24,45 @@ def sample_of(seconds_per_item: float, items: int = 1_000) -> WorkSample:
 
 
 def never(*arguments):
-    raise AssertionError("measured although the choice was already made")
+    raise AssertionError("the pool's costs were read although the choice was already made")
+
+
+def costs(workers: int) -> PoolCosts:
+    return COSTS
 
 
 def test_serial_and_parallel_force_the_choice_without_measuring_anything():
-    serial = decide("serial", 2, 10**9, 1_000, "values", never, never, warm=False)
-    parallel = decide("parallel", 2, 10, 5, "values", never, never, warm=False)
+    serial, parallel = forced("serial", 2, 1_000), forced("parallel", 2, 5)
     assert (serial.workers, serial.parallel) == (1, False)
     assert (parallel.workers, parallel.parallel) == (2, True)
     assert "as configured" in serial.reason and "as configured" in parallel.reason
 
 
 def test_auto_runs_one_chunk_serially_without_measuring():
-    decision = decide("auto", 2, 500, 1, "values", never, never, warm=False)
+    decision = forced("auto", 2, 1)
     assert decision.workers == 1 and "one chunk" in decision.reason
+    assert forced("auto", 2, 2) is None, "two chunks: auto samples the first"
 
 
-def test_auto_runs_little_work_serially_and_says_why_in_numbers():
-    # 4,000 values at 0.36 µs: 1.4 ms of work, against 0.3 s to start a pool.
-    decision = decide(
-        "auto", 2, 4_000, 2, "values", lambda: sample_of(0.36e-6), lambda w: COSTS, warm=False
-    )
+def test_auto_runs_little_work_serially_without_reading_the_pools_costs():
+    # 4,000 values at 0.36 µs: 1.4 ms of work, less than any pool needs to start.
+    decision = predicted(2, 4_000, 2, "values", sample_of(0.36e-6), never, warm=False)
     assert decision.workers == 1
-    assert decision.reason.startswith("serial: 4,000 values x 0.36 µs = 1.4 ms of work <=")
-    assert "300.0 ms start-up (cold)" in decision.reason
+    assert decision.reason.startswith("serial: 4,000 values x 0.36 µs = 1.4 ms of work left")
     assert decision.predicted_serial_seconds == pytest.approx(4_000 * 0.36e-6)
+
+
+def test_auto_weighs_the_work_against_the_pools_measured_costs_and_says_so_in_numbers():
+    # 40,000 values at 2 µs: 80 ms of work, against 300 ms to start a cold pool.
+    decision = predicted(2, 40_000, 20, "values", sample_of(2e-6), costs, warm=False)
+    assert decision.workers == 1
+    assert decision.reason.startswith("serial: 40,000 values x 2.00 µs = 80.0 ms of work <=")
+    assert "300.0 ms start-up (cold)" in decision.reason
 
 
 def test_auto_starts_a_pool_when_the_work_outweighs_its_costs():
     # 400,000 values at 25 µs: 10 s of work; a pool of 2 needs 0.3 s + 5 s + 200 x 0.3 ms.
-    decision = decide(
-        "auto", 2, 400_000, 200, "values", lambda: sample_of(25e-6), lambda w: COSTS, warm=False
-    )
+    decision = predicted(2, 400_000, 200, "values", sample_of(25e-6), costs, warm=False)
     assert decision.workers == 2
     assert decision.predicted_parallel_seconds == pytest.approx(0.3 + 5.0 + 200 * 3e-4)
     assert decision.metadata()["decision"] == "parallel"
@@ -63,34 +70,32 @@ def test_auto_starts_a_pool_when_the_work_outweighs_its_costs():
 
 def test_a_warm_pool_moves_the_line_the_cold_one_draws():
     # 0.2 s of work: more than a warm start-up plus half the work, less than a cold one.
-    arguments = ("auto", 2, 20_000, 10, "values", lambda: sample_of(10e-6), lambda w: COSTS)
-    assert decide(*arguments, warm=False).workers == 1
-    assert decide(*arguments, warm=True).workers == 2
+    arguments = (2, 20_000, 10, "values", sample_of(10e-6), costs)
+    assert predicted(*arguments, warm=False).workers == 1
+    assert predicted(*arguments, warm=True).workers == 2
 
 
 def test_moving_results_back_counts_against_the_pool():
     # Compute is cheap to split, but the owner unpickles every result alone.
     costly_results = WorkSample(1_000, 1_000 * 2e-6, 0.0, 1_000 * 2.1e-6)
-    decision = decide(
-        "auto", 2, 4_000_000, 8, "values", lambda: costly_results, lambda w: COSTS, warm=True
-    )
+    decision = predicted(2, 4_000_000, 8, "values", costly_results, costs, warm=True)
     assert decision.workers == 1
 
 
 def test_an_unknown_mode_is_refused_naming_the_choices():
     with pytest.raises(ValueError, match="mode='fast' is not a mode: choose one of auto"):
-        decide("fast", 2, 10, 2, "values", never, never, warm=False)
+        forced("fast", 2, 10)
 
 
-def test_a_work_sample_times_the_work_and_the_round_trip_of_its_result():
+def test_a_work_sample_times_the_work_once_and_the_round_trip_of_its_result():
     calls = []
 
     def work():
         calls.append(1)
         return list(range(100_000))
 
-    sample = WorkSample.of(work, 100_000)
-    assert len(calls) == 2, "one untimed call, one timed"
+    sample, result = WorkSample.timed(work, 100_000)
+    assert len(calls) == 1 and result == list(range(100_000)), "the sample's output is used"
     assert sample.seconds > 0 and sample.pickle_seconds > 0 and sample.unpickle_seconds > 0
 
 

@@ -205,7 +205,7 @@ def transformed_numbers(
             _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
             directory / TRANSFORMED_NUMBERS_FILE,
             process_pool.settings(costs_directory=directory),
-            process_pool.transform_chunk_values,
+            process_pool.chunk_values_for(kernel),
             context.log,
             kernel,
         )
@@ -271,7 +271,7 @@ def parallelism_report(
             # the step's retry policy run the whole comparison again.
             dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
             process_pool.cleaning_chunk_bytes,
-            process_pool.transform_chunk_values,
+            process_pool.chunk_values_for(kernel),
             config.repeats,
             context.log,
             kernel,

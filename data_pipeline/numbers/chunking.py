@@ -25,9 +25,12 @@ class ByteRange:
         return f"chunk {self.index} (bytes {self.start}-{self.end} of {self.path})"
 
 
-def plan_byte_ranges(path: str | os.PathLike, chunk_bytes: int) -> list[ByteRange]:
-    """Cut the file into ranges of about ``chunk_bytes``, each boundary moved forward to the
-    next line start. A line longer than ``chunk_bytes`` makes its range longer, never split."""
+def plan_byte_ranges(
+    path: str | os.PathLike, chunk_bytes: int, first_chunk_bytes: int | None = None
+) -> list[ByteRange]:
+    """Cut the file into ranges of about ``chunk_bytes`` (the first of about
+    ``first_chunk_bytes``, when given), each boundary moved forward to the next line start.
+    A line longer than a range makes the range longer, never split."""
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     size = os.path.getsize(path)
@@ -35,11 +38,8 @@ def plan_byte_ranges(path: str | os.PathLike, chunk_bytes: int) -> list[ByteRang
     start = 0
     with open(path, "rb") as file:
         while start < size:
-            end = (
-                size
-                if start + chunk_bytes >= size
-                else _line_start_at_or_after(file, start + chunk_bytes)
-            )
+            wanted = first_chunk_bytes if first_chunk_bytes and not ranges else chunk_bytes
+            end = size if start + wanted >= size else _line_start_at_or_after(file, start + wanted)
             ranges.append(ByteRange(str(path), len(ranges), start, end))
             start = end
     return ranges

@@ -5,7 +5,6 @@ Workers run the pure functions of :mod:`data_pipeline.numbers.parsing` and
 order and turns them into Arrow record batches that stream straight into Parquet.
 """
 
-import itertools
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -36,10 +35,23 @@ DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
 # ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
 # input gives ~200 tasks, which keeps both workers busy until the end.
 DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
-# What `mode: auto` times of a step's own input before it decides: ~15 ms of reference
-# parsing, ~1 ms of numba.
+# A compiled kernel needs 0.4-1.3 µs a value: 2,000 values would be about the ~0.3 ms a task's
+# round trip costs. 50,000 values are 20-65 ms of work per task.
+COMPILED_TRANSFORM_CHUNK_VALUES = 50_000
+
+
+def default_transform_chunk_values(kernel: Kernel) -> int:
+    """Values per transform task when the configuration does not say: per kernel."""
+    return (
+        DEFAULT_TRANSFORM_CHUNK_VALUES
+        if kernel.name == "python"
+        else COMPILED_TRANSFORM_CHUNK_VALUES
+    )
+
+
+# With `mode: auto`, the first range cleaned in the step process to time the work: ~15 ms
+# of reference parsing, ~2 ms vectorized. Its output is used, not thrown away.
 DECISION_SAMPLE_BYTES = 64 * 1024
-DECISION_SAMPLE_VALUES = 2_000
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
     [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
@@ -87,38 +99,49 @@ def clean_file(
     kernel: Kernel = PYTHON,
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Parse every line of ``path`` on a pool with the kernel's cleaning function; yield
-    (accepted, rejected) batches in file order.
+    (accepted, rejected) batches in file order. With ``mode: auto``, a small first range is
+    cleaned in this process, timed, and decides whether the rest goes to a pool.
 
     Line numbers count from 1 and include blank and rejected lines, so accepted + rejected
     always equals the lines in the file.
     """
     byte_ranges = plan_byte_ranges(path, chunk_bytes)
-    summary.chunks = len(byte_ranges)
+    decision = pool_settings.forced_decision(len(byte_ranges))
+    first: list[CleanedChunk] = []
+    if decision is None:
+        byte_ranges = plan_byte_ranges(path, chunk_bytes, min(DECISION_SAMPLE_BYTES, chunk_bytes))
+        sampled = byte_ranges[0]
+        sample, chunk = WorkSample.timed(lambda: kernel.clean(sampled), sampled.end - sampled.start)
+        first.append(chunk)
+        left = byte_ranges[-1].end - sampled.end
+        decision = pool_settings.predicted_decision(
+            left, len(byte_ranges) - 1, "bytes", sample, kernel.worker_modules
+        )
+        log.info(f"cleaning {decision.reason}")
+    summary.chunks, summary.decision = len(byte_ranges), decision
+    rest = byte_ranges[len(first) :]
 
     def describe(byte_range: ByteRange) -> str:
         # Only on failure: counting the lines before the chunk reads the file up to it.
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
-    def sample() -> WorkSample:
-        first = plan_byte_ranges(path, DECISION_SAMPLE_BYTES)[0]
-        return WorkSample.of(lambda: kernel.clean(first), first.end - first.start)
-
-    size = byte_ranges[-1].end if byte_ranges else 0
-    decision = pool_settings.decide(size, len(byte_ranges), "bytes", sample, kernel.worker_modules)
-    summary.decision = decision
-    if pool_settings.mode == "auto":
-        log.info(f"cleaning {decision.reason}")
     progress = Progress(log, "cleaning", len(byte_ranges), "lines")
-    with pool_settings.open(len(byte_ranges), kernel.worker_modules, log, decision) as pool:
+
+    def batches(chunk: CleanedChunk) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+        progress.update(chunk.line_count)
+        first_line_number = summary.lines + 1
+        summary.lines += chunk.line_count
+        summary.accepted += len(chunk.accepted_values)
+        summary.rejected_by_reason.update(chunk.rejected_reasons)
+        return _cleaned_batches(chunk, first_line_number)
+
+    for chunk in first:
+        yield batches(chunk)
+    with pool_settings.open(len(rest), kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
-        for chunk in pool.map(kernel.clean, byte_ranges, describe, _line_count):
-            progress.update(chunk.line_count)
-            first_line_number = summary.lines + 1
-            summary.lines += chunk.line_count
-            summary.accepted += len(chunk.accepted_values)
-            summary.rejected_by_reason.update(chunk.rejected_reasons)
-            yield _cleaned_batches(chunk, first_line_number)
+        for chunk in pool.map(kernel.clean, rest, describe, _line_count):
+            yield batches(chunk)
 
 
 def _line_count(chunk: CleanedChunk) -> int:
@@ -163,24 +186,9 @@ def transform_cleaned(
     kernel: Kernel = PYTHON,
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
-    one task per batch; yield the transformed batches in the same order."""
+    one task per batch; yield the transformed batches in the same order. With ``mode: auto``
+    the first batch is transformed in this process, timed, and decides for the rest."""
     waiting: deque[pa.RecordBatch] = deque()
-    cleaned = iter(cleaned)
-    first = next(cleaned, None)
-    if first is not None:
-        cleaned = itertools.chain([first], cleaned)
-
-    def sample() -> WorkSample:
-        values = first.column("value").slice(0, DECISION_SAMPLE_VALUES).to_pylist()
-        chunk = ValueChunk(0, 1, len(values), array("q", values))
-        return WorkSample.of(lambda: kernel.transform(chunk), len(values))
-
-    # Every chunk but the last is as long as the first.
-    estimate = chunk_count * (first.num_rows if first is not None else 0)
-    decision = pool_settings.decide(estimate, chunk_count, "values", sample, kernel.worker_modules)
-    summary.decision = decision
-    if pool_settings.mode == "auto":
-        log.info(f"transform {decision.reason}")
 
     def tasks() -> Iterator[ValueChunk]:
         for index, batch in enumerate(cleaned):
@@ -196,15 +204,35 @@ def transform_cleaned(
             )
 
     progress = Progress(log, "transform", chunk_count, "values")
+
+    def batch_of(columns: dict[str, Any]) -> pa.RecordBatch:
+        # Results come back in task order, so the oldest waiting batch is their input.
+        batch = _transformed_batch(waiting.popleft(), columns)
+        progress.update(batch.num_rows)
+        summary.rows += batch.num_rows
+        summary.chunks += 1
+        return batch
+
+    remaining = tasks()
+    decision = pool_settings.forced_decision(chunk_count)
+    if decision is None:
+        first = next(remaining, None)
+        if first is None:
+            decision = Decision("auto", 1, "serial: nothing to transform")
+        else:
+            sample, columns = WorkSample.timed(lambda: kernel.transform(first), len(first.values))
+            yield batch_of(columns)
+            # Every chunk but the last is as long as the first.
+            left = (chunk_count - 1) * len(first.values)
+            decision = pool_settings.predicted_decision(
+                left, chunk_count - 1, "values", sample, kernel.worker_modules
+            )
+            log.info(f"transform {decision.reason}")
+    summary.decision = decision
     with pool_settings.open(chunk_count, kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
-        for columns in pool.map(kernel.transform, tasks(), str, _row_count):
-            # Results come back in task order, so the oldest waiting batch is their input.
-            batch = _transformed_batch(waiting.popleft(), columns)
-            progress.update(batch.num_rows)
-            summary.rows += batch.num_rows
-            summary.chunks += 1
-            yield batch
+        for columns in pool.map(kernel.transform, remaining, str, _row_count):
+            yield batch_of(columns)
 
 
 def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, Any]) -> pa.RecordBatch:

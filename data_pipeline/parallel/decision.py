@@ -1,20 +1,25 @@
 """Serial or a pool, and how many workers: ``mode`` serial and parallel force the choice;
-``auto`` predicts both from measured costs (the step's own work on a sample of its input,
-the pool's start-up and per-task cost on this machine) and takes the faster.
+``auto`` runs the step's first chunk in the step process, timed (its output is used, so tiny
+inputs pay nothing for the decision), and predicts the rest both ways from that sample and
+the pool's measured start-up and per-task cost; it starts a pool only if that is faster.
 
 The model: serial = items x seconds per item. A pool of ``w`` workers = start-up + the work
-split ``w`` ways (each item also pickled in a worker) or the owner's share (unpickling each
-item's result), whichever is longer + one task round trip per chunk.
+split ``w`` ways (each item's result also pickled in a worker) or the owner's share
+(unpickling every result), whichever is longer + one task round trip per chunk.
 """
 
 import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 Mode = Literal["auto", "serial", "parallel"]
 MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
+# No pool starts faster than this (measured: 25-50 ms warm, 0.2-0.8 s cold): less work than
+# this runs serially without reading the pool's costs.
+CHEAPEST_POOL_SECONDS = 0.01
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class PoolCosts:
 
 @dataclass(frozen=True)
 class WorkSample:
-    """The step's own work on a small piece of its input, timed in this process."""
+    """The step's own work on its first chunk, timed in the step process, and the round trip
+    its result would make from a worker."""
 
     items: int
     seconds: float
@@ -43,9 +49,8 @@ class WorkSample:
     unpickle_seconds: float
 
     @classmethod
-    def of(cls, work: Callable[[], Any], items: int) -> "WorkSample":
-        """Time ``work()`` (once untimed, then timed) and the round trip of its result."""
-        work()  # lazy imports and caches are not the work's cost
+    def timed(cls, work: Callable[[], Result], items: int) -> tuple["WorkSample", Result]:
+        """Run ``work()`` once, timed; time pickling its result there and back."""
         started = time.perf_counter()
         result = work()
         seconds = time.perf_counter() - started
@@ -53,7 +58,8 @@ class WorkSample:
         pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         pickled_at = time.perf_counter()
         pickle.loads(pickled)
-        return cls(items, seconds, pickled_at - started, time.perf_counter() - pickled_at)
+        sample = cls(items, seconds, pickled_at - started, time.perf_counter() - pickled_at)
+        return sample, result
 
     def per_item(self, seconds: float) -> float:
         return seconds / self.items if self.items else 0.0
@@ -81,25 +87,18 @@ class Decision:
             "decision": "parallel" if self.parallel else "serial",
             "decision_reason": self.reason,
         }
+        if self.seconds_per_item is not None:
+            figures["sampled_microseconds_per_item"] = self.seconds_per_item * 1e6
         if self.predicted_serial_seconds is not None:
             figures["predicted_serial_seconds"] = self.predicted_serial_seconds
+        if self.predicted_parallel_seconds is not None:
             figures["predicted_parallel_seconds"] = self.predicted_parallel_seconds
-            figures["sampled_microseconds_per_item"] = (self.seconds_per_item or 0.0) * 1e6
         return figures
 
 
-def decide(
-    mode: Mode,
-    workers: int,
-    items: int,
-    chunks: int,
-    unit: str,
-    sample: Callable[[], WorkSample],
-    costs: Callable[[int], PoolCosts],
-    warm: bool,
-) -> Decision:
-    """Serial (one worker, in this process) or a pool of ``workers`` for ``items`` in
-    ``chunks``. ``sample`` and ``costs`` are called only when ``auto`` has to predict."""
+def forced(mode: Mode, workers: int, chunks: int) -> Decision | None:
+    """The decision when nothing needs measuring (a forced mode, one chunk, one worker);
+    None when ``auto`` has to sample the work first."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not a mode: choose one of {', '.join(MODES)}")
     workers = max(1, min(workers, chunks))
@@ -108,12 +107,36 @@ def decide(
         return Decision(mode, 1, f"serial: {why}")
     if mode == "parallel":
         return Decision(mode, workers, f"parallel on {workers} workers: as configured")
-    measured, pool = sample(), costs(workers)
-    per_item = measured.per_item(measured.seconds)
+    return None
+
+
+def predicted(
+    workers: int,
+    items: int,
+    chunks: int,
+    unit: str,
+    sample: WorkSample,
+    costs: Callable[[int], PoolCosts],
+    warm: bool,
+) -> Decision:
+    """``auto``'s choice for the ``items`` in ``chunks`` left after the sample. ``costs`` is
+    not consulted when the work is too little for any pool to pay."""
+    per_item = sample.per_item(sample.seconds)
     serial = items * per_item
+    workers = max(1, min(workers, chunks))
+    if workers == 1:
+        why = f"{_why_one_worker(chunks)} (after the first, timed in the step)"
+        return Decision("auto", 1, f"serial: {why}", serial, None, per_item)
+    if serial < CHEAPEST_POOL_SECONDS:
+        reason = (
+            f"serial: {items:,} {unit} x {per_item * 1e6:.2f} µs = {_duration(serial)} of work "
+            f"left, less than any pool takes to start ({_duration(CHEAPEST_POOL_SECONDS)})"
+        )
+        return Decision("auto", 1, reason, serial, None, per_item)
+    pool = costs(workers)
     startup = pool.startup_seconds(warm)
-    workers_share = items * (per_item + measured.per_item(measured.pickle_seconds)) / workers
-    owners_share = items * measured.per_item(measured.unpickle_seconds)
+    workers_share = items * (per_item + sample.per_item(sample.pickle_seconds)) / workers
+    owners_share = items * sample.per_item(sample.unpickle_seconds)
     parallel = startup + max(workers_share, owners_share) + chunks * pool.task_seconds
     choice = "parallel" if parallel < serial else "serial"
     reason = (
@@ -124,12 +147,7 @@ def decide(
         f"{_duration(pool.task_seconds)} = {_duration(parallel)}"
     )
     return Decision(
-        mode,
-        workers if choice == "parallel" else 1,
-        reason,
-        predicted_serial_seconds=serial,
-        predicted_parallel_seconds=parallel,
-        seconds_per_item=per_item,
+        "auto", workers if choice == "parallel" else 1, reason, serial, parallel, per_item
     )
 
 

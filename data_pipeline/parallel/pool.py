@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from data_pipeline.parallel.calibration import pool_costs
 from data_pipeline.parallel.cpus import effective_workers
-from data_pipeline.parallel.decision import Decision, Mode, WorkSample, decide
+from data_pipeline.parallel.decision import Decision, Mode, WorkSample, forced, predicted
 from data_pipeline.parallel.stats import PoolStats
 from data_pipeline.parallel.worker import timed_call
 from data_pipeline.parallel.worker_logs import this_threads_records_to
@@ -66,18 +66,21 @@ class PoolSettings:
     mode: Mode = "parallel"
     costs_directory: str | None = None
 
-    def decide(
+    def forced_decision(self, chunk_count: int) -> Decision | None:
+        """Serial or parallel when nothing needs measuring; None when ``auto`` must sample."""
+        return forced(self.mode, effective_workers(self.workers, chunk_count), chunk_count)
+
+    def predicted_decision(
         self,
         items: int,
         chunk_count: int,
         unit: str,
-        sample: Callable[[], WorkSample],
+        sample: WorkSample,
         preload_modules: Iterable[str] = (),
     ) -> Decision:
-        """Serial or how many workers, for ``items`` in ``chunk_count`` chunks."""
+        """``auto``'s choice for ``items`` in ``chunk_count`` chunks, from the ``sample``."""
         preload = tuple(preload_modules)
-        return decide(
-            self.mode,
+        return predicted(
             effective_workers(self.workers, chunk_count),
             items,
             chunk_count,

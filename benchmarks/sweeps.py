@@ -1,0 +1,67 @@
+"""When does the pool pay? Size and worker sweeps of the pipeline's own steps, one table and
+one chart.
+
+    python benchmarks/sweeps.py [--sizes 10,100,...,4000000] [--repeats 3] [--workers N]
+                                [--chart scaling_chart.png]
+
+Cleaning and the transform, with the python kernel and the fastest installed one, each timed
+serially, on the pool and with mode auto at every size (warm-up first, repeats in alternating
+order, medians with min and max, outputs compared with the serial run's), then on 1 to 2x
+the CPUs workers. Prints the crossover sizes, Amdahl's fit and how close auto came to the
+better choice, and writes the chart. The machine is shared: run it when nothing else runs.
+"""
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from data_pipeline.measure.sweeps import PYTHON_TRANSFORM_MAX_SIZE, SIZES, sweep_all
+from data_pipeline.numbers.kernel_choice import PYTHON, kernel_named
+from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.pool import DEFAULT_START_METHOD
+
+
+def machine() -> str:
+    load = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
+    return (
+        f"{available_cpus()} CPUs available ({os.cpu_count()} on the machine), load average "
+        f"{load}; Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(str(size) for size in SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--python-transform-max-size", type=int, default=PYTHON_TRANSFORM_MAX_SIZE)
+    parser.add_argument("--chart", default="scaling_chart.png", help="where to write the PNG")
+    parser.add_argument("--start-method", default=DEFAULT_START_METHOD)
+    args = parser.parse_args()
+    sizes = sorted({int(size) for size in args.sizes.split(",")})
+    kernels = list(dict.fromkeys([PYTHON, kernel_named("auto")]))
+    print(f"Machine: {machine()}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sweeps-") as inputs:
+        report = sweep_all(
+            kernels,
+            Path(inputs),
+            args.workers or available_cpus(),
+            args.repeats,
+            sizes,
+            args.python_transform_max_size,
+            args.start_method,
+            progress=lambda line: print(f"  {line}", flush=True),
+        )
+    Path(args.chart).write_bytes(report.chart_png())
+    print()
+    print(report.markdown())
+    print(f"Chart: {args.chart}. Took {time.perf_counter() - started:.0f} s.")
+    print(f"Machine afterwards: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
