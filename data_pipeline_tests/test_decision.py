@@ -136,3 +136,13 @@ def test_auto_in_the_pipeline_decides_per_stage_and_the_outputs_do_not_change(tm
             assert "bytes x" in cleaning.decision.reason
             assert (tmp_path / COSTS_FILE).exists()
     assert all(a.equals(b) for a, b in zip(outputs["auto"], outputs["serial"], strict=True))
+
+
+def test_the_steps_own_work_on_each_result_is_not_split_by_the_workers():
+    # 1 µs of work a worker can do, 3 µs the step does on each result: Amdahl's serial part.
+    sample = WorkSample(1_000, 1e-3, 0.0, 0.0).with_owner_seconds(3e-3)
+    decision = predicted(2, 1_000_000, 20, "values", sample, costs, warm=True)
+    assert decision.predicted_serial_seconds == pytest.approx(4.0)
+    assert decision.predicted_parallel_seconds == pytest.approx(0.05 + 3.0 + 20 * 3e-4)
+    assert decision.workers == 2
+    assert decision.reason.startswith("parallel: 1,000,000 values x 4.00 µs = 4.00 s of work >")

@@ -83,7 +83,9 @@ def test_a_tiny_real_sweep_times_every_mode_and_worker_count_on_identical_output
         assert [r.size for r in series.sizes] == [10, 2_000]
         for size_row in series.sizes:
             for timing in (size_row.serial, size_row.parallel, size_row.auto):
-                assert len(timing.values) == 3 and timing.minimum <= timing.median <= timing.maximum
+                # At least the repeats asked for; runs of milliseconds get more.
+                assert len(timing.values) >= 3
+                assert timing.minimum <= timing.median <= timing.maximum
             assert size_row.chunks >= 2, "small inputs are cut so every worker gets chunks"
         assert [(w.workers, w.oversubscribed) for w in series.workers] == [
             (1, False),

@@ -2,7 +2,8 @@
 
     python docs/take_screenshots.py [--url http://127.0.0.1:3000] [--chromium chromium]
 
-Materialize the numbers assets first (the report page shows the latest materialization).
+Materialize the numbers assets and parallelism_sweep first (each page shows the latest
+materialization; the sweep's chart is its Markdown metadata, opened with "Show Markdown").
 Drives Chromium over its DevTools protocol (with the `websockets` package that the Dagster
 webserver already installs) so it can dismiss the UI's first-visit dialog before each shot.
 """
@@ -23,10 +24,16 @@ from pathlib import Path
 import websockets
 
 DOCS = Path(__file__).resolve().parent
+# name: (page, width, height, text of a button to click first or None)
 SHOTS = {
-    "asset_graph.png": ("/locations/data_pipeline/asset-groups/numbers", 1400, 640),
-    "report_metadata.png": ("/assets/parallelism_report", 1400, 1150),
+    "asset_graph.png": ("/locations/data_pipeline/asset-groups/numbers", 1400, 640, None),
+    "report_metadata.png": ("/assets/parallelism_report", 1400, 1150, None),
+    "sweep_chart.png": ("/assets/parallelism_sweep", 1400, 900, "[Show Markdown]"),
 }
+CLICK = """
+[...document.querySelectorAll('button, a, span')].filter(b => b.textContent.trim() === %s)
+  .slice(0, 1).forEach(b => b.click());
+"""
 DISMISS_DIALOG = """
 [...document.querySelectorAll('button')].filter(b => b.textContent.trim() === 'Skip')
   .forEach(b => b.click());
@@ -39,7 +46,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def screenshot(debugger: str, url: str, width: int, height: int, target: Path) -> None:
+async def screenshot(
+    debugger: str, url: str, width: int, height: int, click: str | None, target: Path
+) -> None:
     counter = itertools.count(1)
     async with websockets.connect(debugger, max_size=None) as browser:
 
@@ -62,6 +71,8 @@ async def screenshot(debugger: str, url: str, width: int, height: int, target: P
         for _ in range(3):  # the dialog can appear a moment after the page
             await asyncio.sleep(4)
             await call("Runtime.evaluate", expression=DISMISS_DIALOG)
+        if click is not None:
+            await call("Runtime.evaluate", expression=CLICK % json.dumps(click))
         await asyncio.sleep(2)
         shot = await call("Page.captureScreenshot", format="png")
         target.write_bytes(base64.b64decode(shot["data"]))
@@ -105,8 +116,9 @@ def main() -> None:
                         raise
                     time.sleep(0.2)
             debugger = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
-            for name, (path, width, height) in SHOTS.items():
-                asyncio.run(screenshot(debugger, args.url + path, width, height, DOCS / name))
+            for name, (path, width, height, click) in SHOTS.items():
+                url = args.url + path
+                asyncio.run(screenshot(debugger, url, width, height, click, DOCS / name))
                 print(f"wrote {DOCS / name}")  # noqa: T201
         finally:
             browser.terminate()

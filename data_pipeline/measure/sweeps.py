@@ -5,10 +5,12 @@ and how close ``auto`` comes to the better choice. No Dagster here.
 
 Each (stage, kernel) is a series. Every strategy runs once untimed first (imports, the fork
 server, numba's cache), then each size is timed by the measuring core: repeats in
-alternating order, medians with min and max, outputs compared with the serial run's.
+alternating order (five times as many for runs of milliseconds, whose noise is as large as
+what they measure), medians with min and max, outputs compared with the serial run's.
 """
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,8 @@ PYTHON_TRANSFORM_WORKER_SWEEP_SIZE = 100_000
 # chunks per worker); large ones the pipeline's own chunk sizes.
 CHUNKS_PER_WORKER = 4
 SERIAL, PARALLEL, AUTO = "serial", "parallel", "auto"
+# Runs shorter than this get five times the repeats (shorter than ten times this, twice).
+SHORT_RUN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ def sweep_series(
     for size in sizes:
         measured = measure_alternately(
             {name: inputs.runner(value, size, workers) for name, value in strategies.items()},
-            repeats,
+            _repeats_for(inputs.runner(strategies[SERIAL], size, workers), repeats),
             _differences,
         )
         by_name = measured.measurements
@@ -283,6 +287,17 @@ class _Inputs:
         choice = "parallel" if summary.decision and summary.decision.parallel else "serial"
         startup = summary.pool.startup_seconds if summary.pool else 0.0
         return Outcome(output, RunDetail(summary.chunks, startup, choice))
+
+
+def _repeats_for(serial: Callable[[], Outcome], repeats: int) -> int:
+    """More repeats where a run takes milliseconds: there the machine's noise is as large as
+    the differences measured, and repeating is cheap. One serial run, untimed, decides."""
+    started = time.perf_counter()
+    serial()
+    seconds = time.perf_counter() - started
+    if seconds < SHORT_RUN_SECONDS:
+        return repeats * 5
+    return repeats * 2 if seconds < 10 * SHORT_RUN_SECONDS else repeats
 
 
 def _share(total: int, workers: int) -> int:

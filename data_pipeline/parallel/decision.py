@@ -3,11 +3,14 @@
 inputs pay nothing for the decision), and predicts the rest both ways from that sample and
 the pool's measured start-up and per-task cost; it starts a pool only if that is faster.
 
-The model: serial = items x seconds per item. A pool of ``w`` workers = start-up + the work
-split ``w`` ways (each item's result also pickled in a worker) or the owner's share
-(unpickling every result), whichever is longer + one task round trip per chunk.
+The model, per item: ``c`` the work a worker can do, ``o`` the step's own work on each
+result (building Arrow batches: no pool splits it), ``p`` and ``u`` pickling a result in a
+worker and unpickling it in the step. Serial = items x (c + o). A pool of ``w`` workers =
+start-up + items x max((c + p) / w, u + o), whichever side is slower sets the pace, + one
+task round trip per chunk.
 """
 
+import dataclasses
 import pickle
 import time
 from collections.abc import Callable
@@ -40,13 +43,18 @@ class PoolCosts:
 
 @dataclass(frozen=True)
 class WorkSample:
-    """The step's own work on its first chunk, timed in the step process, and the round trip
-    its result would make from a worker."""
+    """The step's first chunk, timed in the step process: the work a worker would do, the
+    round trip its result would make from a worker, and the step's own work on the result
+    (``owner_seconds``, set by the caller with :meth:`with_owner_seconds`)."""
 
     items: int
     seconds: float
     pickle_seconds: float
     unpickle_seconds: float
+    owner_seconds: float = 0.0
+
+    def with_owner_seconds(self, seconds: float) -> "WorkSample":
+        return dataclasses.replace(self, owner_seconds=seconds)
 
     @classmethod
     def timed(cls, work: Callable[[], Result], items: int) -> tuple["WorkSample", Result]:
@@ -122,32 +130,34 @@ def predicted(
     """``auto``'s choice for the ``items`` in ``chunks`` left after the sample. ``costs`` is
     not consulted when the work is too little for any pool to pay."""
     per_item = sample.per_item(sample.seconds)
-    serial = items * per_item
+    owners = sample.per_item(sample.owner_seconds)
+    serial = items * (per_item + owners)
     workers = max(1, min(workers, chunks))
     if workers == 1:
         why = f"{_why_one_worker(chunks)} (after the first, timed in the step)"
-        return Decision("auto", 1, f"serial: {why}", serial, None, per_item)
+        return Decision("auto", 1, f"serial: {why}", serial, None, per_item + owners)
     if serial < CHEAPEST_POOL_SECONDS:
         reason = (
-            f"serial: {items:,} {unit} x {per_item * 1e6:.2f} µs = {_duration(serial)} of work "
+            f"serial: {items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
+            f"{_duration(serial)} of work "
             f"left, less than any pool takes to start ({_duration(CHEAPEST_POOL_SECONDS)})"
         )
-        return Decision("auto", 1, reason, serial, None, per_item)
+        return Decision("auto", 1, reason, serial, None, per_item + owners)
     pool = costs(workers)
     startup = pool.startup_seconds(warm)
     workers_share = items * (per_item + sample.per_item(sample.pickle_seconds)) / workers
-    owners_share = items * sample.per_item(sample.unpickle_seconds)
+    owners_share = items * (sample.per_item(sample.unpickle_seconds) + owners)
     parallel = startup + max(workers_share, owners_share) + chunks * pool.task_seconds
     choice = "parallel" if parallel < serial else "serial"
     reason = (
-        f"{choice}: {items:,} {unit} x {per_item * 1e6:.2f} µs = {_duration(serial)} of work "
-        f"{'>' if parallel < serial else '<='} a pool of {workers}: "
-        f"{_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
+        f"{choice}: {items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
+        f"{_duration(serial)} of work {'>' if parallel < serial else '<='} a pool of "
+        f"{workers}: {_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
         f"{_duration(max(workers_share, owners_share))} + {chunks:,} tasks x "
         f"{_duration(pool.task_seconds)} = {_duration(parallel)}"
     )
     return Decision(
-        "auto", workers if choice == "parallel" else 1, reason, serial, parallel, per_item
+        "auto", workers if choice == "parallel" else 1, reason, serial, parallel, per_item + owners
     )
 
 
