@@ -3,7 +3,13 @@ import random
 
 import pytest
 
-from data_pipeline.numbers.chunking import UTF8_BOM, count_lines, plan_byte_ranges, read_lines
+from data_pipeline.numbers.chunking import (
+    UTF8_BOM,
+    byte_range_at,
+    count_lines,
+    plan_byte_ranges,
+    read_lines,
+)
 
 FILES = {
     "plain": b"1\n22\n333\n4444\n",
@@ -91,11 +97,13 @@ def test_a_chunk_size_below_one_is_refused(tmp_path):
         plan_byte_ranges(path, 0)
 
 
-def test_a_smaller_first_range_still_tiles_the_file_at_line_starts(tmp_path):
+def test_a_range_cut_on_its_own_and_a_plan_from_its_end_tile_the_file_at_line_starts(tmp_path):
     path = tmp_path / "numbers.txt"
     path.write_bytes(b"".join(b"%d\n" % number for number in range(5_000)))
-    ranges = plan_byte_ranges(path, chunk_bytes=4_096, first_chunk_bytes=100)
-    assert 100 <= ranges[0].end < 110, "the first range ends at the first line end after 100"
+    first = byte_range_at(path, 0, 0, 100)
+    assert 100 <= first.end < 110, "the range ends at the first line end after 100 bytes"
+    ranges = [first, *plan_byte_ranges(path, 4_096, start=first.end, first_index=1)]
+    assert [r.index for r in ranges] == list(range(len(ranges)))
     assert all(4_096 <= r.end - r.start < 4_110 for r in ranges[1:-1])
     assert [r.start for r in ranges[1:]] == [r.end for r in ranges[:-1]]
     assert ranges[-1].end == path.stat().st_size

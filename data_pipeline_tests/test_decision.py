@@ -15,6 +15,7 @@ from data_pipeline.parallel.calibration import COSTS_FILE, pool_costs
 from data_pipeline.parallel.decision import PoolCosts, WorkSample, forced, predicted
 from data_pipeline.parallel.pool import PoolSettings
 
+KEY = "v2: forkserver, 2 workers, preloading nothing"
 # A machine where a pool costs 0.3 s to start cold, 0.05 s warm, and 0.3 ms a task.
 COSTS = PoolCosts(2, 0.3, 0.05, 3e-4, time.time())
 
@@ -46,7 +47,7 @@ def test_auto_runs_one_chunk_serially_without_measuring():
 
 def test_auto_runs_little_work_serially_without_reading_the_pools_costs():
     # 4,000 values at 0.36 µs: 1.4 ms of work, less than any pool needs to start.
-    decision = predicted(2, 4_000, 2, "values", sample_of(0.36e-6), never, warm=False)
+    decision = predicted(2, 4_000, 2, "values", sample_of(0.36e-6), never, warm=False, cpus=2)
     assert decision.workers == 1
     assert decision.reason.startswith("serial: 4,000 values x 0.36 µs = 1.4 ms of work left")
     assert decision.predicted_serial_seconds == pytest.approx(4_000 * 0.36e-6)
@@ -54,15 +55,15 @@ def test_auto_runs_little_work_serially_without_reading_the_pools_costs():
 
 def test_auto_weighs_the_work_against_the_pools_measured_costs_and_says_so_in_numbers():
     # 40,000 values at 2 µs: 80 ms of work, against 300 ms to start a cold pool.
-    decision = predicted(2, 40_000, 20, "values", sample_of(2e-6), costs, warm=False)
+    decision = predicted(2, 40_000, 20, "values", sample_of(2e-6), costs, warm=False, cpus=2)
     assert decision.workers == 1
-    assert decision.reason.startswith("serial: 40,000 values x 2.00 µs = 80.0 ms of work <=")
+    assert decision.reason.startswith("serial: 40,000 values x 2.00 µs = 80.0 ms of work <= 1.1 x")
     assert "300.0 ms start-up (cold)" in decision.reason
 
 
 def test_auto_starts_a_pool_when_the_work_outweighs_its_costs():
     # 400,000 values at 25 µs: 10 s of work; a pool of 2 needs 0.3 s + 5 s + 200 x 0.3 ms.
-    decision = predicted(2, 400_000, 200, "values", sample_of(25e-6), costs, warm=False)
+    decision = predicted(2, 400_000, 200, "values", sample_of(25e-6), costs, warm=False, cpus=2)
     assert decision.workers == 2
     assert decision.predicted_parallel_seconds == pytest.approx(0.3 + 5.0 + 200 * 3e-4)
     assert decision.metadata()["decision"] == "parallel"
@@ -71,14 +72,14 @@ def test_auto_starts_a_pool_when_the_work_outweighs_its_costs():
 def test_a_warm_pool_moves_the_line_the_cold_one_draws():
     # 0.2 s of work: more than a warm start-up plus half the work, less than a cold one.
     arguments = (2, 20_000, 10, "values", sample_of(10e-6), costs)
-    assert predicted(*arguments, warm=False).workers == 1
-    assert predicted(*arguments, warm=True).workers == 2
+    assert predicted(*arguments, warm=False, cpus=2).workers == 1
+    assert predicted(*arguments, warm=True, cpus=2).workers == 2
 
 
 def test_moving_results_back_counts_against_the_pool():
     # Compute is cheap to split, but the owner unpickles every result alone.
     costly_results = WorkSample(1_000, 1_000 * 2e-6, 0.0, 1_000 * 2.1e-6)
-    decision = predicted(2, 4_000_000, 8, "values", costly_results, costs, warm=True)
+    decision = predicted(2, 4_000_000, 8, "values", costly_results, costs, warm=True, cpus=2)
     assert decision.workers == 1
 
 
@@ -104,7 +105,7 @@ def test_the_pools_costs_are_measured_once_then_kept_for_a_day(tmp_path):
     assert first.warm_startup_seconds > 0 and 0 < first.cold_startup_seconds < 60
     assert 0 < first.task_seconds < 1
     kept = json.loads((tmp_path / COSTS_FILE).read_text())
-    assert list(kept) == ["forkserver, 2 workers, preloading nothing"]
+    assert list(kept) == [KEY]
     assert pool_costs(tmp_path, 2, "forkserver") == first, "read back, not measured again"
     assert pool_costs(tmp_path, 2, "forkserver", max_age_seconds=0) != first, "too old"
 
@@ -112,9 +113,8 @@ def test_the_pools_costs_are_measured_once_then_kept_for_a_day(tmp_path):
 def test_an_unreadable_costs_file_is_measured_again_and_replaced(tmp_path):
     (tmp_path / COSTS_FILE).write_text("{not json")
     costs = pool_costs(tmp_path, 2, "forkserver")
-    assert json.loads((tmp_path / COSTS_FILE).read_text())[
-        "forkserver, 2 workers, preloading nothing"
-    ]["measured_at"] == pytest.approx(costs.measured_at)
+    kept = json.loads((tmp_path / COSTS_FILE).read_text())
+    assert kept[KEY]["measured_at"] == pytest.approx(costs.measured_at)
 
 
 def test_auto_in_the_pipeline_decides_per_stage_and_the_outputs_do_not_change(tmp_path):
@@ -141,8 +141,25 @@ def test_auto_in_the_pipeline_decides_per_stage_and_the_outputs_do_not_change(tm
 def test_the_steps_own_work_on_each_result_is_not_split_by_the_workers():
     # 1 µs of work a worker can do, 3 µs the step does on each result: Amdahl's serial part.
     sample = WorkSample(1_000, 1e-3, 0.0, 0.0).with_owner_seconds(3e-3)
-    decision = predicted(2, 1_000_000, 20, "values", sample, costs, warm=True)
+    decision = predicted(2, 1_000_000, 20, "values", sample, costs, warm=True, cpus=2)
     assert decision.predicted_serial_seconds == pytest.approx(4.0)
     assert decision.predicted_parallel_seconds == pytest.approx(0.05 + 3.0 + 20 * 3e-4)
     assert decision.workers == 2
-    assert decision.reason.startswith("parallel: 1,000,000 values x 4.00 µs = 4.00 s of work >")
+    assert decision.reason.startswith("parallel: 1,000,000 values x 4.00 µs = 4.00 s of work > 1.1")
+
+
+def test_with_no_spare_cpu_the_steps_share_competes_with_the_workers():
+    # 1 µs a worker's, 0.8 µs the step's own: 1.8 s of CPU for a million values.
+    sample = WorkSample(1_000, 1e-3, 0.0, 0.0).with_owner_seconds(0.8e-3)
+    on_two = predicted(2, 1_000_000, 20, "values", sample, costs, warm=True, cpus=2)
+    on_eight = predicted(2, 1_000_000, 20, "values", sample, costs, warm=True, cpus=8)
+    tasks = 0.05 + 20 * 3e-4
+    assert on_two.predicted_parallel_seconds == pytest.approx(tasks + 1.8 / 2)
+    assert on_eight.predicted_parallel_seconds == pytest.approx(tasks + 0.8), "the step's own"
+
+
+def test_a_pool_predicted_to_win_by_less_than_the_margin_is_not_started():
+    # 117.8 ms serially; a warm pool: 50 ms + 58.9 ms + 10 tasks x 0.3 ms = 111.9 ms, 5 % less.
+    decision = predicted(2, 11_780, 10, "values", sample_of(10e-6), costs, warm=True, cpus=2)
+    assert decision.predicted_parallel_seconds < decision.predicted_serial_seconds
+    assert decision.workers == 1

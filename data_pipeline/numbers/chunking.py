@@ -26,23 +26,35 @@ class ByteRange:
 
 
 def plan_byte_ranges(
-    path: str | os.PathLike, chunk_bytes: int, first_chunk_bytes: int | None = None
+    path: str | os.PathLike, chunk_bytes: int, start: int = 0, first_index: int = 0
 ) -> list[ByteRange]:
-    """Cut the file into ranges of about ``chunk_bytes`` (the first of about
-    ``first_chunk_bytes``, when given), each boundary moved forward to the next line start.
-    A line longer than a range makes the range longer, never split."""
+    """Cut the file from ``start`` (a line start) into ranges of about ``chunk_bytes``, each
+    boundary moved forward to the next line start, numbered from ``first_index``. A line
+    longer than ``chunk_bytes`` makes its range longer, never split."""
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     size = os.path.getsize(path)
     ranges: list[ByteRange] = []
-    start = 0
     with open(path, "rb") as file:
         while start < size:
-            wanted = first_chunk_bytes if first_chunk_bytes and not ranges else chunk_bytes
-            end = size if start + wanted >= size else _line_start_at_or_after(file, start + wanted)
-            ranges.append(ByteRange(str(path), len(ranges), start, end))
+            end = _end_of_range(file, start, chunk_bytes, size)
+            ranges.append(ByteRange(str(path), first_index + len(ranges), start, end))
             start = end
     return ranges
+
+
+def byte_range_at(path: str | os.PathLike, index: int, start: int, chunk_bytes: int) -> ByteRange:
+    """The one range of about ``chunk_bytes`` from ``start`` (a line start), as
+    :func:`plan_byte_ranges` would cut it."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        return ByteRange(str(path), index, start, _end_of_range(file, start, chunk_bytes, size))
+
+
+def _end_of_range(file, start: int, chunk_bytes: int, size: int) -> int:
+    if start + chunk_bytes >= size:
+        return size
+    return _line_start_at_or_after(file, start + chunk_bytes)
 
 
 def _line_start_at_or_after(file, position: int) -> int:

@@ -5,6 +5,7 @@ Workers run the pure functions of :mod:`data_pipeline.numbers.parsing` and
 order and turns them into Arrow record batches that stream straight into Parquet.
 """
 
+import functools
 import itertools
 import time
 from array import array
@@ -17,7 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.numbers.chunking import ByteRange, count_lines, plan_byte_ranges
+from data_pipeline.numbers.chunking import (
+    ByteRange,
+    byte_range_at,
+    count_lines,
+    plan_byte_ranges,
+)
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
 from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk
@@ -51,11 +57,14 @@ def default_transform_chunk_values(kernel: Kernel) -> int:
     )
 
 
-# With `mode: auto`, the first range cleaned (the first values transformed) in the step
-# process to time the work: ~5 ms of reference parsing, ~12 ms of the reference transform,
-# well under 1 ms compiled. Their output is used, not thrown away.
+# With `mode: auto`, the step first cleans (transforms) a small piece of its input itself,
+# timed, doubling the piece until one takes SAMPLE_SECONDS or is a whole chunk: a task's fixed
+# cost (a few hundred µs) then weighs as little in the sample as in a chunk. ~5 ms of the
+# reference parser, ~12 ms of the reference transform; a compiled kernel doubles on. Every
+# sample's output is used, not thrown away.
 DECISION_SAMPLE_BYTES = 16 * 1024
 DECISION_SAMPLE_VALUES = 500
+SAMPLE_SECONDS = 0.01
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
     [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
@@ -110,12 +119,9 @@ def clean_file(
     always equals the lines in the file.
     """
     byte_ranges = plan_byte_ranges(path, chunk_bytes)
+    file_size = byte_ranges[-1].end if byte_ranges else 0
     decision = pool_settings.forced_decision(len(byte_ranges))
-    sampled = decision is None
-    if sampled:
-        byte_ranges = plan_byte_ranges(path, chunk_bytes, min(DECISION_SAMPLE_BYTES, chunk_bytes))
     summary.chunks = len(byte_ranges)
-    rest = byte_ranges[1:] if sampled else byte_ranges
 
     def describe(byte_range: ByteRange) -> str:
         # Only on failure: counting the lines before the chunk reads the file up to it.
@@ -132,14 +138,26 @@ def clean_file(
         summary.rejected_by_reason.update(chunk.rejected_reasons)
         return _cleaned_batches(chunk, first_line_number)
 
-    if sampled:
-        first = byte_ranges[0]
-        sample, chunk = WorkSample.timed(lambda: kernel.clean(first), first.end - first.start)
-        started = time.perf_counter()
-        yield batches(chunk)
-        sample = sample.with_owner_seconds(time.perf_counter() - started)
+    rest = byte_ranges
+    if decision is None:
+        # Growing pieces from the start of the file, cleaned here and timed, until one takes
+        # SAMPLE_SECONDS or is a whole chunk; the pool (or not) takes the rest.
+        done, size, index = 0, min(DECISION_SAMPLE_BYTES, chunk_bytes), 0
+        while True:
+            piece = byte_range_at(path, index, done, size)
+            work = functools.partial(kernel.clean, piece)
+            sample, chunk = WorkSample.timed(work, piece.end - piece.start)
+            started = time.perf_counter()
+            yield batches(chunk)
+            sample = sample.with_owner_seconds(time.perf_counter() - started)
+            done, index = piece.end, index + 1
+            if sample.seconds >= SAMPLE_SECONDS or size >= chunk_bytes or done >= file_size:
+                break
+            size = min(2 * size, chunk_bytes)
+        rest = plan_byte_ranges(path, chunk_bytes, start=done, first_index=index)
+        summary.chunks = index + len(rest)
         decision = pool_settings.predicted_decision(
-            byte_ranges[-1].end - first.end, len(rest), "bytes", sample, kernel.worker_modules
+            file_size - done, len(rest), "bytes", sample, kernel.worker_modules
         )
         log.info(f"cleaning {decision.reason}")
     summary.decision = decision
@@ -189,24 +207,29 @@ def transform_cleaned(
     summary: TransformSummary,
     log: Any = pool_logger,
     kernel: Kernel = PYTHON,
+    total_values: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
     one task per batch; yield the transformed batches in the same order. With ``mode: auto``
-    the first batch is transformed in this process, timed, and decides for the rest."""
+    the first values are transformed in this process, timed, and decide for the rest
+    (``total_values`` sharpens the prediction; without it, every batch is taken to be as long
+    as the first)."""
     waiting: deque[pa.RecordBatch] = deque()
 
-    def tasks() -> Iterator[ValueChunk]:
-        for index, batch in enumerate(cleaned):
-            if batch.num_rows == 0:
-                continue
-            line_numbers = batch.column("line_number")
-            waiting.append(batch)
-            yield ValueChunk(
-                index=index,
-                first_line_number=line_numbers[0].as_py(),
-                last_line_number=line_numbers[-1].as_py(),
-                values=array("q", batch.column("value").to_pylist()),
-            )
+    def task_of(index: int, batch: pa.RecordBatch) -> ValueChunk:
+        line_numbers = batch.column("line_number")
+        waiting.append(batch)
+        return ValueChunk(
+            index=index,
+            first_line_number=line_numbers[0].as_py(),
+            last_line_number=line_numbers[-1].as_py(),
+            values=array("q", batch.column("value").to_pylist()),
+        )
+
+    def tasks(batches: Iterable[pa.RecordBatch]) -> Iterator[ValueChunk]:
+        for index, batch in enumerate(batches):
+            if batch.num_rows:
+                yield task_of(index, batch)
 
     progress = Progress(log, "transform", chunk_count, "values")
 
@@ -219,39 +242,36 @@ def transform_cleaned(
         return batch
 
     decision = pool_settings.forced_decision(chunk_count)
-    values_estimate = 0
     if decision is None:
-        # The first values, transformed in this process, are the sample: split them off the
-        # first batch, so the sample stays small whatever the chunk size.
         cleaned = iter(cleaned)
-        first_batch = next(cleaned, None)
-        # Every batch but the last is as long as the first.
-        values_estimate = chunk_count * (first_batch.num_rows if first_batch else 0)
-        if first_batch is not None and first_batch.num_rows > DECISION_SAMPLE_VALUES:
-            head = first_batch.slice(0, DECISION_SAMPLE_VALUES)
-            cleaned = itertools.chain([head, first_batch.slice(DECISION_SAMPLE_VALUES)], cleaned)
-            chunk_count += 1
-        elif first_batch is not None:
-            cleaned = itertools.chain([first_batch], cleaned)
-    remaining = tasks()
-    if decision is None:
-        first = next(remaining, None)
-        if first is None:
-            decision = Decision("auto", 1, "serial: nothing to transform")
-        else:
-            sample, columns = WorkSample.timed(lambda: kernel.transform(first), len(first.values))
+        first = next((batch for batch in cleaned if batch.num_rows), None)
+        done, size, sample = 0, DECISION_SAMPLE_VALUES, None
+        while first is not None and done < first.num_rows:
+            task = task_of(0, first.slice(done, size))
+            work = functools.partial(kernel.transform, task)
+            sample, columns = WorkSample.timed(work, len(task.values))
             started = time.perf_counter()
             yield batch_of(columns)
             sample = sample.with_owner_seconds(time.perf_counter() - started)
-            left = max(0, values_estimate - len(first.values))
+            done += len(task.values)
+            if sample.seconds >= SAMPLE_SECONDS:
+                break
+            size *= 2
+        if sample is None:
+            decision = Decision("auto", 1, "serial: nothing to transform")
+        else:
+            rest = first.slice(done) if done < first.num_rows else None
+            cleaned = itertools.chain([rest] if rest is not None else [], cleaned)
+            chunks_left = chunk_count - 1 + (rest is not None)
+            left = (total_values or chunk_count * first.num_rows) - done
             decision = pool_settings.predicted_decision(
-                left, chunk_count - 1, "values", sample, kernel.worker_modules
+                max(0, left), chunks_left, "values", sample, kernel.worker_modules
             )
             log.info(f"transform {decision.reason}")
     summary.decision = decision
     with pool_settings.open(chunk_count, kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
-        for columns in pool.map(kernel.transform, remaining, str, _row_count):
+        for columns in pool.map(kernel.transform, tasks(cleaned), str, _row_count):
             yield batch_of(columns)
 
 
@@ -309,7 +329,9 @@ def transform_to_parquet(
         atomic_output(transformed_path) as temporary,
         ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
     ):
-        for batch in transform_cleaned(batches, chunk_count, pool_settings, summary, log, kernel):
+        for batch in transform_cleaned(
+            batches, chunk_count, pool_settings, summary, log, kernel, parquet.metadata.num_rows
+        ):
             writer.write(batch)
     return summary
 

@@ -18,6 +18,10 @@ COSTS_FILE = "pool_costs.json"
 MAX_AGE_SECONDS = 24 * 3600
 # Trivial tasks timed for the round trip: enough to average, few enough to take ~0.1 s.
 CALIBRATION_TASKS = 200
+# Results of this size timed for moving bytes: 32 MiB in all.
+PAYLOAD_BYTES, PAYLOADS = 1 << 20, 32
+# Part of the key: costs kept by an older version that measured less are measured again.
+_VERSION = 2
 _TIMEOUT_SECONDS = 300
 
 
@@ -31,7 +35,10 @@ def pool_costs(
     """The costs kept in ``directory`` for this pool, re-measured when missing, unreadable or
     older than ``max_age_seconds`` (always measured when ``directory`` is None)."""
     preload = tuple(preload_modules)
-    key = f"{start_method}, {workers} workers, preloading {', '.join(preload) or 'nothing'}"
+    key = (
+        f"v{_VERSION}: {start_method}, {workers} workers, preloading "
+        f"{', '.join(preload) or 'nothing'}"
+    )
     path = None if directory is None else Path(directory) / COSTS_FILE
     kept = _read(path)
     entry = kept.get(key)
@@ -69,20 +76,30 @@ def measure(workers: int, start_method: str, preload_modules: tuple[str, ...]) -
     """Start a pool twice in this process (the first start is cold) and time trivial tasks."""
     from data_pipeline.parallel.pool import ProcessPool
 
-    startups, task_seconds = [], 0.0
+    startups, task_seconds, per_byte = [], 0.0, 0.0
     for _ in range(2):
         with ProcessPool(workers, start_method, preload_modules) as pool:
             started = time.perf_counter()
             for _ in pool.map(echo, range(CALIBRATION_TASKS)):
                 pass
             task_seconds = (time.perf_counter() - started) / CALIBRATION_TASKS
+            started = time.perf_counter()
+            for _ in pool.map(payload, [PAYLOAD_BYTES] * PAYLOADS):
+                pass
+            moving = time.perf_counter() - started - PAYLOADS * task_seconds
+            per_byte = max(0.0, moving) / (PAYLOAD_BYTES * PAYLOADS)
         startups.append(pool.stats.startup_seconds)
-    return PoolCosts(workers, startups[0], startups[1], task_seconds, time.time())
+    return PoolCosts(workers, startups[0], startups[1], task_seconds, time.time(), per_byte)
 
 
 def echo(task: int) -> int:
     """The trivial task: its round trip is the pool's own cost per task."""
     return task
+
+
+def payload(size: int) -> bytes:
+    """A result of ``size`` bytes: its trip back is the pool's cost of moving data."""
+    return bytes(size)
 
 
 def _read(path: Path | None) -> dict:

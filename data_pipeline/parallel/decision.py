@@ -5,9 +5,11 @@ the pool's measured start-up and per-task cost; it starts a pool only if that is
 
 The model, per item: ``c`` the work a worker can do, ``o`` the step's own work on each
 result (building Arrow batches: no pool splits it), ``p`` and ``u`` pickling a result in a
-worker and unpickling it in the step. Serial = items x (c + o). A pool of ``w`` workers =
-start-up + items x max((c + p) / w, u + o), whichever side is slower sets the pace, + one
-task round trip per chunk.
+worker and unpickling it in the step, ``m`` moving its bytes between the two. Serial =
+items x (c + o). A pool of ``w`` workers = start-up + the pace + one task round trip per
+chunk, where the pace is the slowest of: the workers' share, items x (c + p + m) / w; the
+step's, items x (u + m + o); and all of it on the CPUs there are, as the step's share
+competes with the workers when there are no more CPUs than workers.
 """
 
 import dataclasses
@@ -22,6 +24,8 @@ MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
 # No pool starts faster than this (measured: 25-50 ms warm, 0.2-0.8 s cold): less work than
 # this runs serially without reading the pool's costs.
 CHEAPEST_POOL_SECONDS = 0.01
+# auto starts a pool only if it is predicted to be this many times faster than serial.
+PARALLEL_MARGIN = 1.1
 Result = TypeVar("Result")
 
 
@@ -29,13 +33,16 @@ Result = TypeVar("Result")
 class PoolCosts:
     """What a pool of ``workers`` costs here, measured: its start-up in a process that has
     not started one yet (``cold``: the fork server starts and preloads the kernel first) and
-    in one that has (``warm``), and the round trip of one trivial task."""
+    in one that has (``warm``), the round trip of one trivial task, and the time to move a
+    result's bytes from a worker into this process."""
 
     workers: int
     cold_startup_seconds: float
     warm_startup_seconds: float
     task_seconds: float
     measured_at: float
+    # Moving a result from a worker into this process, per pickled byte.
+    transfer_seconds_per_byte: float = 0.0
 
     def startup_seconds(self, warm: bool) -> float:
         return self.warm_startup_seconds if warm else self.cold_startup_seconds
@@ -51,6 +58,7 @@ class WorkSample:
     seconds: float
     pickle_seconds: float
     unpickle_seconds: float
+    result_bytes: int = 0
     owner_seconds: float = 0.0
 
     def with_owner_seconds(self, seconds: float) -> "WorkSample":
@@ -66,7 +74,8 @@ class WorkSample:
         pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         pickled_at = time.perf_counter()
         pickle.loads(pickled)
-        sample = cls(items, seconds, pickled_at - started, time.perf_counter() - pickled_at)
+        unpickled_at = time.perf_counter()
+        sample = cls(items, seconds, pickled_at - started, unpickled_at - pickled_at, len(pickled))
         return sample, result
 
     def per_item(self, seconds: float) -> float:
@@ -126,9 +135,10 @@ def predicted(
     sample: WorkSample,
     costs: Callable[[int], PoolCosts],
     warm: bool,
+    cpus: int,
 ) -> Decision:
-    """``auto``'s choice for the ``items`` in ``chunks`` left after the sample. ``costs`` is
-    not consulted when the work is too little for any pool to pay."""
+    """``auto``'s choice for the ``items`` in ``chunks`` left after the sample, on ``cpus``
+    CPUs. ``costs`` is not consulted when the work is too little for any pool to pay."""
     per_item = sample.per_item(sample.seconds)
     owners = sample.per_item(sample.owner_seconds)
     serial = items * (per_item + owners)
@@ -145,15 +155,22 @@ def predicted(
         return Decision("auto", 1, reason, serial, None, per_item + owners)
     pool = costs(workers)
     startup = pool.startup_seconds(warm)
-    workers_share = items * (per_item + sample.per_item(sample.pickle_seconds)) / workers
-    owners_share = items * (sample.per_item(sample.unpickle_seconds) + owners)
-    parallel = startup + max(workers_share, owners_share) + chunks * pool.task_seconds
-    choice = "parallel" if parallel < serial else "serial"
+    moving = sample.per_item(sample.result_bytes) * pool.transfer_seconds_per_byte
+    in_worker = per_item + sample.per_item(sample.pickle_seconds) + moving
+    in_step = sample.per_item(sample.unpickle_seconds) + moving + owners
+    # The step's share runs beside the workers: on as many CPUs as workers, it takes theirs.
+    all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
+    pace = max(items * in_worker / workers, items * in_step, all_cpu)
+    parallel = startup + pace + chunks * pool.task_seconds
+    # A pool must win by a margin: the model misses costs it cannot sample (workers slowing
+    # each other, pages touched for the first time), and a near tie is not worth processes.
+    choice = "parallel" if parallel * PARALLEL_MARGIN < serial else "serial"
     reason = (
         f"{choice}: {items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
-        f"{_duration(serial)} of work {'>' if parallel < serial else '<='} a pool of "
+        f"{_duration(serial)} of work {'>' if choice == 'parallel' else '<='} "
+        f"{PARALLEL_MARGIN:g} x a pool of "
         f"{workers}: {_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
-        f"{_duration(max(workers_share, owners_share))} + {chunks:,} tasks x "
+        f"{_duration(pace)} + {chunks:,} tasks x "
         f"{_duration(pool.task_seconds)} = {_duration(parallel)}"
     )
     return Decision(
