@@ -88,7 +88,7 @@ def test_an_unknown_mode_is_refused_naming_the_choices():
         forced("fast", 2, 10)
 
 
-def test_a_work_sample_times_the_work_once_and_the_round_trip_of_its_result():
+def test_a_work_sample_times_the_work_once_and_the_round_trip_of_its_result_when_asked():
     calls = []
 
     def work():
@@ -97,7 +97,10 @@ def test_a_work_sample_times_the_work_once_and_the_round_trip_of_its_result():
 
     sample, result = WorkSample.timed(work, 100_000)
     assert len(calls) == 1 and result == list(range(100_000)), "the sample's output is used"
-    assert sample.seconds > 0 and sample.pickle_seconds > 0 and sample.unpickle_seconds > 0
+    assert sample.seconds > 0 and sample.pickle_seconds is None, "not measured until needed"
+    measured = sample.with_round_trip()
+    assert measured.pickle_seconds > 0 and measured.unpickle_seconds > 0
+    assert measured.result_bytes > 100_000 and measured.result is None
 
 
 def test_the_pools_costs_are_measured_once_then_kept_for_a_day(tmp_path):

@@ -5,8 +5,8 @@ and how close ``auto`` comes to the better choice. No Dagster here.
 
 Each (stage, kernel) is a series. Every strategy runs once untimed first (imports, the fork
 server, numba's cache), then each size is timed by the measuring core: repeats in
-alternating order (five times as many for runs of milliseconds, whose noise is as large as
-what they measure), medians with min and max, outputs compared with the serial run's.
+alternating order (up to twenty times as many for runs of milliseconds, whose noise is as
+large as what they measure), medians with min and max, outputs compared with the serial run's.
 """
 
 import math
@@ -52,7 +52,8 @@ PYTHON_TRANSFORM_WORKER_SWEEP_SIZE = 100_000
 # chunks per worker); large ones the pipeline's own chunk sizes.
 CHUNKS_PER_WORKER = 4
 SERIAL, PARALLEL, AUTO = "serial", "parallel", "auto"
-# Runs shorter than this get five times the repeats (shorter than ten times this, twice).
+# Runs shorter than this get five times the repeats (a fifth of it: 20 times; ten times it:
+# twice).
 SHORT_RUN_SECONDS = 0.05
 
 
@@ -295,8 +296,9 @@ def _repeats_for(serial: Callable[[], Outcome], repeats: int) -> int:
     started = time.perf_counter()
     serial()
     seconds = time.perf_counter() - started
-    if seconds < SHORT_RUN_SECONDS:
-        return repeats * 5
+    for limit, factor in ((SHORT_RUN_SECONDS / 5, 20), (SHORT_RUN_SECONDS, 5)):
+        if seconds < limit:
+            return repeats * factor
     return repeats * 2 if seconds < 10 * SHORT_RUN_SECONDS else repeats
 
 

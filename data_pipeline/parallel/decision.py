@@ -17,7 +17,7 @@ import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 Mode = Literal["auto", "serial", "parallel"]
 MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
@@ -51,35 +51,47 @@ class PoolCosts:
 @dataclass(frozen=True)
 class WorkSample:
     """The step's first chunk, timed in the step process: the work a worker would do, the
-    round trip its result would make from a worker, and the step's own work on the result
+    round trip its result would make from a worker (measured on ``result`` when first
+    needed: tiny inputs never pay for it), and the step's own work on the result
     (``owner_seconds``, set by the caller with :meth:`with_owner_seconds`)."""
 
     items: int
     seconds: float
-    pickle_seconds: float
-    unpickle_seconds: float
-    result_bytes: int = 0
+    pickle_seconds: float | None = None
+    unpickle_seconds: float | None = None
+    result_bytes: int | None = None
     owner_seconds: float = 0.0
+    result: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def timed(cls, work: Callable[[], Result], items: int) -> tuple["WorkSample", Result]:
+        """Run ``work()`` once, timed."""
+        started = time.perf_counter()
+        result = work()
+        return cls(items, time.perf_counter() - started, result=result), result
 
     def with_owner_seconds(self, seconds: float) -> "WorkSample":
         return dataclasses.replace(self, owner_seconds=seconds)
 
-    @classmethod
-    def timed(cls, work: Callable[[], Result], items: int) -> tuple["WorkSample", Result]:
-        """Run ``work()`` once, timed; time pickling its result there and back."""
+    def with_round_trip(self) -> "WorkSample":
+        """This sample with its result's pickling there and back timed (if not yet)."""
+        if self.pickle_seconds is not None:
+            return self
         started = time.perf_counter()
-        result = work()
-        seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        pickled = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        pickled = pickle.dumps(self.result, protocol=pickle.HIGHEST_PROTOCOL)
         pickled_at = time.perf_counter()
         pickle.loads(pickled)
-        unpickled_at = time.perf_counter()
-        sample = cls(items, seconds, pickled_at - started, unpickled_at - pickled_at, len(pickled))
-        return sample, result
+        unpickled = time.perf_counter() - pickled_at
+        return dataclasses.replace(
+            self,
+            pickle_seconds=pickled_at - started,
+            unpickle_seconds=unpickled,
+            result_bytes=len(pickled),
+            result=None,
+        )
 
-    def per_item(self, seconds: float) -> float:
-        return seconds / self.items if self.items else 0.0
+    def per_item(self, seconds: float | None) -> float:
+        return (seconds or 0.0) / self.items if self.items else 0.0
 
 
 @dataclass(frozen=True)
@@ -135,10 +147,11 @@ def predicted(
     sample: WorkSample,
     costs: Callable[[int], PoolCosts],
     warm: bool,
-    cpus: int,
+    cpus: int | Callable[[], int],
 ) -> Decision:
     """``auto``'s choice for the ``items`` in ``chunks`` left after the sample, on ``cpus``
-    CPUs. ``costs`` is not consulted when the work is too little for any pool to pay."""
+    CPUs (counted only if needed). ``costs`` is not consulted when the work is too little
+    for any pool to pay."""
     per_item = sample.per_item(sample.seconds)
     owners = sample.per_item(sample.owner_seconds)
     serial = items * (per_item + owners)
@@ -153,12 +166,13 @@ def predicted(
             f"left, less than any pool takes to start ({_duration(CHEAPEST_POOL_SECONDS)})"
         )
         return Decision("auto", 1, reason, serial, None, per_item + owners)
-    pool = costs(workers)
+    pool, sample = costs(workers), sample.with_round_trip()
     startup = pool.startup_seconds(warm)
     moving = sample.per_item(sample.result_bytes) * pool.transfer_seconds_per_byte
     in_worker = per_item + sample.per_item(sample.pickle_seconds) + moving
     in_step = sample.per_item(sample.unpickle_seconds) + moving + owners
     # The step's share runs beside the workers: on as many CPUs as workers, it takes theirs.
+    cpus = cpus() if callable(cpus) else cpus
     all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
     pace = max(items * in_worker / workers, items * in_step, all_cpu)
     parallel = startup + pace + chunks * pool.task_seconds

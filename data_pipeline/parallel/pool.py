@@ -88,7 +88,7 @@ class PoolSettings:
             sample,
             lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
             warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
-            cpus=available_cpus(),
+            cpus=available_cpus,
         )
 
     def open(
