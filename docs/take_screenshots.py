@@ -28,11 +28,17 @@ DOCS = Path(__file__).resolve().parent
 SHOTS = {
     "asset_graph.png": ("/locations/data_pipeline/asset-groups/numbers", 1400, 640, None),
     "report_metadata.png": ("/assets/parallelism_report", 1400, 1150, None),
-    "sweep_chart.png": ("/assets/parallelism_sweep", 1400, 900, "[Show Markdown]"),
+    "sweep_chart.png": ("/assets/parallelism_sweep", 1400, 760, "[Show Markdown]"),
 }
+# Click the link or button, then bring the first inline image (the chart) to the top.
 CLICK = """
-[...document.querySelectorAll('button, a, span')].filter(b => b.textContent.trim() === %s)
-  .slice(0, 1).forEach(b => b.click());
+(async () => {
+  [...document.querySelectorAll('button, a')].filter(e => e.textContent.trim() === %s)
+    .slice(0, 1).forEach(e => e.click());
+  await new Promise(done => setTimeout(done, 2000));
+  const image = document.querySelector('img[src^="data:image/png"]');
+  if (image) image.scrollIntoView({block: 'start'});
+})()
 """
 DISMISS_DIALOG = """
 [...document.querySelectorAll('button')].filter(b => b.textContent.trim() === 'Skip')
@@ -72,7 +78,7 @@ async def screenshot(
             await asyncio.sleep(4)
             await call("Runtime.evaluate", expression=DISMISS_DIALOG)
         if click is not None:
-            await call("Runtime.evaluate", expression=CLICK % json.dumps(click))
+            await call("Runtime.evaluate", expression=CLICK % json.dumps(click), awaitPromise=True)
         await asyncio.sleep(2)
         shot = await call("Page.captureScreenshot", format="png")
         target.write_bytes(base64.b64decode(shot["data"]))
