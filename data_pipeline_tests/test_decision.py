@@ -11,8 +11,15 @@ import pytest
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import PYTHON
 from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.parallel.calibration import COSTS_FILE, pool_costs
-from data_pipeline.parallel.decision import PoolCosts, WorkSample, forced, predicted
+from data_pipeline.parallel.calibration import COSTS_FILE, corrections, learn, pool_costs
+from data_pipeline.parallel.decision import (
+    Corrections,
+    Decision,
+    PoolCosts,
+    WorkSample,
+    forced,
+    predicted,
+)
 from data_pipeline.parallel.pool import PoolSettings
 
 KEY = "v2: forkserver, 2 workers, preloading nothing"
@@ -166,3 +173,31 @@ def test_a_pool_predicted_to_win_by_less_than_the_margin_is_not_started():
     decision = predicted(2, 11_780, 10, "values", sample_of(10e-6), costs, warm=True, cpus=2)
     assert decision.predicted_parallel_seconds < decision.predicted_serial_seconds
     assert decision.workers == 1
+
+
+def test_past_runs_correct_the_model_halfway_each_time_within_bounds():
+    pool_chosen = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections())
+    # The pool took 4x what the model said: the correction moves to 2x, then towards 4x.
+    once = Corrections().after(pool_chosen, 4.0)
+    assert (once.serial, once.parallel) == (1.0, pytest.approx(2.0))
+    assert Corrections(parallel=3.9).after(pool_chosen, 1_000.0).parallel == 4.0, "bounded"
+    assert Corrections().after(pool_chosen, 0.0) == Corrections(), "nothing observed"
+
+
+def test_a_pool_that_ran_slower_than_predicted_is_not_chosen_again_at_the_same_margin():
+    # 1.3x predicted gain: a pool, unless past pools took 1.5x the model's time.
+    arguments = (2, 100_000, 20, "values", sample_of(2.6e-6), costs)
+    assert predicted(*arguments, warm=True, cpus=4).workers == 2
+    taught = predicted(*arguments, warm=True, cpus=4, corrections=lambda: Corrections(parallel=1.5))
+    assert taught.workers == 1
+    assert "past runs: serial x1.00, pool x1.50" in taught.reason
+
+
+def test_what_a_run_taught_is_kept_beside_the_costs(tmp_path):
+    decision = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections())
+    learn(tmp_path, "values, numba", decision, 4.0)
+    assert corrections(tmp_path, "values, numba").parallel == pytest.approx(2.0)
+    assert corrections(tmp_path, "bytes, python") == Corrections(), "per kind of step"
+    forced_decision = forced("parallel", 2, 10)
+    learn(tmp_path, "values, numba", forced_decision, 99.0)  # forced: nothing to learn
+    assert corrections(tmp_path, "values, numba").parallel == pytest.approx(2.0)

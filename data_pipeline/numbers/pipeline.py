@@ -164,10 +164,12 @@ def clean_file(
         )
         log.info(f"cleaning {decision.reason}")
     summary.decision = decision
+    started = time.perf_counter()
     with pool_settings.open(len(rest), kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
         for chunk in pool.map(kernel.clean, rest, describe, _line_count):
             yield batches(chunk)
+    pool_settings.learn(decision, "bytes", kernel.worker_modules, time.perf_counter() - started)
 
 
 def _line_count(chunk: CleanedChunk) -> int:
@@ -273,10 +275,12 @@ def transform_cleaned(
             )
             log.info(f"transform {decision.reason}")
     summary.decision = decision
+    started = time.perf_counter()
     with pool_settings.open(chunk_count, kernel.worker_modules, log, decision) as pool:
         summary.pool = pool.stats
         for columns in pool.map(kernel.transform, tasks(cleaned), str, _row_count):
             yield batch_of(columns)
+    pool_settings.learn(decision, "values", kernel.worker_modules, time.perf_counter() - started)
 
 
 def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, Any]) -> pa.RecordBatch:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from data_pipeline.parallel.decision import PoolCosts
+from data_pipeline.parallel.decision import Corrections, Decision, PoolCosts
 
 COSTS_FILE = "pool_costs.json"
 MAX_AGE_SECONDS = 24 * 3600
@@ -22,6 +22,7 @@ CALIBRATION_TASKS = 200
 PAYLOAD_BYTES, PAYLOADS = 1 << 20, 32
 # Part of the key: costs kept by an older version that measured less are measured again.
 _VERSION = 2
+_CORRECTIONS = "corrections"
 _TIMEOUT_SECONDS = 300
 
 
@@ -51,6 +52,29 @@ def pool_costs(
     if path is not None:
         _write(path, {**kept, key: asdict(costs)})
     return costs
+
+
+def corrections(directory: str | os.PathLike | None, subject: str) -> Corrections:
+    """What past runs of ``subject`` (a kind of step) taught, kept beside the costs."""
+    path = None if directory is None else Path(directory) / COSTS_FILE
+    kept = _read(path).get(_CORRECTIONS, {}).get(subject)
+    try:
+        return Corrections(**kept) if isinstance(kept, dict) else Corrections()
+    except TypeError:
+        return Corrections()
+
+
+def learn(
+    directory: str | os.PathLike | None, subject: str, decision: Decision, seconds: float
+) -> None:
+    """Keep what this run of ``decision`` (``seconds`` for the work it predicted) taught."""
+    if directory is None or decision.corrections is None:
+        return
+    path = Path(directory) / COSTS_FILE
+    kept = _read(path)
+    learned = decision.corrections.after(decision, seconds)
+    by_subject = kept.get(_CORRECTIONS) if isinstance(kept.get(_CORRECTIONS), dict) else {}
+    _write(path, {**kept, _CORRECTIONS: {**by_subject, subject: asdict(learned)}})
 
 
 def measure_in_a_fresh_process(

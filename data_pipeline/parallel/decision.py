@@ -95,6 +95,25 @@ class WorkSample:
 
 
 @dataclass(frozen=True)
+class Corrections:
+    """What past runs of this kind of step taught: their time over the model's, per mode
+    (1.0: as predicted). The model cannot sample everything a pool costs (workers slowing
+    each other, pages touched the first time), and what it misses repeats from run to run."""
+
+    serial: float = 1.0
+    parallel: float = 1.0
+
+    def after(self, decision: "Decision", observed_seconds: float) -> "Corrections":
+        """Moved halfway (geometrically) towards what this run of ``decision`` took."""
+        mode = "parallel" if decision.parallel else "serial"
+        predicted_seconds = getattr(decision, f"predicted_{mode}_seconds")
+        if not predicted_seconds or observed_seconds <= 0:
+            return self
+        moved = getattr(self, mode) * (observed_seconds / predicted_seconds) ** 0.5
+        return dataclasses.replace(self, **{mode: min(max(moved, 0.5), 4.0)})
+
+
+@dataclass(frozen=True)
 class Decision:
     """What a step runs on, and why, in words and numbers."""
 
@@ -104,6 +123,8 @@ class Decision:
     predicted_serial_seconds: float | None = None
     predicted_parallel_seconds: float | None = None
     seconds_per_item: float | None = None
+    # What the decision learns from (set when the pool's costs were consulted).
+    corrections: Corrections | None = None
 
     @property
     def parallel(self) -> bool:
@@ -148,10 +169,12 @@ def predicted(
     costs: Callable[[int], PoolCosts],
     warm: bool,
     cpus: int | Callable[[], int],
+    corrections: Callable[[], Corrections] = Corrections,
 ) -> Decision:
     """``auto``'s choice for the ``items`` in ``chunks`` left after the sample, on ``cpus``
-    CPUs (counted only if needed). ``costs`` is not consulted when the work is too little
-    for any pool to pay."""
+    CPUs, its predictions scaled by what past runs taught (``corrections``). ``cpus``,
+    ``costs`` and ``corrections`` are not consulted when the work is too little for any pool
+    to pay."""
     per_item = sample.per_item(sample.seconds)
     owners = sample.per_item(sample.owner_seconds)
     serial = items * (per_item + owners)
@@ -175,7 +198,9 @@ def predicted(
     cpus = cpus() if callable(cpus) else cpus
     all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
     pace = max(items * in_worker / workers, items * in_step, all_cpu)
-    parallel = startup + pace + chunks * pool.task_seconds
+    learned = corrections()
+    serial *= learned.serial
+    parallel = (startup + pace + chunks * pool.task_seconds) * learned.parallel
     # A pool must win by a margin: the model misses costs it cannot sample (workers slowing
     # each other, pages touched for the first time), and a near tie is not worth processes.
     choice = "parallel" if parallel * PARALLEL_MARGIN < serial else "serial"
@@ -187,9 +212,13 @@ def predicted(
         f"{_duration(pace)} + {chunks:,} tasks x "
         f"{_duration(pool.task_seconds)} = {_duration(parallel)}"
     )
-    return Decision(
-        "auto", workers if choice == "parallel" else 1, reason, serial, parallel, per_item + owners
-    )
+    if (learned.serial, learned.parallel) != (1.0, 1.0):
+        reason += (
+            f" (past runs: serial x{learned.serial:.2f}, pool x{learned.parallel:.2f} "
+            "the model's time)"
+        )
+    workers = workers if choice == "parallel" else 1
+    return Decision("auto", workers, reason, serial, parallel, per_item + owners, learned)
 
 
 def _why_one_worker(chunks: int) -> str:

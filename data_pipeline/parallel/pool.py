@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
-from data_pipeline.parallel.calibration import pool_costs
+from data_pipeline.parallel.calibration import corrections, learn, pool_costs
 from data_pipeline.parallel.cpus import available_cpus, effective_workers
 from data_pipeline.parallel.decision import Decision, Mode, WorkSample, forced, predicted
 from data_pipeline.parallel.stats import PoolStats
@@ -80,6 +80,7 @@ class PoolSettings:
     ) -> Decision:
         """``auto``'s choice for ``items`` in ``chunk_count`` chunks, from the ``sample``."""
         preload = tuple(preload_modules)
+        subject = self._subject(unit, preload)
         return predicted(
             effective_workers(self.workers, chunk_count),
             items,
@@ -89,7 +90,18 @@ class PoolSettings:
             lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
             warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
             cpus=available_cpus,
+            corrections=lambda: corrections(self.costs_directory, subject),
         )
+
+    def learn(
+        self, decision: Decision, unit: str, preload_modules: Iterable[str], seconds: float
+    ) -> None:
+        """Keep how long the work ``decision`` predicted took (``auto`` only)."""
+        learn(self.costs_directory, self._subject(unit, tuple(preload_modules)), decision, seconds)
+
+    def _subject(self, unit: str, preload: tuple[str, ...]) -> str:
+        # The unit tells the stage apart, the preloaded modules the kernel.
+        return f"{self.start_method}, {self.workers} workers, {unit}, {', '.join(preload)}"
 
     def open(
         self,
