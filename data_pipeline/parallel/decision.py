@@ -9,7 +9,9 @@ worker and unpickling it in the step, ``m`` moving its bytes between the two. Se
 items x (c + o). A pool of ``w`` workers = start-up + the pace + one task round trip per
 chunk, where the pace is the slowest of: the workers' share, items x (c + p + m) / w; the
 step's, items x (u + m + o); and all of it on the CPUs there are, as the step's share
-competes with the workers when there are no more CPUs than workers.
+competes with the workers when there are no more CPUs than workers. A pool must be predicted
+1.1x faster, and both predictions are scaled by what past runs of the same kind of step
+taught (:class:`Corrections`).
 """
 
 import dataclasses
