@@ -138,7 +138,8 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
     )["assetNodes"]
     by_name = {node["assetKey"]["path"][-1]: node for node in nodes}
     groups = {name: node["groupName"] for name, node in by_name.items()}
-    assert groups == {**dict.fromkeys(ASSETS, "numbers"), "parallelism_benchmark": "benchmarks"}
+    benchmarks = dict.fromkeys(("parallelism_benchmark", "parallelism_sweep"), "benchmarks")
+    assert groups == {**dict.fromkeys(ASSETS, "numbers"), **benchmarks}
     for asset, check in CHECKS.items():
         checks = by_name[asset]["assetChecksOrError"]["checks"]
         assert checks == [{"name": check, "blocking": True}]
