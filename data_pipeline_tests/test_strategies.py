@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from data_pipeline.measure.shared_columns import SharedMemoryTask
 from data_pipeline.measure.strategies import (
     FAILED,
     OK,
@@ -23,7 +24,6 @@ from data_pipeline.measure.strategy_runners import (
     Workload,
     run_pool_numba_shared_memory,
 )
-from data_pipeline.measure.strategy_workers import SharedMemoryTask
 from data_pipeline.measure.timing import Outcome
 from data_pipeline.numbers.kernels.columns import ARROW_TYPES
 from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba

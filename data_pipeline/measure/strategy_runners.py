@@ -9,18 +9,15 @@ from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from data_pipeline.measure.shared_columns import transform_in_shared_memory
 from data_pipeline.measure.strategy_workers import (
-    ArrowLayout,
-    SharedMemoryTask,
     naive_queue_worker,
     ready,
-    transform_into_shared_memory,
     transform_one,
 )
 from data_pipeline.measure.timing import Outcome
@@ -43,6 +40,7 @@ PRELOAD_MODULES = (
     "data_pipeline.numbers.kernels.warm_numpy",
     "data_pipeline.numbers.kernels.warm_numba",
     "data_pipeline.measure.strategy_workers",
+    "data_pipeline.measure.shared_columns",
     "data_pipeline.measure.warm_shared_memory",
 )
 # Where the transform strategies run: on all values, on the Python sample, or on the
@@ -271,45 +269,9 @@ def run_pool_numba(workload: Workload, settings: RunSettings) -> Outcome:
 
 
 def run_pool_numba_shared_memory(workload: Workload, settings: RunSettings) -> Outcome:
-    total, layout = len(workload), ArrowLayout(len(workload))
-    source = SharedMemory(create=True, size=max(1, 8 * total))
-    target = SharedMemory(create=True, size=layout.size)
-    try:
-        np.ndarray((total,), np.int64, buffer=source.buf)[:] = workload.values
-        size = -(-settings.compiled_chunk_values // 8) * 8  # whole bitmap bytes per task
-        tasks = [
-            SharedMemoryTask(source.name, target.name, total, start, min(start + size, total))
-            for start in range(0, total, size)
-        ]
-        with _project_pool(settings) as pool:
-            for _ in pool.map(transform_into_shared_memory, tasks):
-                pass
-        columns = layout.columns(_MappedBlock.buffer_over(target))
-    except BaseException:
-        target.close()
-        raise
-    finally:
-        source.close()
-        for block in (source, target):
-            block.unlink()  # the name goes; a mapping lives on until closed
+    with _project_pool(settings) as pool:
+        columns = transform_in_shared_memory(workload.values, pool, settings.compiled_chunk_values)
     return Outcome(columns, RunDetail(pool.stats.startup_seconds))
-
-
-class _MappedBlock:
-    """Keeps a shared memory block mapped while an Arrow buffer over it lives, and closes
-    it when the last Arrow array over it is gone: results used where the workers wrote them."""
-
-    def __init__(self, block: SharedMemory):
-        self.block, self.bytes = block, np.frombuffer(block.buf, np.uint8)
-
-    @classmethod
-    def buffer_over(cls, block: SharedMemory) -> pa.Buffer:
-        owner = cls(block)
-        return pa.foreign_buffer(owner.bytes.ctypes.data, owner.bytes.size, base=owner)
-
-    def __del__(self) -> None:
-        del self.bytes
-        self.block.close()
 
 
 # Cleaning runs: each takes the byte ranges and returns one CleanedChunk per range.
