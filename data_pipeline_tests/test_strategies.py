@@ -73,9 +73,8 @@ def test_the_markdown_shows_every_row_and_a_verdict(small_run):
 def test_a_pool_that_loses_is_called_slower_not_a_fraction_of_a_gain(small_run):
     # At 3,000 values numba needs about a millisecond; starting a pool alone takes tens.
     verdict = " ".join(small_run.verdict())
-    assert "The pool (2 workers) makes numba " in verdict
-    assert "x slower at 3,000 values" in verdict
-    assert not re.search(r"\b0\.\d+x", verdict), verdict  # no "0.04x" for a slowdown
+    # A slowdown reads "27.4x slower", never "0.04x faster" (other ratios may be below 1).
+    assert re.search(r"The pool \(2 workers\) makes numba [1-9][\d.]*x slower at 3,000", verdict)
 
 
 def test_headline_figures_are_plain_numbers_and_the_best_strategy(small_run):

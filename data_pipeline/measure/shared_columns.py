@@ -12,10 +12,10 @@ import pyarrow as pa
 
 from data_pipeline.numbers.kernels.columns import (
     ARROW_TYPES,
-    LARGEST_ROOT_OF_AN_INT64,
     NO_COLLATZ_STEPS,
     NO_PRIME_FACTOR,
     primes_up_to,
+    squares_beyond_int64,
 )
 from data_pipeline.numbers.kernels.numba_kernel import fill_transform
 from data_pipeline.numbers.transforms import (
@@ -163,7 +163,7 @@ def _transform_slice(source: memoryview, target: memoryview, task: SharedMemoryT
     squares[:, 1] = 0  # a square that fits int64 is not negative
     is_prime = (values >= 2) & (columns["smallest_prime_factor"] == values)
     # Values the kernel cannot settle in int64 take the reference's result, one by one.
-    wide = (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+    wide = squares_beyond_int64(values)
     for position in np.flatnonzero(needs_reference | wide).tolist():
         row = {
             name: column[0] for name, column in transform_values([int(values[position])]).items()

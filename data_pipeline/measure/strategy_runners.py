@@ -25,7 +25,7 @@ from data_pipeline.numbers.chunking import ByteRange
 from data_pipeline.numbers.fast_cleaning import clean_byte_range_fast
 from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba
 from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
-from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
+from data_pipeline.numbers.parsing import clean_byte_range
 from data_pipeline.numbers.transforms import TRANSFORM_COLUMNS, transform_values
 from data_pipeline.parallel.pool import ProcessPool
 from data_pipeline.parallel.worker import native_threads_capped
@@ -141,6 +141,15 @@ def _project_pool(settings: RunSettings) -> ProcessPool:
     return ProcessPool(settings.workers, settings.start_method, PRELOAD_MODULES)
 
 
+def _on_project_pool(
+    settings: RunSettings, function: Callable, tasks: Sequence, joined: Callable
+) -> Outcome:
+    """``function`` over ``tasks`` on a pool started and stopped here, parts ``joined``."""
+    with _project_pool(settings) as pool:
+        parts = list(pool.map(function, tasks))
+    return Outcome(joined(parts), RunDetail(pool.stats.startup_seconds))
+
+
 # Transform runs: each takes a Workload and returns its columns (lists or Arrow arrays).
 
 
@@ -149,10 +158,8 @@ def run_serial_python(workload: Workload, settings: RunSettings) -> Outcome:
 
 
 def run_pool_python(workload: Workload, settings: RunSettings) -> Outcome:
-    with _project_pool(settings) as pool:
-        chunks = _chunks(workload.python_values, settings.chunk_values)
-        parts = list(pool.map(transform_values, chunks))
-    return Outcome(_joined(parts), RunDetail(pool.stats.startup_seconds))
+    chunks = _chunks(workload.python_values, settings.chunk_values)
+    return _on_project_pool(settings, transform_values, chunks, _joined)
 
 
 def run_pool_map(workload: Workload, settings: RunSettings) -> Outcome:
@@ -251,10 +258,8 @@ def run_numpy(workload: Workload, settings: RunSettings) -> Outcome:
 
 
 def run_pool_numpy(workload: Workload, settings: RunSettings) -> Outcome:
-    with _project_pool(settings) as pool:
-        chunks = _chunks(workload.values, settings.compiled_chunk_values)
-        parts = list(pool.map(transform_columns_numpy, chunks))
-    return Outcome(_concatenated(parts), RunDetail(pool.stats.startup_seconds))
+    chunks = _chunks(workload.values, settings.compiled_chunk_values)
+    return _on_project_pool(settings, transform_columns_numpy, chunks, _concatenated)
 
 
 def run_numba(workload: Workload, settings: RunSettings) -> Outcome:
@@ -262,10 +267,8 @@ def run_numba(workload: Workload, settings: RunSettings) -> Outcome:
 
 
 def run_pool_numba(workload: Workload, settings: RunSettings) -> Outcome:
-    with _project_pool(settings) as pool:
-        chunks = _chunks(workload.values, settings.compiled_chunk_values)
-        parts = list(pool.map(transform_columns_numba, chunks))
-    return Outcome(_concatenated(parts), RunDetail(pool.stats.startup_seconds))
+    chunks = _chunks(workload.values, settings.compiled_chunk_values)
+    return _on_project_pool(settings, transform_columns_numba, chunks, _concatenated)
 
 
 def run_pool_numba_shared_memory(workload: Workload, settings: RunSettings) -> Outcome:
@@ -286,15 +289,11 @@ def run_clean_fast(ranges: list[ByteRange], settings: RunSettings) -> Outcome:
 
 
 def run_pool_clean(ranges: list[ByteRange], settings: RunSettings) -> Outcome:
-    with _project_pool(settings) as pool:
-        chunks: list[CleanedChunk] = list(pool.map(clean_byte_range, ranges))
-    return Outcome(chunks, RunDetail(pool.stats.startup_seconds))
+    return _on_project_pool(settings, clean_byte_range, ranges, list)
 
 
 def run_pool_clean_fast(ranges: list[ByteRange], settings: RunSettings) -> Outcome:
-    with _project_pool(settings) as pool:
-        chunks: list[CleanedChunk] = list(pool.map(clean_byte_range_fast, ranges))
-    return Outcome(chunks, RunDetail(pool.stats.startup_seconds))
+    return _on_project_pool(settings, clean_byte_range_fast, ranges, list)
 
 
 def _python_chunks(settings: RunSettings, items: int) -> str:

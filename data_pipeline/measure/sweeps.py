@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from data_pipeline.measure.chart import SizePoint, SizeSeries, WorkerPoint, WorkerSeries
 from data_pipeline.measure.scaling import AmdahlFit, amdahl_fit, crossover_size, karp_flatt
@@ -238,6 +237,7 @@ class _Inputs:
     def __init__(self, directory: Path, stage: str, kernel: Kernel):
         self.directory, self.stage, self.kernel = directory, stage, kernel
         self.unit = "lines" if stage == CLEANING else "values"
+        self._tables: dict[int, pa.Table] = {}
 
     def numbers_file(self, lines: int) -> Path:
         path = self.directory / f"numbers_{lines}.txt"
@@ -246,15 +246,14 @@ class _Inputs:
         return path
 
     def values(self, count: int) -> pa.Table:
-        path = self.directory / f"values_{count}.parquet"
-        if not path.exists():
-            # Clean values as the transform sees them, from a file with some to spare.
-            source = self.numbers_file(count + count // 10 + 10)
-            batches = [
-                pair[0] for pair in clean_file(source, PoolSettings(1), 1 << 20, CleaningSummary())
-            ]
-            pq.write_table(pa.Table.from_batches(batches).slice(0, count), path)
-        return pq.read_table(path)
+        """Clean values as the transform sees them, made once and kept in memory, so no
+        timed run pays for reading them."""
+        if count not in self._tables:
+            source = self.numbers_file(count + count // 10 + 10)  # some to spare
+            summary = CleaningSummary()
+            batches = [pair[0] for pair in clean_file(source, PoolSettings(1), 1 << 20, summary)]
+            self._tables[count] = pa.Table.from_batches(batches).slice(0, count)
+        return self._tables[count]
 
     def runner(self, settings: PoolSettings, size: int, workers: int) -> Callable[[], Outcome]:
         return lambda: self.run(settings, size, workers)

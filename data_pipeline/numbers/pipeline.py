@@ -7,6 +7,7 @@ order and turns them into Arrow record batches that stream straight into Parquet
 
 import functools
 import itertools
+import os
 import time
 from array import array
 from collections import Counter, deque
@@ -119,9 +120,12 @@ def clean_file(
     Line numbers count from 1 and include blank and rejected lines, so accepted + rejected
     always equals the lines in the file.
     """
-    byte_ranges = plan_byte_ranges(path, chunk_bytes)
-    file_size = byte_ranges[-1].end if byte_ranges else 0
-    decision = pool_settings.forced_decision(len(byte_ranges))
+    file_size = os.path.getsize(path)
+    estimated_chunks = -(-file_size // chunk_bytes)
+    # auto plans its chunks once it has sampled; every other case plans them now.
+    sampled = pool_settings.forced_decision(estimated_chunks) is None
+    byte_ranges = [] if sampled else plan_byte_ranges(path, chunk_bytes)
+    decision = None if sampled else pool_settings.forced_decision(len(byte_ranges))
     summary.chunks = len(byte_ranges)
 
     def describe(byte_range: ByteRange) -> str:
@@ -129,7 +133,7 @@ def clean_file(
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
-    progress = Progress(log, "cleaning", len(byte_ranges), "lines")
+    progress = Progress(log, "cleaning", len(byte_ranges) or estimated_chunks, "lines")
 
     def batches(chunk: CleanedChunk) -> tuple[pa.RecordBatch, pa.RecordBatch]:
         progress.update(chunk.line_count)
@@ -140,7 +144,7 @@ def clean_file(
         return _cleaned_batches(chunk, first_line_number)
 
     rest = byte_ranges
-    if decision is None:
+    if sampled:
         # Growing pieces from the start of the file, cleaned here and timed, until one takes
         # SAMPLE_SECONDS or is a whole chunk; the pool (or not) takes the rest.
         done, size, index = 0, min(DECISION_SAMPLE_BYTES, chunk_bytes), 0

@@ -44,6 +44,11 @@ def primes_up_to(limit: int) -> np.ndarray:
     return np.flatnonzero(sieve).astype(np.int64)
 
 
+def squares_beyond_int64(values: np.ndarray) -> np.ndarray:
+    """Where a value's square does not fit int64 (the kernels leave those to Python ints)."""
+    return (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+
+
 def reference_columns(
     values: np.ndarray,
     squares: np.ndarray,
@@ -66,7 +71,7 @@ def reference_columns(
         "largest_prime_factor": _with_none(largest_factors, largest_factors == NO_PRIME_FACTOR),
         "is_prime": ((values >= 2) & (smallest_factors == values)).tolist(),
     }
-    wide = (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+    wide = squares_beyond_int64(values)
     for position in np.flatnonzero(wide).tolist():
         value = int(values[position])
         columns["square"][position] = value * value
@@ -89,7 +94,7 @@ def arrow_columns(
     """The same columns as :func:`reference_columns`, as Arrow arrays of the output's types,
     built straight from the kernel's arrays: a worker sends them back as buffers instead of
     lists of Python ints, and the owner of the pool has nothing left to convert."""
-    wide = (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
+    wide = squares_beyond_int64(values)
     if needs_reference.any() or wide.any():  # rare: let the lists settle them exactly
         lists = reference_columns(
             values,
