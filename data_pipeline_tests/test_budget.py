@@ -1,7 +1,8 @@
 import pytest
 
+from data_pipeline.parallel import cpus
 from data_pipeline.parallel.budget import CPUS_VARIABLE, STEPS_VARIABLE, cpu_plan
-from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.cpus import available_cpus, available_cpus_recently
 
 
 @pytest.mark.parametrize("cpus_available", [1, 2, 16])
@@ -49,3 +50,12 @@ def test_available_cpus_follows_what_the_machine_reports(monkeypatch, tmp_path, 
     assert available_cpus(tmp_path) == reported  # no cgroup files under tmp_path
     plan = cpu_plan({STEPS_VARIABLE: "3"}, available_cpus(tmp_path))
     assert plan.processes <= reported
+
+
+def test_decisions_count_the_cpus_again_only_after_a_while(monkeypatch):
+    counted = []
+    monkeypatch.setattr(cpus, "available_cpus", lambda: counted.append(1) or 3)
+    monkeypatch.setattr(cpus, "_counted", None)
+    assert [available_cpus_recently() for _ in range(5)] == [3] * 5
+    assert len(counted) == 1
+    assert available_cpus_recently(max_age_seconds=0) == 3 and len(counted) == 2

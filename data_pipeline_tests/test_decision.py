@@ -2,6 +2,7 @@
 a sample and the pool's measured costs, and starts a pool only where it should win. The
 pool's costs are measured in a fresh process once and kept a day."""
 
+import dataclasses
 import json
 import time
 
@@ -201,3 +202,22 @@ def test_what_a_run_taught_is_kept_beside_the_costs(tmp_path):
     forced_decision = forced("parallel", 2, 10)
     learn(tmp_path, "values, numba", forced_decision, 99.0)  # forced: nothing to learn
     assert corrections(tmp_path, "values, numba").parallel == pytest.approx(2.0)
+
+
+def test_a_run_too_short_to_tell_or_that_changes_nothing_is_not_kept(tmp_path):
+    decision = Decision("auto", 2, "parallel", 0.02, 0.01, 1e-6, Corrections())
+    learn(tmp_path, "values, numba", decision, 0.04)  # 40 ms: the machine's noise
+    assert not (tmp_path / COSTS_FILE).exists()
+    decision = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections())
+    learn(tmp_path, "values, numba", decision, 1.02)  # as predicted, within 2 %
+    assert not (tmp_path / COSTS_FILE).exists()
+    learn(tmp_path, "values, numba", decision, 1.5)
+    assert corrections(tmp_path, "values, numba").parallel == pytest.approx(1.5**0.5)
+
+
+def test_the_kept_costs_are_read_again_only_after_the_file_changed(tmp_path):
+    (tmp_path / COSTS_FILE).write_text(json.dumps({KEY: dataclasses.asdict(COSTS)}))
+    assert pool_costs(tmp_path, 2, "forkserver") == COSTS
+    changed = {**dataclasses.asdict(COSTS), "task_seconds": 1e-3}
+    (tmp_path / COSTS_FILE).write_text(json.dumps({KEY: changed}))
+    assert pool_costs(tmp_path, 2, "forkserver").task_seconds == 1e-3

@@ -166,8 +166,10 @@ def sweep_series(
         PARALLEL: settings("parallel"),
         AUTO: settings("auto"),
     }
-    # One untimed run of each strategy on a small input: the fork server, imports and the
-    # calibration of the pool's costs are not what the sweep measures.
+    # The pool's costs measured first, and one untimed run of each strategy on a small
+    # input: the fork server, imports and auto's once-a-day calibration (~2 s) are not what
+    # the sweep measures.
+    cold = pool_costs(costs_directory, workers, start_method, kernel.worker_modules)
     for pool_settings in strategies.values():
         inputs.run(pool_settings, min(10_000, max(sizes)), workers)
     rows = []
@@ -211,7 +213,6 @@ def sweep_series(
             WorkerRow(count, seconds, speedup, karp_flatt(count, speedup), count > workers)
         )
     progress(f"{stage}, {kernel.name}: workers 1-{2 * workers} done")
-    cold = pool_costs(costs_directory, workers, start_method, kernel.worker_modules)
     return Series(
         stage,
         kernel.name,

@@ -3,7 +3,13 @@
 import contextlib
 import math
 import os
+import time
 from pathlib import Path
+
+# available_cpus() reads a dozen cgroup files (~0.3 ms); a decision per step reuses the count
+# for this long (a container's CPU limit changes rarely, and never mid-step here).
+CPU_COUNT_MAX_AGE_SECONDS = 60.0
+_counted: tuple[float, int] | None = None
 
 
 def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
@@ -17,6 +23,15 @@ def available_cpus(cgroup_root: str | os.PathLike = "/sys/fs/cgroup") -> int:
     if quota is not None:
         counts.append(math.ceil(quota))
     return max(1, min(counts))
+
+
+def available_cpus_recently(max_age_seconds: float = CPU_COUNT_MAX_AGE_SECONDS) -> int:
+    """:func:`available_cpus`, counted at most once every ``max_age_seconds``."""
+    global _counted
+    now = time.monotonic()
+    if _counted is None or now - _counted[0] > max_age_seconds:
+        _counted = (now, available_cpus())
+    return _counted[1]
 
 
 def cgroup_cpu_quota(

@@ -114,6 +114,13 @@ class Corrections:
         moved = getattr(self, mode) * (observed_seconds / predicted_seconds) ** 0.5
         return dataclasses.replace(self, **{mode: min(max(moved, 0.5), 4.0)})
 
+    def close_to(self, other: "Corrections", tolerance: float = 0.02) -> bool:
+        """Within ``tolerance`` (relative) of ``other`` in both modes: not worth keeping."""
+        return all(
+            abs(mine / theirs - 1) <= tolerance
+            for mine, theirs in ((self.serial, other.serial), (self.parallel, other.parallel))
+        )
+
 
 @dataclass(frozen=True)
 class Decision:

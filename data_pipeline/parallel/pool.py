@@ -18,7 +18,7 @@ from itertools import islice
 from typing import Any, Literal, TypeVar
 
 from data_pipeline.parallel.calibration import corrections, learn, pool_costs
-from data_pipeline.parallel.cpus import available_cpus, effective_workers
+from data_pipeline.parallel.cpus import available_cpus_recently, effective_workers
 from data_pipeline.parallel.decision import Decision, Mode, WorkSample, forced, predicted
 from data_pipeline.parallel.stats import PoolStats
 from data_pipeline.parallel.worker import timed_call
@@ -89,7 +89,7 @@ class PoolSettings:
             sample,
             lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
             warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
-            cpus=available_cpus,
+            cpus=available_cpus_recently,
             corrections=lambda: corrections(self.costs_directory, subject),
         )
 
