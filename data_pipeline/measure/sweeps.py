@@ -51,9 +51,9 @@ PYTHON_TRANSFORM_WORKER_SWEEP_SIZE = 100_000
 # chunks per worker); large ones the pipeline's own chunk sizes.
 CHUNKS_PER_WORKER = 4
 SERIAL, PARALLEL, AUTO = "serial", "parallel", "auto"
-# Runs shorter than this get five times the repeats (a fifth of it: 20 times; ten times it:
-# twice).
-SHORT_RUN_SECONDS = 0.05
+# Each size is repeated until its serial runs add up to about this (at least `repeats` times,
+# at most 20 times as often).
+SECONDS_PER_SIZE = 3.0
 
 
 @dataclass(frozen=True)
@@ -291,15 +291,13 @@ class _Inputs:
 
 
 def _repeats_for(serial: Callable[[], Outcome], repeats: int) -> int:
-    """More repeats where a run takes milliseconds: there the machine's noise is as large as
-    the differences measured, and repeating is cheap. One serial run, untimed, decides."""
+    """Enough repeats for about SECONDS_PER_SIZE of serial runs (at least ``repeats``, at most
+    20 times as many): where a run takes milliseconds, the machine's noise is as large as the
+    differences measured, and repeating is cheap. One serial run, untimed, decides."""
     started = time.perf_counter()
     serial()
-    seconds = time.perf_counter() - started
-    for limit, factor in ((SHORT_RUN_SECONDS / 5, 20), (SHORT_RUN_SECONDS, 5)):
-        if seconds < limit:
-            return repeats * factor
-    return repeats * 2 if seconds < 10 * SHORT_RUN_SECONDS else repeats
+    seconds = max(time.perf_counter() - started, 1e-6)
+    return max(repeats, min(20 * repeats, math.ceil(SECONDS_PER_SIZE / seconds)))
 
 
 def _share(total: int, workers: int) -> int:
