@@ -1,7 +1,5 @@
 """Everything Dagster loads, for the UI, the daemon and `dagster job execute`."""
 
-import os
-
 import dagster as dg
 
 from data_pipeline.defs.assets import (
@@ -17,18 +15,8 @@ from data_pipeline.defs.checks import (
     serial_and_parallel_outputs_identical,
 )
 from data_pipeline.defs.jobs import numbers_executor, numbers_job
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources import ProcessPoolResource, data_directory_resource
 from data_pipeline.defs.schedules import numbers_daily_schedule
-from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
-
-
-def data_directory_resource() -> DataDirectoryResource:
-    """The data directory per deployment: DATA_PIPELINE_DATA_DIR when set (resolved in each
-    step process, so the UI shows where the value comes from), else data/ in the repository."""
-    if os.environ.get(DATA_DIR_VARIABLE):
-        return DataDirectoryResource(path=dg.EnvVar(DATA_DIR_VARIABLE))
-    return DataDirectoryResource(path=str(REPOSITORY_DATA_DIR))
-
 
 defs = dg.Definitions(
     assets=[

@@ -1,6 +1,7 @@
 """Task functions for the pool tests. They live in an importable module, as every pool task
 must: workers import them by name."""
 
+import logging
 import os
 import signal
 import sys
@@ -242,4 +243,25 @@ def log_info_here_and_in_another_thread(value: int) -> int:
     other.start()
     other.join()
     logging.getLogger("data_pipeline_tests.pool_tasks").info("the task's info, %d", value)
+    return value
+
+
+def print_then_wait(seconds: float) -> int:
+    """Print a line and log one, then wait: what a task says must arrive while it runs."""
+    print(f"printed by {os.getpid()}")  # noqa: T201 (what a user's task does)
+    print(f"warned by {os.getpid()}", file=sys.stderr)  # noqa: T201
+    logging.getLogger("team.task").info(f"logged by {os.getpid()}")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def print_a_megabyte(size: int) -> int:
+    """One line of ``size`` characters on stdout, in a single write."""
+    sys.stdout.write("x" * size + "\n")
+    return size
+
+
+def raise_for_three(value: int) -> int:
+    if value == 3:
+        raise ValueError(f"three is not allowed (got {value})")
     return value

@@ -276,8 +276,9 @@ def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directori
         assert metadata["decision"] == "serial" and metadata["workers"] == 1
         assert metadata["decision_reason"].startswith("serial: ")
     cleaned, transformed = (metadata_of(result, name) for name in ASSET_NAMES[1:3])
-    assert cleaned["decision_reason"] == "serial: one chunk, nothing to split"
-    # Three chunks: the first ran in the step, timed; the rest is too little for any pool.
-    assert "values x" in transformed["decision_reason"]
-    assert "less than any pool takes to start" in transformed["decision_reason"]
-    assert transformed["predicted_serial_seconds"] < 0.01
+    # The file is smaller than a chunk: its first 16 KiB and the rest, both sampled.
+    assert cleaned["decision_reason"] == "serial: all 2 tasks ran while sampling"
+    # Three chunks, the first cut in two: each ran in the step, timed, and together they
+    # never added up to the 10 ms a sample needs, so no pool was worth considering.
+    assert transformed["decision_reason"] == "serial: all 4 tasks ran while sampling"
+    assert transformed["chunks"] == 4

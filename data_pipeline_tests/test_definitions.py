@@ -1,7 +1,8 @@
 import dagster as dg
 
-from data_pipeline.definitions import data_directory_resource, defs
+from data_pipeline.definitions import defs
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
+from data_pipeline.defs.resources import data_directory_resource
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
 
 ASSET_NAMES = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]

@@ -30,7 +30,7 @@ from data_pipeline.numbers.storage import (
     atomic_output,
     pinned,
 )
-from data_pipeline.parallel.insight import insight_markdown, pool_insight
+from data_pipeline.parallel.insight import rounded
 from data_pipeline.parallel.pool import ChunkFailedError
 from data_pipeline.parallel.stats import PoolStats
 
@@ -175,8 +175,7 @@ def cleaned_numbers(
             "accepted": summary.accepted,
             "rejected": summary.rejected,
             **{f"rejected_{reason}": summary.rejected_by_reason[reason] for reason in RejectReason},
-            **_pool_metadata(summary.pool, summary.chunks, seconds),
-            **summary.decision.metadata(),
+            **summary.run.metadata(seconds, dg.MetadataValue.md),
         }
     )
 
@@ -218,8 +217,7 @@ def transformed_numbers(
             "path": dg.MetadataValue.path(str(directory / TRANSFORMED_NUMBERS_FILE)),
             **_kernel_metadata(kernel),
             "rows": summary.rows,
-            **_pool_metadata(summary.pool, summary.chunks, seconds),
-            **summary.decision.metadata(),
+            **summary.run.metadata(seconds, dg.MetadataValue.md),
         }
     )
 
@@ -316,7 +314,7 @@ def parallelism_report(
             f"{stage.name}_cpu_contention": stage.cpu_contention,
             f"{stage.name}_cpu_wait_share": stage.cpu_wait_share,
         }
-    return dg.MaterializeResult(metadata=_readable(metadata))
+    return dg.MaterializeResult(metadata=rounded(metadata))
 
 
 def _chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolResource):
@@ -362,27 +360,6 @@ def _pool_sentence(pool: PoolStats) -> str:
     if pool.workers == 1:
         return "serially in the step process"
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
-
-
-def _readable(metadata: dict[str, object]) -> dict[str, object]:
-    """Floats rounded to 4 decimals: the UI shows every digit, and timings are not that exact."""
-    return {
-        key: round(value, 4) if isinstance(value, float) else value
-        for key, value in metadata.items()
-    }
-
-
-def _pool_metadata(pool: PoolStats, chunks: int, seconds: float) -> dict[str, object]:
-    return _readable(
-        {
-            "workers": pool.workers,
-            "start_method": pool.start_method,
-            "chunks": chunks,
-            "seconds": seconds,
-            **pool_insight(pool),
-            "workers_table": dg.MetadataValue.md(insight_markdown(pool)),
-        }
-    )
 
 
 def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:

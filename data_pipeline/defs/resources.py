@@ -1,8 +1,11 @@
 """The resources the numbers assets share: where their files live, and the process pool."""
 
+import contextlib
 import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import dagster as dg
 from pydantic import Field, field_validator
@@ -19,10 +22,20 @@ from data_pipeline.numbers.pipeline import (
     DEFAULT_CLEANING_CHUNK_BYTES,
     default_transform_chunk_values,
 )
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.decision import Mode
-from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, StartMethod
+from data_pipeline.parallel.pool import (
+    DEFAULT_START_METHOD,
+    ChunkFailedError,
+    PoolSettings,
+    StartMethod,
+)
+from data_pipeline.parallel.pool_run import PoolRun
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
 
 
 class DataDirectoryResource(dg.ConfigurableResource):
@@ -49,6 +62,14 @@ class DataDirectoryResource(dg.ConfigurableResource):
                 allow_retries=False,
             ) from error
         return directory
+
+
+def data_directory_resource() -> DataDirectoryResource:
+    """The data directory per deployment: DATA_PIPELINE_DATA_DIR when set (resolved in each
+    step process, so the UI shows where the value comes from), else data/ in the repository."""
+    if os.environ.get(DATA_DIR_VARIABLE):
+        return DataDirectoryResource(path=dg.EnvVar(DATA_DIR_VARIABLE))
+    return DataDirectoryResource(path=str(REPOSITORY_DATA_DIR))
 
 
 # More workers than this per available CPU only adds start-up and switching costs.
@@ -181,3 +202,52 @@ class ProcessPoolResource(dg.ConfigurableResource):
             mode=self.mode,
             costs_directory=None if costs_directory is None else str(costs_directory),
         )
+
+    def map(
+        self,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        **options: Any,
+    ) -> "StepPoolRun[Task, Result]":
+        """``function(task)`` for every task, from inside an asset or op, as ``mode`` decides:
+        serially or on a pool of ``workers`` processes. Iterate the result to get the results
+        in input order; then ``.metadata()`` is the pool's insight to return as metadata.
+
+        ``function`` must be a top-level function of an importable module (lambdas, closures
+        and functions of ``__main__`` are refused before any worker starts). Its log records
+        and printed lines reach the step's log as they happen, tagged with the worker; a
+        progress line with an ETA comes every 10 % (at most every 5 s). A task that raises
+        fails the step naming it (``describe=`` names tasks: ``str`` by type otherwise); a
+        worker that dies is reported with its task, which gets one retry on a fresh pool.
+
+        Options: ``describe``, ``size_of`` (a task's work, for ``auto``), ``total_size``,
+        ``total_tasks`` (else ``tasks`` is read into a list first), ``count_items`` (a
+        result's items, for progress), ``label`` and ``unit`` for the log lines.
+        """
+        options.setdefault("label", context.op_def.name)
+        settings = self.settings(costs_directory=_costs_directory(context))
+        return StepPoolRun(
+            settings, function, tasks, log=context.log, markdown=dg.MetadataValue.md, **options
+        )
+
+
+class StepPoolRun(PoolRun[Task, Result]):
+    """A :class:`PoolRun` inside a Dagster step: a task that raised fails the step at once,
+    naming the task, without the step's retries (it would raise again)."""
+
+    def __iter__(self) -> Iterator[Result]:
+        try:
+            yield from super().__iter__()
+        except ChunkFailedError as error:
+            raise dg.Failure(str(error), allow_retries=False) from error
+
+
+def _costs_directory(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Path | None:
+    """Where ``auto`` keeps the pool's measured costs for steps outside this project's
+    assets: the Dagster instance's directory (DAGSTER_HOME), if it has one on disk."""
+    with contextlib.suppress(Exception):
+        directory = Path(context.instance.root_directory)
+        if directory.is_dir():
+            return directory
+    return None

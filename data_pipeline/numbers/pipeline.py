@@ -5,10 +5,8 @@ Workers run the pure functions of :mod:`data_pipeline.numbers.parsing` and
 order and turns them into Arrow record batches that stream straight into Parquet.
 """
 
-import functools
 import itertools
 import os
-import time
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -30,10 +28,10 @@ from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYP
 from data_pipeline.numbers.parsing import CleanedChunk
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
-from data_pipeline.parallel.decision import Decision, WorkSample
+from data_pipeline.parallel.decision import Decision
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
-from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.pool_run import PoolRun
 from data_pipeline.parallel.stats import PoolStats
 
 # Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
@@ -58,15 +56,13 @@ def default_transform_chunk_values(kernel: Kernel) -> int:
     )
 
 
-# With `mode: auto`, the step first cleans (transforms) a small piece of its input itself,
-# timed, doubling the piece until one after the first takes SAMPLE_SECONDS or is a whole
-# chunk: a task's fixed cost (a few hundred µs) then weighs as little in the sample as in a
-# chunk, and first-call costs (caches, lazy imports) stay in the first piece. ~5 ms of the
-# reference parser, ~12 ms of the reference transform; a compiled kernel doubles on. Every
-# sample's output is used, not thrown away.
+# With `mode: auto`, the step first cleans (transforms) a few tasks itself, timed, until the
+# ones after the first took ~10 ms (parallel.pool_run): plans start with pieces this small,
+# doubling up to the chunk size, so the sample costs ~5 ms of the reference parser and ~12 ms
+# of the reference transform, and a compiled kernel doubles on. Every sample's output is
+# used, not thrown away.
 DECISION_SAMPLE_BYTES = 16 * 1024
 DECISION_SAMPLE_VALUES = 500
-SAMPLE_SECONDS = 0.01
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
     [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
@@ -89,20 +85,34 @@ class CleaningSummary:
     accepted: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
     chunks: int = 0
-    pool: PoolStats | None = None
-    decision: Decision | None = None
+    run: PoolRun | None = None
 
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+    @property
+    def pool(self) -> PoolStats | None:
+        return self.run.stats if self.run else None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.run.decision if self.run else None
 
 
 @dataclass
 class TransformSummary:
     rows: int = 0
     chunks: int = 0
-    pool: PoolStats | None = None
-    decision: Decision | None = None
+    run: PoolRun | None = None
+
+    @property
+    def pool(self) -> PoolStats | None:
+        return self.run.stats if self.run else None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.run.decision if self.run else None
 
 
 def clean_file(
@@ -114,18 +124,14 @@ def clean_file(
     kernel: Kernel = PYTHON,
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Parse every line of ``path`` on a pool with the kernel's cleaning function; yield
-    (accepted, rejected) batches in file order. With ``mode: auto``, a small first range is
-    cleaned in this process, timed, and decides whether the rest goes to a pool.
+    (accepted, rejected) batches in file order. With ``mode: auto``, the first ranges are
+    small and cleaned in this process, timed, and decide whether the rest goes to a pool.
 
     Line numbers count from 1 and include blank and rejected lines, so accepted + rejected
     always equals the lines in the file.
     """
-    file_size = os.path.getsize(path)
-    estimated_chunks = -(-file_size // chunk_bytes)
-    # auto plans its chunks once it has sampled; every other case plans them now.
-    sampled = pool_settings.forced_decision(estimated_chunks) is None
-    byte_ranges = [] if sampled else plan_byte_ranges(path, chunk_bytes)
-    decision = None if sampled else pool_settings.forced_decision(len(byte_ranges))
+    first_bytes = DECISION_SAMPLE_BYTES if pool_settings.mode == "auto" else chunk_bytes
+    byte_ranges = _growing_then_even(path, chunk_bytes, first_bytes)
     summary.chunks = len(byte_ranges)
 
     def describe(byte_range: ByteRange) -> str:
@@ -133,47 +139,40 @@ def clean_file(
         first_line = count_lines(path, byte_range.start) + 1
         return f"{byte_range}, from line {first_line}"
 
-    progress = Progress(log, "cleaning", len(byte_ranges) or estimated_chunks, "lines")
-
-    def batches(chunk: CleanedChunk) -> tuple[pa.RecordBatch, pa.RecordBatch]:
-        progress.update(chunk.line_count)
+    summary.run = pool_settings.map(
+        kernel.clean,
+        byte_ranges,
+        log=log,
+        label="cleaning",
+        unit="bytes",
+        progress_unit="lines",
+        describe=describe,
+        size_of=_byte_count,
+        count_items=_line_count,
+        preload_modules=kernel.worker_modules,
+    )
+    for chunk in summary.run:
         first_line_number = summary.lines + 1
         summary.lines += chunk.line_count
         summary.accepted += len(chunk.accepted_values)
         summary.rejected_by_reason.update(chunk.rejected_reasons)
-        return _cleaned_batches(chunk, first_line_number)
+        yield _cleaned_batches(chunk, first_line_number)
 
-    rest = byte_ranges
-    if sampled:
-        # Growing pieces from the start of the file, cleaned here and timed, until one takes
-        # SAMPLE_SECONDS or is a whole chunk; the pool (or not) takes the rest.
-        done, size, index = 0, min(DECISION_SAMPLE_BYTES, chunk_bytes), 0
-        while True:
-            piece = byte_range_at(path, index, done, size)
-            work = functools.partial(kernel.clean, piece)
-            sample, chunk = WorkSample.timed(work, piece.end - piece.start)
-            started = time.perf_counter()
-            yield batches(chunk)
-            sample = sample.with_owner_seconds(time.perf_counter() - started)
-            done, index = piece.end, index + 1
-            # The first piece also pays first-call costs: the estimate is the last piece's.
-            enough = index > 1 and sample.seconds >= SAMPLE_SECONDS
-            if enough or size >= chunk_bytes or done >= file_size:
-                break
-            size = min(2 * size, chunk_bytes)
-        rest = plan_byte_ranges(path, chunk_bytes, start=done, first_index=index)
-        summary.chunks = index + len(rest)
-        decision = pool_settings.predicted_decision(
-            file_size - done, len(rest), "bytes", sample, kernel.worker_modules
-        )
-        log.info(f"cleaning {decision.reason}")
-    summary.decision = decision
-    started = time.perf_counter()
-    with pool_settings.open(len(rest), kernel.worker_modules, log, decision) as pool:
-        summary.pool = pool.stats
-        for chunk in pool.map(kernel.clean, rest, describe, _line_count):
-            yield batches(chunk)
-    pool_settings.learn(decision, "bytes", kernel.worker_modules, time.perf_counter() - started)
+
+def _growing_then_even(path: Path, chunk_bytes: int, first_bytes: int) -> list[ByteRange]:
+    """Ranges of ``first_bytes``, twice that, and so on up to ``chunk_bytes``, then the rest
+    of the file in ranges of ``chunk_bytes``."""
+    file_size = os.path.getsize(path)
+    ranges: list[ByteRange] = []
+    start, size = 0, min(first_bytes, chunk_bytes)
+    while size < chunk_bytes and start < file_size:
+        ranges.append(byte_range_at(path, len(ranges), start, size))
+        start, size = ranges[-1].end, 2 * size
+    return ranges + plan_byte_ranges(path, chunk_bytes, start=start, first_index=len(ranges))
+
+
+def _byte_count(byte_range: ByteRange) -> int:
+    return byte_range.end - byte_range.start
 
 
 def _line_count(chunk: CleanedChunk) -> int:
@@ -220,71 +219,64 @@ def transform_cleaned(
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
     one task per batch; yield the transformed batches in the same order. With ``mode: auto``
-    the first values are transformed in this process, timed, and decide for the rest
-    (``total_values`` sharpens the prediction; without it, every batch is taken to be as long
-    as the first)."""
+    the first batch is cut into small pieces that run in this process, timed, and decide for
+    the rest (``total_values`` sharpens the prediction; without it, every batch is taken to
+    be as long as the first)."""
+    cleaned = iter(cleaned)
+    first = next((batch for batch in cleaned if batch.num_rows), None)
+    if first is None:
+        batches: list[pa.RecordBatch] = []
+    elif pool_settings.mode == "auto":
+        batches = _growing_pieces(first, DECISION_SAMPLE_VALUES)
+    else:
+        batches = [first]
     waiting: deque[pa.RecordBatch] = deque()
 
-    def task_of(index: int, batch: pa.RecordBatch) -> ValueChunk:
-        line_numbers = batch.column("line_number")
-        waiting.append(batch)
-        return ValueChunk(
-            index=index,
-            first_line_number=line_numbers[0].as_py(),
-            last_line_number=line_numbers[-1].as_py(),
-            values=array("q", batch.column("value").to_pylist()),
-        )
-
-    def tasks(batches: Iterable[pa.RecordBatch]) -> Iterator[ValueChunk]:
-        for index, batch in enumerate(batches):
+    def tasks() -> Iterator[ValueChunk]:
+        for index, batch in enumerate(itertools.chain(batches, cleaned)):
             if batch.num_rows:
-                yield task_of(index, batch)
+                line_numbers = batch.column("line_number")
+                waiting.append(batch)
+                yield ValueChunk(
+                    index=index,
+                    first_line_number=line_numbers[0].as_py(),
+                    last_line_number=line_numbers[-1].as_py(),
+                    values=array("q", batch.column("value").to_pylist()),
+                )
 
-    progress = Progress(log, "transform", chunk_count, "values")
-
-    def batch_of(columns: dict[str, Any]) -> pa.RecordBatch:
+    total_tasks = max(0, chunk_count - 1) + len(batches)
+    summary.run = pool_settings.map(
+        kernel.transform,
+        tasks(),
+        log=log,
+        label="transform",
+        unit="values",
+        describe=str,
+        size_of=_value_count,
+        count_items=_row_count,
+        total_size=total_values or chunk_count * (first.num_rows if first is not None else 0),
+        total_tasks=total_tasks,
+        preload_modules=kernel.worker_modules,
+    )
+    for columns in summary.run:
         # Results come back in task order, so the oldest waiting batch is their input.
         batch = _transformed_batch(waiting.popleft(), columns)
-        progress.update(batch.num_rows)
         summary.rows += batch.num_rows
         summary.chunks += 1
-        return batch
+        yield batch
 
-    decision = pool_settings.forced_decision(chunk_count)
-    if decision is None:
-        cleaned = iter(cleaned)
-        first = next((batch for batch in cleaned if batch.num_rows), None)
-        done, size, sample = 0, DECISION_SAMPLE_VALUES, None
-        while first is not None and done < first.num_rows:
-            task = task_of(0, first.slice(done, size))
-            work = functools.partial(kernel.transform, task)
-            sample, columns = WorkSample.timed(work, len(task.values))
-            started = time.perf_counter()
-            yield batch_of(columns)
-            sample = sample.with_owner_seconds(time.perf_counter() - started)
-            done += len(task.values)
-            # The first piece also pays first-call costs: the estimate is the last piece's.
-            if done > size and sample.seconds >= SAMPLE_SECONDS:
-                break
-            size *= 2
-        if sample is None:
-            decision = Decision("auto", 1, "serial: nothing to transform")
-        else:
-            rest = first.slice(done) if done < first.num_rows else None
-            cleaned = itertools.chain([rest] if rest is not None else [], cleaned)
-            chunks_left = chunk_count - 1 + (rest is not None)
-            left = (total_values or chunk_count * first.num_rows) - done
-            decision = pool_settings.predicted_decision(
-                max(0, left), chunks_left, "values", sample, kernel.worker_modules
-            )
-            log.info(f"transform {decision.reason}")
-    summary.decision = decision
-    started = time.perf_counter()
-    with pool_settings.open(chunk_count, kernel.worker_modules, log, decision) as pool:
-        summary.pool = pool.stats
-        for columns in pool.map(kernel.transform, tasks(cleaned), str, _row_count):
-            yield batch_of(columns)
-    pool_settings.learn(decision, "values", kernel.worker_modules, time.perf_counter() - started)
+
+def _growing_pieces(batch: pa.RecordBatch, first_rows: int) -> list[pa.RecordBatch]:
+    """``batch`` cut into pieces of ``first_rows``, twice that, and so on, then the rest."""
+    pieces, done, size = [], 0, first_rows
+    while done + size < batch.num_rows:
+        pieces.append(batch.slice(done, size))
+        done, size = done + size, 2 * size
+    return [*pieces, batch.slice(done)]
+
+
+def _value_count(task: ValueChunk) -> int:
+    return len(task.values)
 
 
 def _transformed_batch(cleaned: pa.RecordBatch, columns: dict[str, Any]) -> pa.RecordBatch:

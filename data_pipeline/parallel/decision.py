@@ -64,6 +64,8 @@ class WorkSample:
     result_bytes: int | None = None
     owner_seconds: float = 0.0
     result: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # The items ``result`` holds (all of them unless samples were added up with :meth:`plus`).
+    result_items: int | None = None
 
     @classmethod
     def timed(cls, work: Callable[[], Result], items: int) -> tuple["WorkSample", Result]:
@@ -75,6 +77,16 @@ class WorkSample:
     def with_owner_seconds(self, seconds: float) -> "WorkSample":
         return dataclasses.replace(self, owner_seconds=seconds)
 
+    def plus(self, later: "WorkSample") -> "WorkSample":
+        """Both samples' work as one, keeping the later result for the round trip."""
+        return WorkSample(
+            self.items + later.items,
+            self.seconds + later.seconds,
+            owner_seconds=self.owner_seconds + later.owner_seconds,
+            result=later.result,
+            result_items=later.result_items or later.items,
+        )
+
     def with_round_trip(self) -> "WorkSample":
         """This sample with its result's pickling there and back timed (if not yet)."""
         if self.pickle_seconds is not None:
@@ -84,11 +96,13 @@ class WorkSample:
         pickled_at = time.perf_counter()
         pickle.loads(pickled)
         unpickled = time.perf_counter() - pickled_at
+        # Scaled from the result's items to the sample's.
+        scale = self.items / self.result_items if self.result_items else 1.0
         return dataclasses.replace(
             self,
-            pickle_seconds=pickled_at - started,
-            unpickle_seconds=unpickled,
-            result_bytes=len(pickled),
+            pickle_seconds=(pickled_at - started) * scale,
+            unpickle_seconds=unpickled * scale,
+            result_bytes=round(len(pickled) * scale),
             result=None,
         )
 

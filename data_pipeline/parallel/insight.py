@@ -65,3 +65,11 @@ def insight_markdown(stats: PoolStats) -> str:
             f"| {stats.cpu_seconds_by_worker.get(pid, 0.0):.2f} |"
         )
     return "\n".join(rows) + f"\n\nLoad imbalance {load_imbalance(stats):.2f}. {conclusion(stats)}."
+
+
+def rounded(metadata: dict[str, object]) -> dict[str, object]:
+    """Floats rounded to 4 decimals: the UI shows every digit, and timings are not that exact."""
+    return {
+        key: round(value, 4) if isinstance(value, float) else value
+        for key, value in metadata.items()
+    }

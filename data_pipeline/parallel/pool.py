@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from data_pipeline.parallel.calibration import corrections, learn, pool_costs
 from data_pipeline.parallel.cpus import available_cpus_recently, effective_workers
@@ -24,6 +24,9 @@ from data_pipeline.parallel.stats import PoolStats
 from data_pipeline.parallel.worker import timed_call
 from data_pipeline.parallel.worker_logs import this_threads_records_to
 from data_pipeline.parallel.worker_processes import WorkerProcesses
+
+if TYPE_CHECKING:
+    from data_pipeline.parallel.pool_run import PoolRun
 
 logger = logging.getLogger(__name__)
 # One fork server serves every forkserver pool of a process: after the first pool, the next
@@ -109,6 +112,7 @@ class PoolSettings:
         preload_modules: Iterable[str] = (),
         log: Any = logger,
         decision: Decision | None = None,
+        import_paths: Iterable[str] = (),
     ) -> "ProcessPool":
         """A pool sized for ``chunk_count`` chunks (never more workers than chunks), or as
         ``decision`` says."""
@@ -120,7 +124,17 @@ class PoolSettings:
             restarts_on_worker_death=self.restarts_on_worker_death,
             log=log,
             worker_log_level=self.worker_log_level,
+            import_paths=import_paths,
         )
+
+    def map(
+        self, function: Callable[[Task], Result], tasks: Iterable[Task], **options: Any
+    ) -> "PoolRun[Task, Result]":
+        """``function`` over ``tasks`` as ``mode`` decides, results in input order: see
+        :class:`~data_pipeline.parallel.pool_run.PoolRun` for the options."""
+        from data_pipeline.parallel.pool_run import PoolRun  # it builds on this module
+
+        return PoolRun(self, function, tasks, **options)
 
 
 class ProcessPool:
@@ -142,6 +156,7 @@ class ProcessPool:
         restarts_on_worker_death: int = 0,
         log: logging.Logger | logging.LoggerAdapter | Any = logger,
         worker_log_level: int = logging.INFO,
+        import_paths: Iterable[str] = (),
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -158,6 +173,8 @@ class ProcessPool:
         # Records that tasks log at this level or above reach ``log`` as they happen.
         self.log = log
         self.worker_log_level = worker_log_level
+        # Directories workers add to sys.path (see :func:`import_paths_of`).
+        self.import_paths = tuple(import_paths)
         self.stats = PoolStats(
             workers=workers, start_method=start_method if workers > 1 else "none"
         )
@@ -187,6 +204,7 @@ class ProcessPool:
             self.preload_modules,
             self.log,
             self.worker_log_level,
+            self.import_paths,
         )
         try:
             workers.start()

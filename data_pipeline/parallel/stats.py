@@ -47,3 +47,17 @@ class PoolStats:
         """Map time a worker spent not computing, on average: waiting for tasks to arrive or
         results to be taken, and for the slowest worker at the end."""
         return max(0.0, self.map_seconds - self.compute_seconds)
+
+    def absorb(self, other: "PoolStats") -> None:
+        """Count ``other``'s tasks as this pool's (both ran in the same process)."""
+        self.chunks += other.chunks
+        self.collect_seconds += other.collect_seconds
+        self.map_seconds += other.map_seconds
+        for mine, theirs in (
+            (self.busy_seconds_by_worker, other.busy_seconds_by_worker),
+            (self.cpu_seconds_by_worker, other.cpu_seconds_by_worker),
+            (self.chunks_by_worker, other.chunks_by_worker),
+            (self.items_by_worker, other.items_by_worker),
+        ):
+            for pid, value in theirs.items():
+                mine[pid] = mine.get(pid, 0) + value

@@ -5,13 +5,14 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from data_pipeline.parallel.worker_logs import PipeHandler
+from data_pipeline.parallel.worker_logs import OutputRelay, PipeHandler
 
 # Native libraries (OpenMP, BLAS, numexpr, numba) start a thread per CPU in every process
 # unless told otherwise, multiplying the processes the pool already runs. They read these
@@ -33,6 +34,7 @@ THREAD_LIMIT_VARIABLES = (
 IDLE = -1
 _slot: int | None = None
 _slots: Any = None
+_output: OutputRelay | None = None
 
 
 @contextlib.contextmanager
@@ -55,9 +57,13 @@ def initialize_worker(
     lifeline: Connection,
     log_writers: list[Connection],
     log_level: int,
+    import_paths: tuple[str, ...] = (),
 ) -> None:
     """Run once in each worker before its first task."""
-    global _slot, _slots
+    global _slot, _slots, _output
+    # Where the owner's code location imports from (a working directory Dagster put on
+    # sys.path only while loading it), so the tasks' functions unpickle here too.
+    sys.path.extend(path for path in import_paths if path not in sys.path)
     # Ctrl-C reaches the whole process group: the owner decides, workers ignore it. SIGTERM
     # gets its default action back, in case the owner's handler was inherited.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -74,9 +80,12 @@ def initialize_worker(
         if slot != _slot:
             writer.close()  # so each log pipe ends when its own worker does
     name = f"worker {_slot} pid {os.getpid()}"
+    handler = PipeHandler(log_writers[_slot], name, log_level)
     root = logging.getLogger()
-    root.handlers = [PipeHandler(log_writers[_slot], name, log_level)]
+    root.handlers = [handler]
     root.setLevel(log_level)
+    _output = OutputRelay(handler)
+    _output.start()
 
 
 def _exit_when_owner_gone(lifeline: Connection) -> None:
@@ -102,6 +111,8 @@ def run_task(
         return timed_call(function, task)
     finally:
         _slots[2 * _slot + 1] = IDLE
+        if _output is not None:
+            _output.flush()  # what the task printed goes before its result
 
 
 def timed_call(

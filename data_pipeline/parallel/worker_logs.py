@@ -1,14 +1,20 @@
-"""Log records from pool workers, forwarded to the parent's logger as they happen.
+"""Log records and printed lines from pool workers, forwarded to the parent's logger as they
+happen.
 
 Each worker sends its records down a pipe of its own: a send returns only once the record is
 in the pipe, so a worker killed right after logging loses nothing, and a worker killed in
 the middle of a send cannot block the others (there is no shared lock, unlike a shared
-``multiprocessing.Queue``). A thread in the parent forwards them, for example to Dagster's
-``context.log``, which shows them in the run's log under the step that owns the pool.
+``multiprocessing.Queue``). What a worker writes to its stdout or stderr (``print``, warnings,
+native libraries) becomes records too, a line at a time. A thread in the parent forwards
+them, for example to Dagster's ``context.log``, which shows them in the run's log under the
+step that owns the pool.
 """
 
 import contextlib
 import logging
+import os
+import selectors
+import sys
 import threading
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
@@ -82,6 +88,12 @@ class WorkerLogRelay:
                             logging.getLogger(__name__).exception("could not forward a record")
 
 
+# A line longer than this is forwarded in pieces of this size: nothing is dropped, and one
+# huge line cannot hold up the worker or the run's log.
+MAX_LINE_CHARACTERS = 64 * 1024
+STDOUT_LEVEL, STDERR_LEVEL = logging.INFO, logging.WARNING
+
+
 def forward(log: Any, record: dict) -> None:
     log.log(record["level"], f"[{record['worker']}] {record['message']}")
 
@@ -97,12 +109,80 @@ class PipeHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not _forwardable(record):
             return
-        try:
+        # If the owner is gone or its pipe broke, there is nowhere left to report to.
+        with contextlib.suppress(Exception):
             self._writer.send(
                 {"level": record.levelno, "worker": self._worker, "message": _text(record)}
             )
-        except Exception:
-            self.handleError(record)
+
+
+class OutputRelay:
+    """Worker side: file descriptors 1 and 2 become pipes that a thread of the worker reads,
+    sending each line as a record through ``handler`` (stdout at INFO, stderr at WARNING), so
+    ``print`` output reaches the owner's log as it is printed, not when the step ends.
+    :meth:`flush` forwards whatever the current task wrote before its result goes back."""
+
+    def __init__(self, handler: logging.Handler):
+        self._handler = handler
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._pending: dict[int, bytearray] = {}
+
+    def start(self) -> None:
+        for descriptor, level, name in ((1, STDOUT_LEVEL, "stdout"), (2, STDERR_LEVEL, "stderr")):
+            reader, writer = os.pipe()
+            os.dup2(writer, descriptor)
+            os.close(writer)
+            os.set_blocking(reader, False)
+            self._selector.register(reader, selectors.EVENT_READ, (level, name))
+            self._pending[reader] = bytearray()
+        for stream in (sys.stdout, sys.stderr):  # a line reaches the pipe when printed
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(line_buffering=True)
+        threading.Thread(target=self._relay, name="worker-output", daemon=True).start()
+
+    def flush(self) -> None:
+        """Forward everything written so far, a last unfinished line included."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with self._lock:
+            for key in list(self._selector.get_map().values()):
+                self._read(key)
+                self._send_lines(key, final=True)
+
+    def _relay(self) -> None:
+        while self._selector.get_map():
+            for key, _ in self._selector.select():
+                with self._lock:
+                    self._read(key)
+                    self._send_lines(key, final=False)
+
+    def _read(self, key: selectors.SelectorKey) -> None:
+        while True:
+            try:
+                data = os.read(key.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:  # cannot happen while this process holds the write end
+                self._selector.unregister(key.fd)
+                return
+            self._pending[key.fd] += data
+            if len(self._pending[key.fd]) >= MAX_LINE_CHARACTERS:
+                self._send_lines(key, final=False)
+
+    def _send_lines(self, key: selectors.SelectorKey, final: bool) -> None:
+        pending = self._pending[key.fd]
+        while pending:
+            end = pending.find(b"\n")
+            if end < 0 and len(pending) < MAX_LINE_CHARACTERS and not final:
+                return
+            cut = end if 0 <= end < MAX_LINE_CHARACTERS else min(len(pending), MAX_LINE_CHARACTERS)
+            line = pending[:cut].decode("utf-8", errors="replace").rstrip("\r")
+            del pending[: cut + (1 if cut == end else 0)]
+            level, name = key.data
+            if level >= self._handler.level:
+                self._handler.handle(logging.LogRecord(name, level, "", 0, line, None, None))
 
 
 class DirectHandler(logging.Handler):
@@ -113,21 +193,21 @@ class DirectHandler(logging.Handler):
         super().__init__(level)
         self._log = log
         self._thread = thread
-        self._forwarding = False  # only that thread gets past the check, so a flag suffices
+        self.forwarding = False  # only that thread gets past the check, so a flag suffices
 
     def emit(self, record: logging.LogRecord) -> None:
-        if threading.get_ident() != self._thread or self._forwarding:
+        if threading.get_ident() != self._thread or self.forwarding:
             return
         if not _forwardable(record):
             return
-        self._forwarding = True  # the forwarded record must not come back through us
+        self.forwarding = True  # the forwarded record must not come back through us
         try:
             forward(
                 self._log,
                 {"level": record.levelno, "worker": "in-process", "message": _text(record)},
             )
         finally:
-            self._forwarding = False
+            self.forwarding = False
 
 
 @contextlib.contextmanager
@@ -140,10 +220,70 @@ def this_threads_records_to(log: Any, level: int) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        yield
+        with _this_threads_output_to(handler):
+            yield
     finally:
         root.removeHandler(handler)
         _restore_root_level()
+
+
+@contextlib.contextmanager
+def _this_threads_output_to(handler: logging.Handler) -> Iterator[None]:
+    """While the block runs, lines the calling thread prints go to ``handler`` as records
+    (stdout at INFO, stderr at WARNING); other threads' output goes where it went before."""
+    replaced = {"stdout": sys.stdout, "stderr": sys.stderr}
+    lines = {
+        name: _ThreadLines(stream, name, level, handler)
+        for (name, stream), level in zip(
+            replaced.items(), (STDOUT_LEVEL, STDERR_LEVEL), strict=True
+        )
+    }
+    sys.stdout, sys.stderr = lines["stdout"], lines["stderr"]
+    try:
+        yield
+    finally:
+        for name, stream in lines.items():
+            stream.finish()
+            if getattr(sys, name) is stream:  # unless someone replaced it meanwhile
+                setattr(sys, name, replaced[name])
+
+
+class _ThreadLines:
+    """A text stream that sends one thread's lines as records and passes everything else on
+    to the stream it stands in for."""
+
+    def __init__(self, original: Any, name: str, level: int, handler: logging.Handler):
+        self._original, self._name, self._level, self._handler = original, name, level, handler
+        self._thread = threading.get_ident()
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        # What the handler's own log prints while forwarding (a console handler) goes on.
+        if threading.get_ident() != self._thread or getattr(self._handler, "forwarding", False):
+            return self._original.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._send(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() != self._thread:
+            self._original.flush()
+
+    def finish(self) -> None:
+        if self._pending:
+            self._send(self._pending)
+            self._pending = ""
+
+    def _send(self, line: str) -> None:
+        if self._level >= self._handler.level:
+            self._handler.handle(
+                logging.LogRecord(self._name, self._level, "", 0, line, None, None)
+            )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
 
 
 _root_level_lock = threading.Lock()

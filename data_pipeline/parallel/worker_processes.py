@@ -63,10 +63,12 @@ class WorkerProcesses:
         preload_modules: tuple[str, ...],
         log: Any,
         log_level: int,
+        import_paths: tuple[str, ...] = (),
     ):
         self.workers = workers
         self.start_method = start_method
         self.preload_modules = preload_modules
+        self.import_paths = import_paths
         self._log = log
         self._log_level = log_level
         self._context: _RecordingContext | None = None
@@ -114,6 +116,7 @@ class WorkerProcesses:
                     lifeline_reader,
                     self._log_relay.writers,
                     self._log_level,
+                    self.import_paths,
                 ),
             )
             with _STARTING, _main_module_hidden(), native_threads_capped():

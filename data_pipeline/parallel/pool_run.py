@@ -1,0 +1,266 @@
+"""One function mapped over tasks, serially or on a pool as ``mode`` decides: the one path
+every pooled step takes, the pipeline's own and anyone's asset (through the pool resource's
+``map``). Results come back in input order, with progress lines, the workers' log records
+and printed lines, failures naming the task, and the pool's insight afterwards.
+
+With ``mode: auto`` the first tasks run in this process, timed (their results are used, not
+thrown away), until the ones after the first add up to ``SAMPLE_SECONDS`` (or the first alone
+takes ``HEAVY_TASK_SECONDS``); the rest go to a pool only if it is predicted to be faster
+(:mod:`.decision`). Give small tasks first (the pipeline's plans start small) and the sample
+costs next to nothing.
+"""
+
+import functools
+import logging
+import os
+import pickle
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from data_pipeline.parallel.decision import Decision, WorkSample
+from data_pipeline.parallel.insight import insight_markdown, pool_insight, rounded
+from data_pipeline.parallel.pool import PoolSettings, ProcessPool
+from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.stats import PoolStats
+
+logger = logging.getLogger(__name__)
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+# auto samples until the tasks after the first (which also pays first-call costs) took this.
+SAMPLE_SECONDS = 0.01
+# A first task this long is sample enough: sampling a second would run it serially too.
+HEAVY_TASK_SECONDS = 0.1
+_WHAT_TO_DO = (
+    "define it with `def` at the top level of a module that the workers can import (a module "
+    "of your package or code location), then pass that function"
+)
+
+
+class NotSendableError(TypeError):
+    """The function cannot reach pool workers (a lambda, a closure, a function of __main__)."""
+
+
+def check_sendable(function: Callable[..., Any]) -> None:
+    """Refuse, before any worker starts, a function that workers could not unpickle."""
+    target = function
+    while isinstance(target, functools.partial):
+        target = target.func
+    name = getattr(target, "__qualname__", type(target).__qualname__)
+    module = getattr(target, "__module__", None)
+    if "<lambda>" in name:
+        reason = "is a lambda: workers receive a function by module and name, and it has none"
+    elif "<locals>" in name:
+        reason = "is defined inside another function, which workers cannot import"
+    elif module == "__main__":
+        reason = "is defined in __main__ (the running script or notebook), which workers lack"
+    else:
+        try:
+            pickle.dumps(function)
+            return
+        except Exception as error:
+            reason = f"cannot be pickled ({type(error).__name__}: {error})"
+    raise NotSendableError(f"{name} {reason}: {_WHAT_TO_DO}")
+
+
+def import_paths_of(*objects: Any) -> tuple[str, ...]:
+    """Directories that the modules of ``objects`` import from under their own names but that
+    are not on ``sys.path`` now. Dagster puts a code location's working directory on
+    ``sys.path`` only while it loads the location, so workers would not find its modules."""
+    on_path = {os.path.abspath(entry or os.curdir) for entry in sys.path}
+    paths: list[str] = []
+    for target in objects:
+        while isinstance(target, functools.partial):
+            target = target.func
+        name = getattr(target, "__module__", None) or type(target).__module__
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if module is None or not file:
+            continue
+        root = Path(file).resolve().parent
+        depth = name.count(".") + (Path(file).name == "__init__.py")
+        for _ in range(depth):
+            root = root.parent
+        if str(root) not in on_path and str(root) not in paths:
+            paths.append(str(root))
+    return tuple(paths)
+
+
+class PoolRun(Generic[Task, Result]):
+    """``function(task)`` for every task, in input order, as ``settings.mode`` decides.
+    Iterate it once; then :attr:`decision`, :attr:`stats` and :meth:`metadata` tell how it
+    ran. ``size_of(task)`` is a task's work in ``unit`` (1 each by default), ``total_size``
+    and ``total_tasks`` spare reading ``tasks`` ahead (else it is read into a list first),
+    ``count_items(result)`` is a result's items (in ``progress_unit``) for progress and
+    insight, and ``describe(task)`` names a task in errors."""
+
+    def __init__(
+        self,
+        settings: PoolSettings,
+        function: Callable[[Task], Result],
+        tasks: Iterable[Task],
+        *,
+        log: Any = logger,
+        label: str = "tasks",
+        unit: str = "tasks",
+        progress_unit: str | None = None,
+        describe: Callable[[Task], str] | None = None,
+        size_of: Callable[[Task], int] | None = None,
+        count_items: Callable[[Result], int] | None = None,
+        total_size: int | None = None,
+        total_tasks: int | None = None,
+        preload_modules: Iterable[str] = (),
+        markdown: Callable[[str], Any] = str,
+    ):
+        check_sendable(function)
+        self.settings, self.function, self.log = settings, function, log
+        self.label, self.unit, self.describe = label, unit, describe
+        self.progress_unit = progress_unit or unit
+        self.size_of = size_of or _one
+        self.count_items = count_items
+        self.preload_modules = tuple(preload_modules)
+        self._markdown = markdown
+        if total_tasks is None:
+            tasks = list(tasks)
+            total_tasks = len(tasks)
+            if total_size is None:
+                total_size = sum(self.size_of(task) for task in tasks)
+        self._tasks: Iterable[Task] | None = tasks
+        self.total_tasks, self.total_size = total_tasks, total_size
+        self.decision: Decision | None = None
+        self.stats: PoolStats | None = None
+        self.tasks_done = 0
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[Result]:
+        if self._tasks is None:
+            raise RuntimeError("a PoolRun runs once: call map() again to run again")
+        tasks, self._tasks = iter(self._tasks), None
+        started = time.perf_counter()
+        progress = Progress(self.log, self.label, self.total_tasks, self.progress_unit)
+        count = self.count_items or _one
+        first_task: list[Task] = []
+        sampler: PoolStats | None = None
+        self.decision = self.settings.forced_decision(self.total_tasks)
+        if self.decision is None:
+            sampling = _Sampling(self, tasks, first_task)
+            for result in sampling.results():
+                progress.update(count(result))
+                self.tasks_done += 1
+                yield result
+            self.decision, sampler = sampling.decision(), sampling.stats
+            self.log.info(f"{self.label} {self.decision.reason}")
+        remaining = self.total_tasks - self.tasks_done
+        work_started = time.perf_counter()
+        with self.settings.open(
+            remaining,
+            self.preload_modules,
+            self.log,
+            self.decision,
+            import_paths_of(self.function, *first_task),
+        ) as pool:
+            self.stats = pool.stats
+            if sampler is not None and pool.workers == 1:
+                self.stats.absorb(sampler)  # the same process ran both
+            for result in pool.map(
+                self.function, _noting_first(tasks, first_task), self.describe, self.count_items
+            ):
+                progress.update(count(result))
+                self.tasks_done += 1
+                yield result
+        self.settings.learn(
+            self.decision, self.unit, self.preload_modules, time.perf_counter() - work_started
+        )
+        self.seconds = time.perf_counter() - started
+
+    def metadata(
+        self, seconds: float | None = None, markdown: Callable[[str], Any] | None = None
+    ) -> dict[str, Any]:
+        """Plain values for the asset's metadata: workers, chunks, the time breakdown, each
+        worker's busy time and items, the decision and its numbers, and a Markdown table of
+        the workers, made with ``markdown`` (floats rounded: the UI shows every digit).
+        ``seconds``: the step's time, if more than the run's."""
+        if self.stats is None or self.decision is None:
+            raise RuntimeError("the run has not finished: iterate over it first")
+        figures = {
+            "workers": self.stats.workers,
+            "start_method": self.stats.start_method,
+            "chunks": self.tasks_done,
+            "seconds": self.seconds if seconds is None else seconds,
+            **pool_insight(self.stats),
+            **self.decision.metadata(),
+        }
+        table = (markdown or self._markdown)(insight_markdown(self.stats))
+        return {**rounded(figures), "workers_table": table}
+
+
+class _Sampling:
+    """auto's first tasks, run in this process and timed, and the decision they lead to."""
+
+    def __init__(self, run: PoolRun, tasks: Iterator, first_task: list):
+        self.run, self.tasks, self.first_task = run, tasks, first_task
+        self.sizes: list[int] = []
+        self.enough = False
+        self.stats: PoolStats | None = None
+        self._sample: WorkSample | None = None
+
+    def _tasks_until_enough(self) -> Iterator:
+        for task in self.tasks:
+            if not self.first_task:
+                self.first_task.append(task)
+            self.sizes.append(self.run.size_of(task))
+            yield task
+            if self.enough:
+                return
+
+    def results(self) -> Iterator:
+        run = self.run
+        pool = ProcessPool(1, log=run.log, worker_log_level=run.settings.worker_log_level)
+        self.stats = pool.stats
+        results = pool.map(run.function, self._tasks_until_enough(), run.describe, run.count_items)
+        after_first = None
+        while True:
+            started = time.perf_counter()
+            try:
+                result = next(results)
+            except StopIteration:
+                return
+            sample = WorkSample(self.sizes[-1], time.perf_counter() - started, result=result)
+            handed_over = time.perf_counter()
+            yield result
+            sample = sample.with_owner_seconds(time.perf_counter() - handed_over)
+            if len(self.sizes) == 1:
+                self._sample = sample
+                self.enough = sample.seconds >= HEAVY_TASK_SECONDS
+            else:
+                after_first = sample if after_first is None else after_first.plus(sample)
+                self._sample = after_first
+                self.enough = after_first.seconds >= SAMPLE_SECONDS
+
+    def decision(self) -> Decision:
+        run = self.run
+        done = len(self.sizes)
+        remaining = run.total_tasks - done
+        if self._sample is None or remaining <= 0:
+            return Decision("auto", 1, f"serial: all {done:,} tasks ran while sampling")
+        size_done = sum(self.sizes)
+        if run.total_size is not None:
+            size_left = max(0, run.total_size - size_done)
+        else:
+            size_left = remaining * size_done // done
+        return run.settings.predicted_decision(
+            size_left, remaining, run.unit, self._sample, run.preload_modules
+        )
+
+
+def _noting_first(tasks: Iterator, first_task: list) -> Iterator:
+    for task in tasks:
+        if not first_task:
+            first_task.append(task)
+        yield task
+
+
+def _one(_: Any) -> int:
+    return 1

@@ -1,0 +1,58 @@
+"""A team's own code location, loaded beside data_pipeline's from workspace.yaml and never
+installed as a package: one asset that reads the cleaned numbers with pandas and runs its own
+CPU-heavy function per bucket on data_pipeline's process pool."""
+
+import dagster as dg
+import pandas as pd
+
+from bucket_stats.statistics import bucket_statistics
+from data_pipeline.defs.resources import (
+    DataDirectoryResource,
+    ProcessPoolResource,
+    data_directory_resource,
+)
+
+
+@dg.asset(deps=[dg.AssetKey("cleaned_numbers")], group_name="team_examples", kinds={"pandas"})
+def last_digit_statistics(
+    context: dg.AssetExecutionContext,
+    data_directory: DataDirectoryResource,
+    process_pool: ProcessPoolResource,
+) -> dg.MaterializeResult:
+    """Count, mean, median and mean Collatz steps of the cleaned values, per last digit."""
+    cleaned = pd.read_parquet(data_directory.directory() / "cleaned_numbers.parquet")
+    buckets = [
+        (int(digit), group.tolist())
+        for digit, group in cleaned["value"].groupby(cleaned["value"].abs() % 10)
+    ]
+    run = process_pool.map(
+        context,
+        bucket_statistics,
+        buckets,
+        describe=lambda bucket: f"the bucket of last digit {bucket[0]}",
+        size_of=lambda bucket: len(bucket[1]),
+        unit="values",
+    )
+    table = pd.DataFrame(list(run))
+    return dg.MaterializeResult(
+        metadata={
+            "statistics": dg.MetadataValue.md(table.to_markdown(index=False)),
+            **run.metadata(),
+        }
+    )
+
+
+defs = dg.Definitions(
+    assets=[last_digit_statistics],
+    jobs=[
+        dg.define_asset_job(
+            "last_digit_statistics_job",
+            selection=[last_digit_statistics],
+            executor_def=dg.multiprocess_executor,
+        )
+    ],
+    resources={
+        "data_directory": data_directory_resource(),
+        "process_pool": ProcessPoolResource(),
+    },
+)

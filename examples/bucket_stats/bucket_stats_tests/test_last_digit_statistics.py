@@ -1,0 +1,68 @@
+"""The team's code location as a team runs it: copied to a throwaway directory, never
+installed, loaded by module name with a working directory (as workspace.yaml loads it),
+materialized by `dagster job execute` on the multiprocess executor, the pool's workers
+started by forkserver and by spawn."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.pipeline import clean_to_parquet
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE
+from data_pipeline.parallel.pool import PoolSettings
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+MODULE, JOB = "bucket_stats.definitions", "last_digit_statistics_job"
+LOCATION = Path(__file__).resolve().parents[1]
+RUN_CONFIG = """
+resources:
+  process_pool:
+    config:
+      mode: parallel
+      workers: 2
+      start_method: {start_method}
+"""
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_method):
+    location = tmp_path / "team"
+    shutil.copytree(LOCATION, location, ignore=shutil.ignore_patterns("*_tests", "__pycache__"))
+    (tmp_path / "config.yaml").write_text(RUN_CONFIG.format(start_method=start_method))
+    data = tmp_path / "data"
+    data.mkdir()
+    write_numbers_file(data / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
+    clean_to_parquet(
+        data / "numbers.txt",
+        data / "cleaned_numbers.parquet",
+        data / "rejected_lines.parquet",
+        PoolSettings(1),
+        64 * 1024,
+    )
+    environment = {
+        **os.environ,
+        DATA_DIR_VARIABLE: str(data),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    command = [DAGSTER, "job", "execute", "-m", MODULE, "-d", str(location), "-j", JOB]
+    finished = subprocess.run(
+        [*command, "-c", "config.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=tmp_path,
+    )
+    log = finished.stdout + finished.stderr
+    assert finished.returncode == 0, log[-3000:]
+    assert "RUN_SUCCESS" in log
+    # Each bucket's print and log record, from the workers, in the run's log.
+    for digit in range(10):
+        assert f"stdout: bucket {digit}: " in log
+    assert "bucket_stats.statistics: bucket 7: longest Collatz run" in log
+    assert log.count("[worker 0 pid") and log.count("[worker 1 pid")
