@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from data_pipeline.defs.resources import ProcessPoolResource
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings
 from data_pipeline.parallel.pool_run import NotSendableError, check_sendable
 from data_pipeline.parallel.worker_logs import MAX_LINE_CHARACTERS
 from data_pipeline_tests.pool_tasks import (
@@ -133,3 +133,18 @@ def test_a_function_of_main_is_refused_saying_what_to_do():
     in_main.__module__, in_main.__qualname__ = "__main__", "in_main"
     with pytest.raises(NotSendableError, match=r"__main__.*top level of a module"):
         check_sendable(in_main)
+
+
+def test_small_tasks_travel_in_chunks_and_come_back_one_by_one_in_order():
+    tasks = [(value, 0.0) for value in range(100)]
+    run = PoolSettings(2, mode="parallel").map(square_after_delay, tasks, chunk_size=7)
+    assert [square for square, _ in run] == [value * value for value in range(100)]
+    assert run.metadata()["chunks"] == 15
+
+
+def test_a_failing_task_in_a_chunk_is_named_with_its_chunk():
+    run = PoolSettings(2, mode="parallel").map(
+        raise_for_three, range(6), chunk_size=2, describe=lambda value: f"value {value}"
+    )
+    with pytest.raises(ChunkFailedError, match=r"tasks 2-3 \(the first: value 2\) failed"):
+        list(run)

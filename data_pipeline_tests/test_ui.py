@@ -120,9 +120,11 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
         """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
              locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
     )
-    [entry] = workspace["workspaceOrError"]["locationEntries"]
-    assert entry["loadStatus"] == "LOADED"
-    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+    entries = workspace["workspaceOrError"]["locationEntries"]
+    assert {entry["name"] for entry in entries} == {"data_pipeline", "bucket_stats"}
+    for entry in entries:
+        assert entry["loadStatus"] == "LOADED"
+        assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
 
     repository = server.graphql(
         """query($selector: RepositorySelector!) {
@@ -139,33 +141,13 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
     by_name = {node["assetKey"]["path"][-1]: node for node in nodes}
     groups = {name: node["groupName"] for name, node in by_name.items()}
     benchmarks = dict.fromkeys(("parallelism_benchmark", "parallelism_sweep"), "benchmarks")
-    assert groups == {**dict.fromkeys(ASSETS, "numbers"), **benchmarks}
+    team = {"last_digit_statistics": "team_examples"}
+    assert groups == {**dict.fromkeys(ASSETS, "numbers"), **benchmarks, **team}
     for asset, check in CHECKS.items():
         checks = by_name[asset]["assetChecksOrError"]["checks"]
         assert checks == [{"name": check, "blocking": True}]
 
-    launched = server.graphql(
-        """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
-             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
-             ... on RunConfigValidationInvalid { errors { message } } } }""",
-        params={
-            "selector": {**LOCATION, "pipelineName": "numbers_job"},
-            "runConfigData": RUN_CONFIG,
-        },
-    )["launchPipelineExecution"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 300
-    while True:
-        status = server.graphql(
-            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id
-        )["runOrError"]["status"]
-        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
-            break
-        assert time.monotonic() < deadline, f"run still {status}:\n{server.log_tail()}"
-        time.sleep(1)
-    assert status == "SUCCESS", server.log_tail()
-
+    run_id = launch_and_wait(server, LOCATION, "numbers_job", RUN_CONFIG)
     for asset in ASSETS:
         answer = server.graphql(
             """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
@@ -191,6 +173,34 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
         assert execution == [
             {"name": check, "executionForLatestMaterialization": {"status": "SUCCEEDED"}}
         ]
+    # The team's location, not installed, loaded from workspace.yaml: its function runs on
+    # a real pool (forced, so the tiny input still starts one) in its own step process.
+    team = {"repositoryLocationName": "bucket_stats", "repositoryName": "__repository__"}
+    pool_config = {"resources": {"process_pool": {"config": {"mode": "parallel", "workers": 2}}}}
+    launch_and_wait(server, team, "last_digit_statistics_job", pool_config)
+
+
+def launch_and_wait(server, location: dict, job: str, run_config: dict) -> str:
+    """Launch ``job`` through the webserver, wait for it to end, and insist it succeeded."""
+    launched = server.graphql(
+        """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
+             __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+             ... on RunConfigValidationInvalid { errors { message } } } }""",
+        params={"selector": {**location, "pipelineName": job}, "runConfigData": run_config},
+    )["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 300
+    while True:
+        status = server.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id
+        )["runOrError"]["status"]
+        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+            break
+        assert time.monotonic() < deadline, f"run still {status}:\n{server.log_tail()}"
+        time.sleep(1)
+    assert status == "SUCCESS", server.log_tail()
+    return run_id
 
 
 def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):

@@ -221,9 +221,10 @@ class ProcessPoolResource(dg.ConfigurableResource):
         fails the step naming it (``describe=`` names tasks: ``str`` by type otherwise); a
         worker that dies is reported with its task, which gets one retry on a fresh pool.
 
-        Options: ``describe``, ``size_of`` (a task's work, for ``auto``), ``total_size``,
-        ``total_tasks`` (else ``tasks`` is read into a list first), ``count_items`` (a
-        result's items, for progress), ``label`` and ``unit`` for the log lines.
+        Options: ``describe``, ``chunk_size`` (tasks sent together, for tasks of well under
+        10 ms), ``size_of`` (a task's work, for ``auto``), ``total_size``, ``total_tasks``
+        (else ``tasks`` is read into a list first), ``count_items`` (a result's items, for
+        progress), ``label`` and ``unit`` for the log lines.
         """
         options.setdefault("label", context.op_def.name)
         settings = self.settings(costs_directory=_costs_directory(context))
