@@ -53,7 +53,7 @@ CHUNKS_PER_WORKER = 4
 SERIAL, PARALLEL, AUTO = "serial", "parallel", "auto"
 # Each size is repeated until its serial runs add up to about this (at least `repeats` times,
 # at most 20 times as often).
-SECONDS_PER_SIZE = 3.0
+SECONDS_PER_SIZE = 5.0
 
 
 @dataclass(frozen=True)
