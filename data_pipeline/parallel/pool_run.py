@@ -170,13 +170,18 @@ class PoolRun(Generic[Task, Result]):
             self.decision, sampler = sampling.decision(), sampling.stats
             self.log.info(f"{self.label} {self.decision.reason}")
         remaining = self.total_tasks - self.tasks_done
+        if remaining <= 0 and sampler is not None:  # the sample did it all
+            self.stats = sampler
+            self.seconds = time.perf_counter() - started
+            return
         work_started = time.perf_counter()
+        parallel = self.decision.workers > 1
         with self.settings.open(
             remaining,
             self.preload_modules,
             self.log,
             self.decision,
-            import_paths_of(self.function, *first_task),
+            import_paths_of(self.function, *first_task) if parallel else (),
         ) as pool:
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:

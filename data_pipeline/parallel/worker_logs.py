@@ -319,7 +319,9 @@ def _restore_root_level() -> None:
     with _root_level_lock:
         _root_level_users -= 1
         if _root_level_users == 0:
-            logging.getLogger().setLevel(_root_level_before)
+            root = logging.getLogger()
+            if root.level != _root_level_before:  # setLevel clears every logger's cache
+                root.setLevel(_root_level_before)
             for handler in _root_handlers_kept_at_their_level:
                 handler.removeFilter(_at_least_the_level_before)
             _root_handlers_kept_at_their_level.clear()
