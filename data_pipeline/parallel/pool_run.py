@@ -129,7 +129,7 @@ class PoolRun(Generic[Task, Result]):
         self.label, self.unit, self.describe = label, unit, describe
         self.progress_unit = progress_unit or unit
         self.size_of = size_of or _one
-        self.count_items = count_items
+        self.count_items = count_items or _one  # a result counts as one item unless told
         self.preload_modules = tuple(preload_modules)
         self._markdown = markdown
         if total_tasks is None:
@@ -157,7 +157,7 @@ class PoolRun(Generic[Task, Result]):
         tasks, self._tasks = iter(self._tasks), None
         started = time.perf_counter()
         progress = Progress(self.log, self.label, self.total_tasks, self.progress_unit)
-        count = self.count_items or _one
+        count = self.count_items
         first_task: list[Task] = []
         sampler: PoolStats | None = None
         self.decision = self.settings.forced_decision(self.total_tasks)

@@ -31,6 +31,7 @@ def last_digit_statistics(
         buckets,
         describe=lambda bucket: f"the bucket of last digit {bucket[0]}",
         size_of=lambda bucket: len(bucket[1]),
+        count_items=lambda statistics: statistics["values"],
         unit="values",
     )
     table = pd.DataFrame(list(run))
