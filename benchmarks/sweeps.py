@@ -2,7 +2,7 @@
 one chart.
 
     python benchmarks/sweeps.py [--sizes 10,100,...,4000000] [--repeats 3] [--workers N]
-                                [--chart scaling_chart.png]
+                                [--chart scaling_chart.png] [--seconds-per-size 5]
 
 Cleaning and the transform, with the python kernel and the fastest installed one, each timed
 serially, on the pool and with mode auto at every size (warm-up first, repeats in alternating
@@ -18,7 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_pipeline.measure.sweeps import PYTHON_TRANSFORM_MAX_SIZE, SIZES, sweep_all
+from data_pipeline.measure.sweeps import (
+    PYTHON_TRANSFORM_MAX_SIZE,
+    SECONDS_PER_SIZE,
+    SIZES,
+    sweep_all,
+)
 from data_pipeline.numbers.kernel_choice import PYTHON, kernel_named
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.pool import DEFAULT_START_METHOD
@@ -40,6 +45,12 @@ def main() -> None:
     parser.add_argument("--python-transform-max-size", type=int, default=PYTHON_TRANSFORM_MAX_SIZE)
     parser.add_argument("--chart", default="scaling_chart.png", help="where to write the PNG")
     parser.add_argument("--start-method", default=DEFAULT_START_METHOD)
+    parser.add_argument(
+        "--seconds-per-size",
+        type=float,
+        default=SECONDS_PER_SIZE,
+        help="repeat each size until its serial runs add up to this (3 to 20x --repeats runs)",
+    )
     args = parser.parse_args()
     sizes = sorted({int(size) for size in args.sizes.split(",")})
     kernels = list(dict.fromkeys([PYTHON, kernel_named("auto")]))
@@ -55,6 +66,7 @@ def main() -> None:
             args.python_transform_max_size,
             args.start_method,
             progress=lambda line: print(f"  {line}", flush=True),
+            seconds_per_size=args.seconds_per_size,
         )
     Path(args.chart).write_bytes(report.chart_png())
     print()

@@ -153,6 +153,7 @@ def sweep_series(
     start_method: StartMethod,
     worker_sweep_size: int | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    seconds_per_size: float = SECONDS_PER_SIZE,
 ) -> Series:
     """Time one stage with one kernel over ``sizes`` and over 1 to 2x ``workers`` workers."""
     inputs = _Inputs(directory, stage, kernel)
@@ -176,7 +177,9 @@ def sweep_series(
     for size in sizes:
         measured = measure_alternately(
             {name: inputs.runner(value, size, workers) for name, value in strategies.items()},
-            _repeats_for(inputs.runner(strategies[SERIAL], size, workers), repeats),
+            _repeats_for(
+                inputs.runner(strategies[SERIAL], size, workers), repeats, seconds_per_size
+            ),
             _differences,
         )
         by_name = measured.measurements
@@ -290,14 +293,14 @@ class _Inputs:
         return Outcome(output, RunDetail(summary.chunks, startup, choice))
 
 
-def _repeats_for(serial: Callable[[], Outcome], repeats: int) -> int:
-    """Enough repeats for about SECONDS_PER_SIZE of serial runs (at least ``repeats``, at most
-    20 times as many): where a run takes milliseconds, the machine's noise is as large as the
+def _repeats_for(serial: Callable[[], Outcome], repeats: int, seconds_per_size: float) -> int:
+    """Enough repeats for about ``seconds_per_size`` of serial runs (at least ``repeats``, at
+    most 20 times as many): where a run takes milliseconds, the machine's noise is as large as the
     differences measured, and repeating is cheap. One serial run, untimed, decides."""
     started = time.perf_counter()
     serial()
     seconds = max(time.perf_counter() - started, 1e-6)
-    return max(repeats, min(20 * repeats, math.ceil(SECONDS_PER_SIZE / seconds)))
+    return max(repeats, min(20 * repeats, math.ceil(seconds_per_size / seconds)))
 
 
 def _share(total: int, workers: int) -> int:
@@ -330,6 +333,7 @@ def sweep_all(
     python_transform_max_size: int = PYTHON_TRANSFORM_MAX_SIZE,
     start_method: StartMethod = DEFAULT_START_METHOD,
     progress: Callable[[str], None] = lambda line: None,
+    seconds_per_size: float = SECONDS_PER_SIZE,
 ) -> SweepReport:
     """Every series: cleaning and the transform, each with every kernel in ``kernels``."""
     # One fork server serves every pool of this process and preloads what the first pool
@@ -356,6 +360,7 @@ def sweep_all(
                     start_method,
                     min(worker_size, max(stage_sizes)),
                     progress,
+                    seconds_per_size,
                 )
             )
     return SweepReport(tuple(series), workers, repeats)

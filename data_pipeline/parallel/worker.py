@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from data_pipeline.parallel.worker_logs import OutputRelay, PipeHandler
+from data_pipeline.parallel.worker_logs import OutputRelay, PipeHandler, without_signals
 
 # Native libraries (OpenMP, BLAS, numexpr, numba) start a thread per CPU in every process
 # unless told otherwise, multiplying the processes the pool already runs. They read these
@@ -96,6 +96,7 @@ def _exit_when_owner_gone(lifeline: Connection) -> None:
     stop its workers, which would otherwise wait for tasks forever. (CPython's fork server
     watches its parent the same way.)
     """
+    without_signals()
     with contextlib.suppress(EOFError, OSError):
         while True:
             lifeline.recv_bytes()

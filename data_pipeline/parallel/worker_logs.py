@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import selectors
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -152,6 +153,7 @@ class OutputRelay:
                 self._send_lines(key, final=True)
 
     def _relay(self) -> None:
+        without_signals()
         while self._selector.get_map():
             for key, _ in self._selector.select():
                 with self._lock:
@@ -183,6 +185,14 @@ class OutputRelay:
             level, name = key.data
             if level >= self._handler.level:
                 self._handler.handle(logging.LogRecord(name, level, "", 0, line, None, None))
+
+
+def without_signals() -> None:
+    """Block every signal in the calling (helper) thread. The kernel hands a signal sent to
+    the process to any thread that does not block it; one taken by a helper thread would not
+    interrupt the main thread's sleep, so a task's own handler (or the default action of
+    SIGTERM ignored by it) would wait until the task's next wake-up."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
 
 
 class DirectHandler(logging.Handler):
