@@ -141,6 +141,9 @@ def own_a_pool_that_outlasts_sigterm(start_method: str, markers: str) -> None:
 
     # Longer than the test waits: only the reaction to a second interrupt can end the workers.
     worker_processes.TERMINATE_GRACE_SECONDS = 600.0
+    # Ctrl-C as in a terminal: a shell that runs the tests in the background starts them with
+    # SIGINT ignored, and Python leaves an ignored SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with ProcessPool(2, start_method) as pool:
             print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
