@@ -11,6 +11,7 @@ from data_pipeline.defs.checks import (
     serial_and_parallel_outputs_identical,
 )
 from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.numbers.storage import digest_key, file_digest
 
 ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
 ASSETS = [defs.get_assets_def(name) for name in ASSET_NAMES]
@@ -282,3 +283,35 @@ def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directori
     # never added up to the 10 ms a sample needs, so no pool was worth considering.
     assert transformed["decision_reason"] == "serial: all 4 tasks ran while sampling"
     assert transformed["chunks"] == 4
+
+
+def test_each_output_records_the_digest_of_exactly_the_file_it_wrote(isolated_directories):
+    result = materialize({"count": 2_000})
+    for asset, files in {
+        "numbers_file": ["numbers.txt"],
+        "cleaned_numbers": ["cleaned_numbers.parquet", "rejected_lines.parquet"],
+        "transformed_numbers": ["transformed_numbers.parquet"],
+    }.items():
+        metadata = metadata_of(result, asset)
+        for name in files:
+            assert metadata[digest_key(name)] == file_digest(isolated_directories / name)
+
+
+def test_a_check_fails_when_another_run_replaced_the_file_it_is_to_check(isolated_directories):
+    with dg.instance_for_test() as instance:
+        assert materialize({"count": 2_000, "seed": 1}, instance=instance).success
+        # Something else (a run on another instance, a person) replaces one file of the pair.
+        lose_first_row(isolated_directories / "rejected_lines.parquet")
+        result = dg.materialize(
+            [*ASSETS, *CHECKS],
+            resources=resources(),
+            selection=dg.AssetSelection.checks(every_line_accepted_or_rejected),
+            instance=instance,
+            raise_on_error=False,
+        )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "rejected_lines.parquet is not the file that cleaned_numbers's latest" in (
+        evaluation.description
+    )
+    assert "another run replaced it since" in evaluation.description

@@ -28,6 +28,8 @@ from data_pipeline.numbers.storage import (
     REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
     atomic_output,
+    digest_key,
+    file_digest,
     pinned,
 )
 from data_pipeline.parallel.insight import rounded
@@ -101,17 +103,19 @@ def numbers_file(
     context.log.info(process_pool.describe_plan())
     target = data_directory.directory() / NUMBERS_FILE
     metadata: dict[str, object] = {}
+    digests: dict[str, str] = {}
     if config.source_path:
         metadata["source"] = dg.MetadataValue.path(config.source_path)
         if target.exists() and os.path.samefile(config.source_path, target):
             # Copying onto itself would rewrite the user's file: it is already in place.
             context.log.info(f"{config.source_path} is already the data directory's input")
+            digests[digest_key(NUMBERS_FILE)] = file_digest(target)
         else:
             context.log.info(f"ingesting {config.source_path}")
-            with atomic_output(target) as temporary:
+            with atomic_output(target, digests) as temporary:
                 shutil.copyfile(config.source_path, temporary)
     else:
-        with atomic_output(target) as temporary:
+        with atomic_output(target, digests) as temporary:
             dirt = write_numbers_file(temporary, config.count, config.seed, config.dirty_fraction)
             metadata["source"] = f"generated (seed {config.seed})"
             metadata["dirty_lines"] = sum(dirt.values())
@@ -124,6 +128,7 @@ def numbers_file(
             "lines": lines,
             "bytes": target.stat().st_size,
             **metadata,
+            **digests,
         }
     )
 
@@ -176,6 +181,7 @@ def cleaned_numbers(
             "rejected": summary.rejected,
             **{f"rejected_{reason}": summary.rejected_by_reason[reason] for reason in RejectReason},
             **summary.run.metadata(seconds, dg.MetadataValue.md),
+            **summary.digests,
         }
     )
 
@@ -218,6 +224,7 @@ def transformed_numbers(
             **_kernel_metadata(kernel),
             "rows": summary.rows,
             **summary.run.metadata(seconds, dg.MetadataValue.md),
+            **summary.digests,
         }
     )
 

@@ -1,5 +1,10 @@
 """Asset checks: blocking, so a failure fails the run (and `dagster job execute` exits
-non-zero). They re-read the outputs from disk, independently of the code that wrote them."""
+non-zero). They re-read the outputs from disk, independently of the code that wrote them,
+and first make sure each file is the one its asset's latest materialization wrote (by the
+SHA-256 recorded in its metadata): a later run cannot make an earlier check pass or fail."""
+
+import contextlib
+from pathlib import Path
 
 import dagster as dg
 
@@ -17,6 +22,9 @@ from data_pipeline.numbers.storage import (
     REJECTED_LINES_FILE,
     REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
+    digest_key,
+    file_digest,
+    pinned,
 )
 from data_pipeline.numbers.verification import (
     Verdict,
@@ -27,31 +35,64 @@ from data_pipeline.numbers.verification import (
 
 
 @dg.asset_check(asset=cleaned_numbers, additional_deps=[numbers_file], blocking=True)
-def every_line_accepted_or_rejected(data_directory: DataDirectoryResource) -> dg.AssetCheckResult:
+def every_line_accepted_or_rejected(
+    context: dg.AssetCheckExecutionContext, data_directory: DataDirectoryResource
+) -> dg.AssetCheckResult:
     """Accepted + rejected equals the lines of numbers.txt, and the line numbers of the two
     outputs strictly increase and together cover every line exactly once."""
-    directory = data_directory.directory()
-    return _result(
-        every_line_accounted_for(
-            directory / NUMBERS_FILE,
-            directory / CLEANED_NUMBERS_FILE,
-            directory / REJECTED_LINES_FILE,
-        )
-    )
+    files = {numbers_file.key: [NUMBERS_FILE], cleaned_numbers.key: _CLEANED}
+    with _as_materialized(context, data_directory.directory(), files) as (paths, problems):
+        if problems:
+            return _result(Verdict(False, "; ".join(problems), {}))
+        return _result(every_line_accounted_for(*(paths[name] for name in _LINE_CHECK_FILES)))
 
 
 @dg.asset_check(asset=transformed_numbers, additional_deps=[cleaned_numbers], blocking=True)
 def one_transformed_row_per_accepted_value(
-    data_directory: DataDirectoryResource,
+    context: dg.AssetCheckExecutionContext, data_directory: DataDirectoryResource
 ) -> dg.AssetCheckResult:
     """transformed_numbers has one row per accepted value, same line numbers and values, in
     the same order."""
-    directory = data_directory.directory()
-    return _result(
-        one_row_per_accepted_value(
-            directory / CLEANED_NUMBERS_FILE, directory / TRANSFORMED_NUMBERS_FILE
+    files = {cleaned_numbers.key: _CLEANED, transformed_numbers.key: [TRANSFORMED_NUMBERS_FILE]}
+    with _as_materialized(context, data_directory.directory(), files) as (paths, problems):
+        if problems:
+            return _result(Verdict(False, "; ".join(problems), {}))
+        return _result(
+            one_row_per_accepted_value(paths[CLEANED_NUMBERS_FILE], paths[TRANSFORMED_NUMBERS_FILE])
         )
-    )
+
+
+_CLEANED = [CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE]
+_LINE_CHECK_FILES = (NUMBERS_FILE, CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE)
+
+
+@contextlib.contextmanager
+def _as_materialized(
+    context: dg.AssetCheckExecutionContext, directory: Path, files: dict[dg.AssetKey, list[str]]
+):
+    """Yield (paths, problems): a pinned name (hard link) for each file, so that no run can
+    replace it while it is read, and why any file is not the one its asset's latest
+    materialization wrote. A materialization that recorded no digest is taken as it is."""
+    paths: dict[str, Path] = {}
+    problems: list[str] = []
+    with contextlib.ExitStack() as stack:
+        for key, names in files.items():
+            event = context.instance.get_latest_materialization_event(key)
+            recorded = event.asset_materialization.metadata if event else {}
+            for name in names:
+                if not (directory / name).is_file():
+                    problems.append(f"{name} is missing: materialize {key.to_user_string()}")
+                    continue
+                paths[name] = stack.enter_context(pinned(directory / name))
+                wanted = recorded.get(digest_key(name))
+                wanted = getattr(wanted, "value", wanted)
+                if wanted is not None and file_digest(paths[name]) != wanted:
+                    problems.append(
+                        f"{name} is not the file that {key.to_user_string()}'s latest "
+                        f"materialization (run {event.run_id[:8]}) wrote: another run replaced "
+                        "it since. Materialize again, one run at a time per data directory"
+                    )
+        yield paths, problems
 
 
 @dg.asset_check(asset=parallelism_report, blocking=True)

@@ -86,6 +86,8 @@ class CleaningSummary:
     rejected_by_reason: Counter = field(default_factory=Counter)
     chunks: int = 0
     run: PoolRun | None = None
+    # The SHA-256 of each file written, by digest_key (storage.py).
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -105,6 +107,7 @@ class TransformSummary:
     rows: int = 0
     chunks: int = 0
     run: PoolRun | None = None
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def pool(self) -> PoolStats | None:
@@ -303,8 +306,8 @@ def clean_to_parquet(
     one old and one new (the ``every_line_accepted_or_rejected`` check would then fail)."""
     summary = CleaningSummary()
     with (
-        atomic_output(cleaned_path) as cleaned_temporary,
-        atomic_output(rejected_path) as rejected_temporary,
+        atomic_output(cleaned_path, summary.digests) as cleaned_temporary,
+        atomic_output(rejected_path, summary.digests) as rejected_temporary,
         ParquetOutput(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
         ParquetOutput(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
     ):
@@ -330,7 +333,7 @@ def transform_to_parquet(
     summary = TransformSummary()
     batches = parquet.iter_batches(batch_size=chunk_values)
     with (
-        atomic_output(transformed_path) as temporary,
+        atomic_output(transformed_path, summary.digests) as temporary,
         ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
     ):
         for batch in transform_cleaned(

@@ -1,6 +1,7 @@
 """Where outputs live, and how they are written so a failed run never leaves half a file."""
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
@@ -19,12 +20,25 @@ TRANSFORMED_NUMBERS_FILE = "transformed_numbers.parquet"
 REPORT_OUTPUTS_DIRECTORY = "parallelism_report"
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file's contents, in hex."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def digest_key(file_name: str) -> str:
+    """The metadata key under which a materialization records a file's digest."""
+    return f"{Path(file_name).name.split('.')[0]}_sha256"
+
+
 @contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
+def atomic_output(path: Path, digests: dict[str, str] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     The rename is atomic on one file system: readers see the old file or the new one, never a
-    mix, and a failure (or interrupt) removes the temporary file.
+    mix, and a failure (or interrupt) removes the temporary file. ``digests`` gets the SHA-256
+    of exactly what was renamed into place, under :func:`digest_key` (``path``'s name), so a
+    check can later tell whether the file is still the one this run wrote.
     """
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -33,6 +47,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
         # cut leaves the old file or the new one, never an empty or partial one.
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        if digests is not None:
+            digests[digest_key(path.name)] = file_digest(temporary)
         os.replace(temporary, path)
         _fsync_directory(path.parent)
     finally:
