@@ -148,3 +148,20 @@ def test_a_failing_task_in_a_chunk_is_named_with_its_chunk():
     )
     with pytest.raises(ChunkFailedError, match=r"tasks 2-3 \(the first: value 2\) failed"):
         list(run)
+
+
+@pytest.mark.parametrize("mode", ["auto", "parallel", "serial"])
+def test_every_task_runs_even_when_fewer_were_announced(mode):
+    tasks = iter([(value, 0.0) for value in range(6)])
+    run = PoolSettings(2, mode=mode).map(square_after_delay, tasks, total_tasks=2, total_size=2)
+    assert [square for square, _ in run] == [value * value for value in range(6)]
+
+
+def test_chunks_count_the_items_their_results_hold():
+    tasks = [(value, 0.0) for value in range(10)]
+    run = PoolSettings(2, mode="parallel").map(
+        square_after_delay, tasks, chunk_size=3, count_items=lambda result: 10
+    )
+    assert len(list(run)) == 10
+    items = sum(value for key, value in run.metadata().items() if key.endswith("_items"))
+    assert items == 100

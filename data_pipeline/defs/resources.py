@@ -22,7 +22,11 @@ from data_pipeline.numbers.pipeline import (
     DEFAULT_CLEANING_CHUNK_BYTES,
     default_transform_chunk_values,
 )
-from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
+from data_pipeline.numbers.storage import (
+    DATA_DIR_VARIABLE,
+    REPOSITORY_DATA_DIR,
+    remove_abandoned_temporaries,
+)
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
 from data_pipeline.parallel.decision import Mode
@@ -50,7 +54,8 @@ class DataDirectoryResource(dg.ConfigurableResource):
     )
 
     def directory(self) -> Path:
-        """The directory, created if needed; a failure names the setting to change."""
+        """The directory, created if needed and cleared of what killed runs left behind
+        (temporary files whose writer is gone); a failure names the setting to change."""
         directory = Path(self.path).expanduser()
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,7 @@ class DataDirectoryResource(dg.ConfigurableResource):
                 "directory you can write",
                 allow_retries=False,
             ) from error
+        remove_abandoned_temporaries(directory)
         return directory
 
 

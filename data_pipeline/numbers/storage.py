@@ -3,7 +3,9 @@
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,63 @@ def digest_key(file_name: str) -> str:
     return f"{Path(file_name).name.split('.')[0]}_sha256"
 
 
+def _temporary_name(path: Path, kind: str) -> Path:
+    """A hidden name beside ``path`` that says which process, on which host, made it, so that
+    :func:`remove_abandoned_temporaries` can tell its writer is gone."""
+    return path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex}.{kind}")
+
+
+def _host_tag() -> str:
+    """Which machine and process namespace made a name: a hash of the host name and of the
+    pid namespace (containers sharing a host name still differ), as pids mean nothing across
+    either."""
+    namespace = ""
+    with contextlib.suppress(OSError):
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    return hashlib.sha256(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:12]
+
+
+_HOST = _host_tag()
+_TEMPORARY = re.compile(
+    r"^\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)\.[0-9a-f]{32}\.(tmp|old|reading)$"
+)
+
+
+def remove_abandoned_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files and directories that a killed run left in ``directory``:
+    only those made on this host by a process that no longer exists (a live writer's, or
+    another host's, are left alone). A set moved aside (``.old``) whose replacement never
+    arrived is put back instead. Returns what was removed or put back."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in directory.iterdir():
+            match = _TEMPORARY.match(entry.name)
+            if not match or match["host"] != _HOST or _alive(int(match["pid"])):
+                continue
+            original = directory / match["name"]
+            if entry.name.endswith(".old") and not original.exists():
+                # Killed between moving the old set aside and the new one in: the old set is
+                # the only one there is, so it goes back.
+                os.replace(entry, original)
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, digests: dict[str, str] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
@@ -40,7 +99,7 @@ def atomic_output(path: Path, digests: dict[str, str] | None = None) -> Iterator
     of exactly what was renamed into place, under :func:`digest_key` (``path``'s name), so a
     check can later tell whether the file is still the one this run wrote.
     """
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = _temporary_name(path, "tmp")
     try:
         yield temporary
         # Flush to disk before the rename, and the rename itself after, so that even a power
@@ -60,8 +119,8 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield an empty temporary directory beside ``path``; if the block succeeds, it replaces
     ``path`` as a whole. Readers see the old set of files or the new one, never a mix (for an
     instant between the two renames, none); a failure leaves the old set as it was."""
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    replaced = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+    staging = _temporary_name(path, "tmp")
+    replaced = _temporary_name(path, "old")
     staging.mkdir(parents=True)
     try:
         yield staging
@@ -82,7 +141,7 @@ def pinned(path: Path) -> Iterator[Path]:
     atomic rename), they would read offsets planned on the old file from the new one. The
     link keeps the old contents reachable until we are done.
     """
-    link = path.with_name(f".{path.name}.{uuid.uuid4().hex}.reading")
+    link = _temporary_name(path, "reading")
     try:
         os.link(path, link)
     except OSError:  # a file system without hard links: read the file where it is

@@ -138,7 +138,7 @@ def _read(path: Path | None) -> dict:
         return {}
     try:
         status = path.stat()
-        version = (status.st_mtime_ns, status.st_size, status.st_ino)
+        version = (status.st_mtime_ns, status.st_ctime_ns, status.st_size, status.st_ino)
         cached = _parsed.get(path)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -150,8 +150,8 @@ def _read(path: Path | None) -> dict:
     return kept
 
 
-# What _read parsed, by path, with the version (mtime, size, inode) it parsed.
-_parsed: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+# What _read parsed, by path, with the version (times, size, inode) it parsed.
+_parsed: dict[Path, tuple[tuple[int, int, int, int], dict]] = {}
 
 
 def _write(path: Path, kept: dict) -> None:

@@ -64,7 +64,7 @@ class WorkSample:
     result_bytes: int | None = None
     owner_seconds: float = 0.0
     result: Any = dataclasses.field(default=None, repr=False, compare=False)
-    # The items ``result`` holds (all of them unless samples were added up with :meth:`plus`).
+    # The items ``result`` holds, if fewer than the sample's (the last of several tasks).
     result_items: int | None = None
 
     @classmethod
@@ -76,16 +76,6 @@ class WorkSample:
 
     def with_owner_seconds(self, seconds: float) -> "WorkSample":
         return dataclasses.replace(self, owner_seconds=seconds)
-
-    def plus(self, later: "WorkSample") -> "WorkSample":
-        """Both samples' work as one, keeping the later result for the round trip."""
-        return WorkSample(
-            self.items + later.items,
-            self.seconds + later.seconds,
-            owner_seconds=self.owner_seconds + later.owner_seconds,
-            result=later.result,
-            result_items=later.result_items or later.items,
-        )
 
     def with_round_trip(self) -> "WorkSample":
         """This sample with its result's pickling there and back timed (if not yet)."""
@@ -131,7 +121,7 @@ class Corrections:
     def close_to(self, other: "Corrections", tolerance: float = 0.02) -> bool:
         """Within ``tolerance`` (relative) of ``other`` in both modes: not worth keeping."""
         return all(
-            abs(mine / theirs - 1) <= tolerance
+            abs(mine - theirs) <= tolerance * abs(theirs)
             for mine, theirs in ((self.serial, other.serial), (self.parallel, other.parallel))
         )
 

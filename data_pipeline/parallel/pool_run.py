@@ -121,9 +121,11 @@ class PoolRun(Generic[Task, Result]):
         if chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size!r} must be at least 1")
         self._chunk_size = chunk_size
+        # What the workers must import: the function given, also when tasks go in chunks.
+        self._sent_function = function
         if chunk_size > 1:  # each pool task then runs the function on chunk_size tasks
             tasks, function, describe, size_of, count_items, total_tasks = _in_chunks(
-                tasks, chunk_size, function, describe, size_of, total_tasks
+                tasks, chunk_size, function, describe, size_of, count_items, total_tasks
             )
         self.settings, self.function, self.log = settings, function, log
         self.label, self.unit, self.describe = label, unit, describe
@@ -169,19 +171,23 @@ class PoolRun(Generic[Task, Result]):
                 yield result
             self.decision, sampler = sampling.decision(), sampling.stats
             self.log.info(f"{self.label} {self.decision.reason}")
-        remaining = self.total_tasks - self.tasks_done
-        if remaining <= 0 and sampler is not None:  # the sample did it all
-            self.stats = sampler
-            self.seconds = time.perf_counter() - started
-            return
+            if sampling.exhausted:  # the sample did it all
+                self.stats = sampler
+                self.seconds = time.perf_counter() - started
+                return
+        # However many tasks were announced, every task given runs.
+        remaining = max(1, self.total_tasks - self.tasks_done)
         work_started = time.perf_counter()
         parallel = self.decision.workers > 1
+        if parallel and not first_task:  # its type's module is needed by the workers too
+            first_task.extend(itertools.islice(tasks, 1))
+            tasks = itertools.chain(first_task, tasks)
         with self.settings.open(
             remaining,
             self.preload_modules,
             self.log,
             self.decision,
-            import_paths_of(self.function, *first_task) if parallel else (),
+            import_paths_of(self._sent_function, *self._unchunked(first_task)) if parallel else (),
         ) as pool:
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:
@@ -196,6 +202,12 @@ class PoolRun(Generic[Task, Result]):
             self.decision, self.unit, self.preload_modules, time.perf_counter() - work_started
         )
         self.seconds = time.perf_counter() - started
+
+    def _unchunked(self, first_task: list) -> list:
+        """The first task as given (not the chunk it travels in)."""
+        if self._chunk_size > 1 and first_task and first_task[0]:
+            return [first_task[0][0][1]]
+        return first_task
 
     def metadata(
         self, seconds: float | None = None, markdown: Callable[[str], Any] | None = None
@@ -225,8 +237,13 @@ class _Sampling:
         self.run, self.tasks, self.first_task = run, tasks, first_task
         self.sizes: list[int] = []
         self.enough = False
+        self.exhausted = False  # every task there was ran in the sample
         self.stats: PoolStats | None = None
-        self._sample: WorkSample | None = None
+        # What the sample measured: plain numbers while it runs (this is per task, on inputs
+        # whose whole work may be a millisecond), made a WorkSample only for the decision.
+        self._items = 0
+        self._seconds = self._owner_seconds = 0.0
+        self._last: tuple[int, Any] | None = None  # the last task's items and result
 
     def _tasks_until_enough(self) -> Iterator:
         for task in self.tasks:
@@ -236,44 +253,58 @@ class _Sampling:
             yield task
             if self.enough:
                 return
+        self.exhausted = True
 
     def results(self) -> Iterator:
         run = self.run
         pool = ProcessPool(1, log=run.log, worker_log_level=run.settings.worker_log_level)
         self.stats = pool.stats
         results = pool.map(run.function, self._tasks_until_enough(), run.describe, run.count_items)
-        after_first = None
+        clock = time.perf_counter
         while True:
-            started = time.perf_counter()
+            started = clock()
             try:
                 result = next(results)
             except StopIteration:
                 return
-            sample = WorkSample(self.sizes[-1], time.perf_counter() - started, result=result)
-            handed_over = time.perf_counter()
+            handed_over = clock()
             yield result
-            sample = sample.with_owner_seconds(time.perf_counter() - handed_over)
-            if len(self.sizes) == 1:
-                self._sample = sample
-                self.enough = sample.seconds >= HEAVY_TASK_SECONDS
-            else:
-                after_first = sample if after_first is None else after_first.plus(sample)
-                self._sample = after_first
-                self.enough = after_first.seconds >= SAMPLE_SECONDS
+            owner_seconds = clock() - handed_over
+            if len(self.sizes) == 2:  # the first (first-call costs and all) is left out now
+                self._items = self._seconds = self._owner_seconds = 0
+            self._items += self.sizes[-1]
+            self._seconds += handed_over - started
+            self._owner_seconds += owner_seconds
+            self._last = (self.sizes[-1], result)
+            limit = HEAVY_TASK_SECONDS if len(self.sizes) == 1 else SAMPLE_SECONDS
+            self.enough = self._seconds >= limit
+
+    def _sample(self) -> WorkSample | None:
+        if self._last is None:
+            return None
+        last_items, last_result = self._last
+        return WorkSample(
+            self._items,
+            self._seconds,
+            owner_seconds=self._owner_seconds,
+            result=last_result,
+            result_items=last_items,
+        )
 
     def decision(self) -> Decision:
         run = self.run
         done = len(self.sizes)
-        remaining = run.total_tasks - done
-        if self._sample is None or remaining <= 0:
+        sample = self._sample()
+        if self.exhausted or sample is None:
             return Decision("auto", 1, f"serial: all {done:,} tasks ran while sampling")
+        remaining = max(1, run.total_tasks - done)
         size_done = sum(self.sizes)
         if run.total_size is not None:
             size_left = max(0, run.total_size - size_done)
         else:
             size_left = remaining * size_done // done
         return run.settings.predicted_decision(
-            size_left, remaining, run.unit, self._sample, run.preload_modules
+            size_left, remaining, run.unit, sample, run.preload_modules
         )
 
 
@@ -294,6 +325,7 @@ def _in_chunks(
     function: Callable,
     describe: Callable | None,
     size_of: Callable | None,
+    count_items: Callable | None,
     total_tasks: int | None,
 ) -> tuple:
     """The tasks in lists of ``chunk_size``, with what maps, names and sizes such lists."""
@@ -311,9 +343,12 @@ def _in_chunks(
     def chunk_size_of(chunk: list) -> int:
         return sum((size_of or _one)(task) for _, task in chunk)
 
+    def chunk_items(results: list) -> int:
+        return sum((count_items or _one)(result) for result in results)
+
     chunk_count = None if total_tasks is None else -(-total_tasks // chunk_size)
     mapped = functools.partial(_each, function)
-    return chunks(), mapped, describe_chunk, chunk_size_of, len, chunk_count
+    return chunks(), mapped, describe_chunk, chunk_size_of, chunk_items, chunk_count
 
 
 def _each(function: Callable, chunk: list) -> list:

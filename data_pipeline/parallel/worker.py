@@ -3,6 +3,7 @@ call that runs each task. Workers import this module, so it stays small and Dags
 
 import contextlib
 import logging
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -86,6 +87,9 @@ def initialize_worker(
     root.setLevel(log_level)
     _output = OutputRelay(handler)
     _output.start()
+    # What the worker writes last (the traceback of a task it could not even unpickle, say)
+    # is forwarded before it exits: multiprocessing runs these finalizers at a child's exit.
+    multiprocessing.util.Finalize(None, _output.flush, exitpriority=100)
 
 
 def _exit_when_owner_gone(lifeline: Connection) -> None:
