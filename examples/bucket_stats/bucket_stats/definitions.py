@@ -34,12 +34,10 @@ def last_digit_statistics(
         count_items=lambda statistics: statistics["values"],
         unit="values",
     )
-    table = pd.DataFrame(list(run))
+    table = pd.DataFrame(list(run))  # results in the order of `buckets`
+    insight = run.metadata()  # the pool's insight, as metadata
     return dg.MaterializeResult(
-        metadata={
-            "statistics": dg.MetadataValue.md(table.to_markdown(index=False)),
-            **run.metadata(),
-        }
+        metadata={"statistics": dg.MetadataValue.md(table.to_markdown(index=False)), **insight}
     )
 
 
