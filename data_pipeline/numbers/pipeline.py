@@ -78,20 +78,13 @@ TRANSFORMED_SCHEMA = pa.schema(
 
 
 @dataclass
-class CleaningSummary:
-    """Counts of one cleaning run; filled in while the batches stream past."""
+class _StepSummary:
+    """What every pooled step keeps: its chunks, the run (decision and pool statistics) and
+    the SHA-256 of each file written, by digest_key (storage.py)."""
 
-    lines: int = 0
-    accepted: int = 0
-    rejected_by_reason: Counter = field(default_factory=Counter)
     chunks: int = 0
     run: PoolRun | None = None
-    # The SHA-256 of each file written, by digest_key (storage.py).
     digests: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.rejected_by_reason.values())
 
     @property
     def pool(self) -> PoolStats | None:
@@ -103,19 +96,21 @@ class CleaningSummary:
 
 
 @dataclass
-class TransformSummary:
+class CleaningSummary(_StepSummary):
+    """Counts of one cleaning run; filled in while the batches stream past."""
+
+    lines: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+@dataclass
+class TransformSummary(_StepSummary):
     rows: int = 0
-    chunks: int = 0
-    run: PoolRun | None = None
-    digests: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pool(self) -> PoolStats | None:
-        return self.run.stats if self.run else None
-
-    @property
-    def decision(self) -> Decision | None:
-        return self.run.decision if self.run else None
 
 
 def clean_file(

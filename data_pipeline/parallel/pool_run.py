@@ -192,9 +192,7 @@ class PoolRun(Generic[Task, Result]):
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:
                 self.stats.absorb(sampler)  # the same process ran both
-            for result in pool.map(
-                self.function, _noting_first(tasks, first_task), self.describe, self.count_items
-            ):
+            for result in pool.map(self.function, tasks, self.describe, self.count_items):
                 progress.update(count(result))
                 self.tasks_done += 1
                 yield result
@@ -306,13 +304,6 @@ class _Sampling:
         return run.settings.predicted_decision(
             size_left, remaining, run.unit, sample, run.preload_modules
         )
-
-
-def _noting_first(tasks: Iterator, first_task: list) -> Iterator:
-    for task in tasks:
-        if not first_task:
-            first_task.append(task)
-        yield task
 
 
 def _one(_: Any) -> int:
