@@ -95,8 +95,8 @@ class SweepReport:
             "### Sizes",
             "",
             "| series | size | chunks | serial s | pool s | auto s "
-            "| speedup | auto chose | auto / best |",
-            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+            "| speedup | auto chose | auto / best | auto's first run / best |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
         ]
         for series in self.series:
             for row in series.sizes:
@@ -104,7 +104,7 @@ class SweepReport:
                 lines.append(
                     f"| {series.label} | {row.size:,} | {row.chunks:,} | {_spread(row.serial)} "
                     f"| {_spread(row.parallel)} | {_spread(row.auto)} | {row.speedup:.2f}x "
-                    f"| {choices} | {row.auto_over_best:.2f} |"
+                    f"| {choices} | {row.auto_over_best:.2f} | {_ratio(row.auto_first_over_best)} |"
                 )
         lines += [
             "",
@@ -141,6 +141,10 @@ def _size(size: int | None) -> str:
 
 def _spread(spread) -> str:
     return f"{spread.median:.4f} ({spread.minimum:.4f}-{spread.maximum:.4f})"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _capital(text: str) -> str:

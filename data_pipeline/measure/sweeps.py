@@ -54,6 +54,10 @@ SERIAL, PARALLEL, AUTO = "serial", "parallel", "auto"
 # Each size is repeated until its serial runs add up to about this (at least `repeats` times,
 # at most 20 times as often).
 SECONDS_PER_SIZE = 5.0
+# auto runs at each size this many times before the timed repeats: it learns per size what
+# its model misses, trying a close second once (a near tie twice), so its first runs at a new
+# size measure its learning, reported apart (the first run's time), not its choice.
+LEARNING_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class SizeRow:
     auto: Spread
     startup_seconds: float
     auto_choices: tuple[str, ...]
+    # auto's first run at this size, before it had learned anything here (untimed by the
+    # repeats, which measure auto once it has learned: see LEARNING_RUNS).
+    auto_first_seconds: float | None = None
 
     @property
     def speedup(self) -> float:
@@ -77,6 +84,14 @@ class SizeRow:
         """auto's median over the better of serial and parallel (1.0: as good as the best)."""
         best = min(self.serial.median, self.parallel.median)
         return self.auto.median / best if best else 1.0
+
+    @property
+    def auto_first_over_best(self) -> float | None:
+        """auto's first run here over the better median: what learning this size cost."""
+        best = min(self.serial.median, self.parallel.median)
+        if self.auto_first_seconds is None or not best:
+            return None
+        return self.auto_first_seconds / best
 
 
 @dataclass(frozen=True)
@@ -175,6 +190,10 @@ def sweep_series(
         inputs.run(pool_settings, min(10_000, max(sizes)), workers)
     rows = []
     for size in sizes:
+        learning = [
+            _seconds_of(inputs.runner(strategies[AUTO], size, workers))
+            for _ in range(LEARNING_RUNS)
+        ]
         measured = measure_alternately(
             {name: inputs.runner(value, size, workers) for name, value in strategies.items()},
             _repeats_for(
@@ -192,6 +211,7 @@ def sweep_series(
                 auto=by_name[AUTO].seconds,
                 startup_seconds=by_name[PARALLEL].median(lambda run: run.startup_seconds),
                 auto_choices=tuple(run.choice for run in by_name[AUTO].details),
+                auto_first_seconds=learning[0],
             )
         )
         progress(f"{stage}, {kernel.name}: {size:,} {inputs.unit} done")
@@ -301,6 +321,12 @@ def _repeats_for(serial: Callable[[], Outcome], repeats: int, seconds_per_size: 
     serial()
     seconds = max(time.perf_counter() - started, 1e-6)
     return max(repeats, min(20 * repeats, math.ceil(seconds_per_size / seconds)))
+
+
+def _seconds_of(run: Callable[[], Outcome]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
 def _share(total: int, workers: int) -> int:

@@ -12,7 +12,12 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from data_pipeline.parallel.decision import Corrections, Decision, PoolCosts
+from data_pipeline.parallel.decision import (
+    LEARN_FROM_SECONDS,
+    Corrections,
+    Decision,
+    PoolCosts,
+)
 
 COSTS_FILE = "pool_costs.json"
 MAX_AGE_SECONDS = 24 * 3600
@@ -22,11 +27,8 @@ CALIBRATION_TASKS = 200
 PAYLOAD_BYTES, PAYLOADS = 1 << 20, 32
 # Part of the key: costs kept by an older version that measured less are measured again.
 _VERSION = 2
-_CORRECTIONS = "corrections"
+_CORRECTIONS = "corrections by size"
 _TIMEOUT_SECONDS = 300
-# Runs shorter than this teach nothing: the machine's noise is as large as the model's error,
-# and keeping what they taught (~1 ms to write the file) would cost them a few per cent.
-LEARN_FROM_SECONDS = 0.05
 
 
 def pool_costs(
@@ -57,14 +59,19 @@ def pool_costs(
     return costs
 
 
-def corrections(directory: str | os.PathLike | None, subject: str) -> Corrections:
-    """What past runs of ``subject`` (a kind of step) taught, kept beside the costs."""
+def corrections(directory: str | os.PathLike | None, subject: str, size: int) -> Corrections:
+    """What past runs of ``subject`` (a kind of step) in ``size`` class taught, kept beside
+    the costs."""
     path = None if directory is None else Path(directory) / COSTS_FILE
-    kept = _read(path).get(_CORRECTIONS, {}).get(subject)
+    kept = _section(_read(path)).get(subject, {}).get(str(size))
     try:
-        return Corrections(**kept) if isinstance(kept, dict) else Corrections()
-    except TypeError:
-        return Corrections()
+        return Corrections(
+            size,
+            tuple(float(ratio) for ratio in kept["serial"]),
+            tuple(float(ratio) for ratio in kept["parallel"]),
+        )
+    except (TypeError, KeyError, ValueError):
+        return Corrections(size)  # none kept, or kept by another version
 
 
 def learn(
@@ -72,14 +79,31 @@ def learn(
 ) -> None:
     """Keep what this run of ``decision`` (``seconds`` for the work it predicted) taught."""
     if directory is None or decision.corrections is None:
-        return
+        return  # forced: nothing to learn
+    if decision.parallel:
+        predicted = decision.predicted_parallel_seconds
+    else:
+        predicted = decision.predicted_serial_seconds
+    if max(seconds, predicted or 0.0) < LEARN_FROM_SECONDS:
+        return  # too short to tell the model from the machine's noise
     path = Path(directory) / COSTS_FILE
     learned = decision.corrections.after(decision, seconds)
-    if learned.close_to(decision.corrections) or seconds < LEARN_FROM_SECONDS:
-        return  # nothing new, or a run too short to tell the model from the machine's noise
+    if learned == decision.corrections:
+        return
     kept = _read(path)
-    by_subject = kept.get(_CORRECTIONS) if isinstance(kept.get(_CORRECTIONS), dict) else {}
-    _write(path, {**kept, _CORRECTIONS: {**by_subject, subject: asdict(learned)}})
+    by_subject = _section(kept)
+    sizes = by_subject.get(subject, {})
+    entry = {"serial": list(learned.serial_ratios), "parallel": list(learned.parallel_ratios)}
+    by_subject = {**by_subject, subject: {**sizes, str(learned.size_class): entry}}
+    _write(path, {**kept, _CORRECTIONS: by_subject})
+
+
+def _section(kept: dict) -> dict:
+    """The corrections kept, by kind of step and size class (empty if malformed)."""
+    section = kept.get(_CORRECTIONS)
+    if not isinstance(section, dict):
+        return {}
+    return {subject: sizes for subject, sizes in section.items() if isinstance(sizes, dict)}
 
 
 def measure_in_a_fresh_process(

@@ -9,13 +9,19 @@ worker and unpickling it in the step, ``m`` moving its bytes between the two. Se
 items x (c + o). A pool of ``w`` workers = start-up + the pace + one task round trip per
 chunk, where the pace is the slowest of: the workers' share, items x (c + p + m) / w; the
 step's, items x (u + m + o); and all of it on the CPUs there are, as the step's share
-competes with the workers when there are no more CPUs than workers. A pool must be predicted
-1.1x faster, and both predictions are scaled by what past runs of the same kind of step
-taught (:class:`Corrections`).
+competes with the workers when there are no more CPUs than workers.
+
+Both predictions are scaled by the median of what past runs of the same kind of step, at
+about the same size, took over the model's time (:class:`Corrections`). Until runs there
+have measured the pool, it must be predicted 1.1x faster; a close second that no run there
+has measured yet is run once (a near tie twice), so that neither prediction rests on the
+model alone.
 """
 
 import dataclasses
+import math
 import pickle
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +32,14 @@ MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
 # No pool starts faster than this (measured: 25-50 ms warm, 0.2-0.8 s cold): less work than
 # this runs serially without reading the pool's costs.
 CHEAPEST_POOL_SECONDS = 0.01
-# auto starts a pool only if it is predicted to be this many times faster than serial.
+# auto starts a pool only if it is predicted to be this many times faster than serial, until
+# runs at this size have measured how far the model's pool is off.
 PARALLEL_MARGIN = 1.1
+# Runs shorter than this teach nothing (the machine's noise is as large as the model's
+# error), and auto does not try the other choice on them.
+LEARN_FROM_SECONDS = 0.05
+# Each mode's ratios kept per kind of step and size: the median of these corrects the model.
+KEPT_RATIOS = 5
 Result = TypeVar("Result")
 
 
@@ -102,28 +114,43 @@ class WorkSample:
 
 @dataclass(frozen=True)
 class Corrections:
-    """What past runs of this kind of step taught: their time over the model's, per mode
-    (1.0: as predicted). The model cannot sample everything a pool costs (workers slowing
-    each other, pages touched the first time), and what it misses repeats from run to run."""
+    """What past runs of this kind of step, at about this size, taught: each mode's recent
+    times over the model's (1.0: as predicted), of which the median is used. The model
+    cannot sample everything (workers slowing each other, pages touched the first time, a
+    sample's batches costing more per item than the whole), what it misses changes with the
+    size, and one run on a shared machine can be 40 % off: a median of a few runs at the same
+    size is what repeats."""
 
-    serial: float = 1.0
-    parallel: float = 1.0
+    size_class: int = 0
+    serial_ratios: tuple[float, ...] = ()
+    parallel_ratios: tuple[float, ...] = ()
+
+    def ratios(self, mode: str) -> tuple[float, ...]:
+        return getattr(self, f"{mode}_ratios")
+
+    def factor(self, mode: str) -> float:
+        """The median of ``mode``'s recent ratios (1.0 before any run of it)."""
+        ratios = self.ratios(mode)
+        return statistics.median(ratios) if ratios else 1.0
 
     def after(self, decision: "Decision", observed_seconds: float) -> "Corrections":
-        """Moved halfway (geometrically) towards what this run of ``decision`` took."""
+        """With the ratio this run of ``decision`` observed (the last :data:`KEPT_RATIOS`)."""
         mode = "parallel" if decision.parallel else "serial"
         predicted_seconds = getattr(decision, f"predicted_{mode}_seconds")
         if not predicted_seconds or observed_seconds <= 0:
             return self
-        moved = getattr(self, mode) * (observed_seconds / predicted_seconds) ** 0.5
-        return dataclasses.replace(self, **{mode: min(max(moved, 0.5), 4.0)})
+        # The model's own time: the prediction without the correction it was made with.
+        model_seconds = predicted_seconds / (decision.corrections or Corrections()).factor(mode)
+        ratio = min(max(observed_seconds / model_seconds, 0.25), 4.0)
+        kept = (*self.ratios(mode), round(ratio, 4))[-KEPT_RATIOS:]
+        return dataclasses.replace(self, **{f"{mode}_ratios": kept})
 
-    def close_to(self, other: "Corrections", tolerance: float = 0.02) -> bool:
-        """Within ``tolerance`` (relative) of ``other`` in both modes: not worth keeping."""
-        return all(
-            abs(mine - theirs) <= tolerance * abs(theirs)
-            for mine, theirs in ((self.serial, other.serial), (self.parallel, other.parallel))
-        )
+    def untried(self, mode: str, times_the_chosen: float) -> bool:
+        """Whether ``mode``, predicted to take ``times_the_chosen`` the chosen mode's time, is
+        close enough to be worth a run that measures it: once within 1.5x, twice within
+        1.15x (a near tie rests on more than one noisy run)."""
+        runs = len(self.ratios(mode))
+        return runs < (2 if times_the_chosen <= 1.15 else 1 if times_the_chosen <= 1.5 else 0)
 
 
 @dataclass(frozen=True)
@@ -182,12 +209,12 @@ def predicted(
     costs: Callable[[int], PoolCosts],
     warm: bool,
     cpus: int | Callable[[], int],
-    corrections: Callable[[], Corrections] = Corrections,
+    corrections: Callable[[int], Corrections] = Corrections,
 ) -> Decision:
     """``auto``'s choice for the ``items`` in ``chunks`` left after the sample, on ``cpus``
-    CPUs, its predictions scaled by what past runs taught (``corrections``). ``cpus``,
-    ``costs`` and ``corrections`` are not consulted when the work is too little for any pool
-    to pay."""
+    CPUs, its predictions scaled by what past runs of about this size taught
+    (``corrections(size_class(items))``). ``cpus``, ``costs`` and ``corrections`` are not
+    consulted when the work is too little for any pool to pay."""
     per_item = sample.per_item(sample.seconds)
     owners = sample.per_item(sample.owner_seconds)
     serial = items * (per_item + owners)
@@ -211,27 +238,56 @@ def predicted(
     cpus = cpus() if callable(cpus) else cpus
     all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
     pace = max(items * in_worker / workers, items * in_step, all_cpu)
-    learned = corrections()
-    serial *= learned.serial
-    parallel = (startup + pace + chunks * pool.task_seconds) * learned.parallel
-    # A pool must win by a margin: the model misses costs it cannot sample (workers slowing
-    # each other, pages touched for the first time), and a near tie is not worth processes.
-    choice = "parallel" if parallel * PARALLEL_MARGIN < serial else "serial"
+    learned = corrections(size_class(items))
+    model_serial, model_parallel = serial, startup + pace + chunks * pool.task_seconds
+    serial = model_serial * learned.factor("serial")
+    parallel = model_parallel * learned.factor("parallel")
+    # Until runs at this size have measured the pool, it must win by a margin: the model
+    # misses costs it cannot sample, and a near tie is not worth processes.
+    margin = 1.0 if learned.parallel_ratios else PARALLEL_MARGIN
+    faster = "parallel" if parallel * margin < serial else "serial"
+    choice = faster
+    # A close second never measured at this size is run once (twice if a near tie) so both
+    # predictions rest on what runs here took: one mode's error says little of the other's.
+    other = "serial" if faster == "parallel" else "parallel"
+    times_the_faster = max(serial, parallel) / max(min(serial, parallel), 1e-9)
+    chosen_seconds = parallel if faster == "parallel" else serial
+    if chosen_seconds >= LEARN_FROM_SECONDS and learned.untried(other, times_the_faster):
+        choice = other
     reason = (
-        f"{choice}: {items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
-        f"{_duration(serial)} of work {'>' if choice == 'parallel' else '<='} "
-        f"{PARALLEL_MARGIN:g} x a pool of "
-        f"{workers}: {_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
-        f"{_duration(pace)} + {chunks:,} tasks x "
-        f"{_duration(pool.task_seconds)} = {_duration(parallel)}"
+        f"{items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = {_duration(model_serial)}"
+        f"{_times(learned, 'serial')}{' = ' + _duration(serial) if learned.serial_ratios else ''}"
+        " of work "
+        f"{'>' if faster == 'parallel' else '<='} {margin:g} x a pool of {workers}: "
+        f"({_duration(startup)} start-up ({'warm' if warm else 'cold'}) + {_duration(pace)} + "
+        f"{chunks:,} tasks x {_duration(pool.task_seconds)})"
+        f"{_times(learned, 'parallel')} = {_duration(parallel)}"
     )
-    if (learned.serial, learned.parallel) != (1.0, 1.0):
+    if choice != faster:
+        prefix = (
+            f"{choice}, once, to measure it at this size ({times_the_faster:.2f}x the "
+            f"{faster} prediction, close enough to be worth knowing)"
+        )
+    else:
+        prefix = choice
+    reason = f"{prefix}: {reason}"
+    if learned.serial_ratios or learned.parallel_ratios:
         reason += (
-            f" (past runs: serial x{learned.serial:.2f}, pool x{learned.parallel:.2f} "
-            "the model's time)"
+            f" (x: what past runs of this size took over the model's time, median of "
+            f"{len(learned.serial_ratios)} serial and {len(learned.parallel_ratios)} pooled)"
         )
     workers = workers if choice == "parallel" else 1
     return Decision("auto", workers, reason, serial, parallel, per_item + owners, learned)
+
+
+def size_class(items: int) -> int:
+    """Sizes within about 1.4x of each other share their lessons (log2, rounded)."""
+    return round(math.log2(max(items, 1)))
+
+
+def _times(learned: Corrections, mode: str) -> str:
+    """`` x1.37`` when past runs of this size corrected ``mode``'s model time."""
+    return f" x{learned.factor(mode):.2f}" if learned.ratios(mode) else ""
 
 
 def _why_one_worker(chunks: int) -> str:

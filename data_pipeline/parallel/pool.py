@@ -93,7 +93,7 @@ class PoolSettings:
             lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
             warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
             cpus=available_cpus_recently,
-            corrections=lambda: corrections(self.costs_directory, subject),
+            corrections=lambda size: corrections(self.costs_directory, subject, size),
         )
 
     def learn(
