@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Set up and run data_pipeline with nothing but Python 3.11+ and pip.
 
-    python3 dev.py run [ARGS]   install if needed, then run numbers_job (extra ARGS go to
-                                `dagster job execute`, e.g. -c config.yaml)
+    python3 dev.py run [ARGS]   install if needed, then run numbers_job for today (UTC; extra
+                                ARGS go to `dagster job execute`, e.g. -c config.yaml or
+                                --partition 2026-11-24)
     python3 dev.py test [ARGS]  install if needed, then run the test suite (ARGS go to pytest)
     python3 dev.py lint         ruff check and ruff format --check
     python3 dev.py ui           start the Dagster UI and daemon on http://127.0.0.1:3000
@@ -11,7 +12,9 @@ The first call creates .venv/ and installs the project into it (about a minute);
 reinstall only when pyproject.toml changes.
 """
 
+import datetime
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -40,11 +43,42 @@ def ensure_installed() -> None:
 
 def with_dagster_home() -> None:
     """Keep runs in .dagster_home/ unless DAGSTER_HOME is set, so the UI, the daemon and
-    `dev.py run` share one history."""
-    if not os.environ.get("DAGSTER_HOME"):
+    `dev.py run` share one history, with the project's dagster.yaml (its concurrency
+    limits); a new instance is created before anything can race to create it."""
+    settings = (ROOT / "dagster.yaml").read_text()
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not (home / "dagster.yaml").exists():
+            print(
+                f"note: {home} has no dagster.yaml: pooled steps of different runs are not "
+                "limited; copy the project's dagster.yaml there",
+                flush=True,
+            )
+    else:
         home = ROOT / ".dagster_home"
         home.mkdir(exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(home)
+        installed = home / "dagster.yaml"
+        if not installed.exists() or installed.read_text() != settings:
+            installed.write_text(settings)
+    if not (home / "history").exists():
+        migrate = [str(BIN / "dagster"), "instance", "migrate"]
+        subprocess.run(migrate, check=True, stdout=subprocess.DEVNULL)
+
+
+def day_from(arguments: list[str]) -> tuple[list[str], str]:
+    """``--partition DAY`` taken out of ``arguments`` (`dagster job execute` has no such
+    option: a run's day is its dagster/partition tag), else today (UTC)."""
+    rest, day = [], datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    given = iter(arguments)
+    for argument in given:
+        if argument == "--partition":
+            day = next(given, day)
+        elif argument.startswith("--partition="):
+            day = argument.split("=", 1)[1]
+        else:
+            rest.append(argument)
+    return rest, day
 
 
 def run(*command: str) -> None:
@@ -61,6 +95,9 @@ def main(arguments: list[str]) -> None:
     if action == "run":
         with_dagster_home()
         job = ["job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+        extra, day = day_from(extra)
+        if not any(argument.startswith("--tags") for argument in extra):
+            job += ["--tags", json.dumps({"dagster/partition": day})]
         run(str(BIN / "dagster"), *job, *extra)
     elif action == "test":
         run(str(BIN / "python"), "-m", "pytest", *extra)

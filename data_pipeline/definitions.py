@@ -14,9 +14,9 @@ from data_pipeline.defs.checks import (
     one_transformed_row_per_accepted_value,
     serial_and_parallel_outputs_identical,
 )
-from data_pipeline.defs.jobs import numbers_executor, numbers_job
+from data_pipeline.defs.jobs import numbers_executor, numbers_job, report_job
 from data_pipeline.defs.resources import ProcessPoolResource, data_directory_resource
-from data_pipeline.defs.schedules import numbers_daily_schedule
+from data_pipeline.defs.schedules import landing_files_sensor, numbers_daily_schedule
 
 defs = dg.Definitions(
     assets=[
@@ -32,8 +32,9 @@ defs = dg.Definitions(
         one_transformed_row_per_accepted_value,
         serial_and_parallel_outputs_identical,
     ],
-    jobs=[numbers_job, benchmark_job],
+    jobs=[numbers_job, report_job, benchmark_job],
     schedules=[numbers_daily_schedule],
+    sensors=[landing_files_sensor],
     resources={
         "data_directory": data_directory_resource(),
         "process_pool": ProcessPoolResource(),

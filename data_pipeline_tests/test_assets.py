@@ -17,6 +17,8 @@ ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parall
 ASSETS = [defs.get_assets_def(name) for name in ASSET_NAMES]
 CHECKS = list(defs.asset_checks)
 MIN_MEDIAN_MAX = ("_min", "", "_max")
+# The day every test here materializes: its files are in the data directory's DAY/.
+DAY = "2026-11-20"
 # A pool forced on (mode auto would rightly run this little work serially).
 SMALL_POOL = ProcessPoolResource(
     workers=2, cleaning_chunk_bytes=4096, transform_chunk_values=200, mode="parallel"
@@ -32,6 +34,7 @@ def resources(pool: ProcessPoolResource = SMALL_POOL) -> dict:
 def materialize(numbers_config: dict, pool: ProcessPoolResource = SMALL_POOL, **kwargs):
     return dg.materialize(
         [*ASSETS, *CHECKS],
+        partition_key=DAY,
         resources=resources(pool),
         run_config={"ops": {"numbers_file": {"config": numbers_config}}},
         **kwargs,
@@ -46,7 +49,7 @@ def metadata_of(result, asset: str) -> dict:
 def test_the_whole_graph_materializes_into_the_data_directory(isolated_directories):
     result = materialize({"count": 3_000, "seed": 7, "dirty_fraction": 0.2})
     assert result.success
-    data = isolated_directories
+    data = isolated_directories / DAY
     numbers = metadata_of(result, "numbers_file")
     cleaned = metadata_of(result, "cleaned_numbers")
     transformed = metadata_of(result, "transformed_numbers")
@@ -100,7 +103,7 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         report["speedup"] / 2, abs=1e-3
     )  # rounded to 4 decimals
     assert "| transform |" in report["summary"]
-    assert sorted(p.name for p in data.iterdir()) == [
+    assert sorted(p.name for p in data.iterdir() if not p.name.startswith(".cleaned")) == [
         "cleaned_numbers.parquet",
         "numbers.txt",
         "parallelism_report",
@@ -120,7 +123,7 @@ def test_an_existing_file_is_ingested_and_left_untouched(tmp_path, isolated_dire
     result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
     assert result.success
     assert source.read_bytes() == b"1\r\n2\n\nthree\n4"
-    assert (isolated_directories / "numbers.txt").read_bytes() == source.read_bytes()
+    assert (isolated_directories / DAY / "numbers.txt").read_bytes() == source.read_bytes()
     cleaned = metadata_of(result, "cleaned_numbers")
     assert (cleaned["lines"], cleaned["accepted"], cleaned["rejected"]) == (5, 3, 2)
     assert (cleaned["rejected_blank"], cleaned["rejected_not_a_number"]) == (1, 1)
@@ -143,6 +146,7 @@ def test_bad_config_fails_naming_the_field_and_the_value_before_any_work(
 ):
     result = dg.materialize(
         ASSETS,
+        partition_key=DAY,
         resources={**resources(), "process_pool": ProcessPoolResource.configure_at_launch()},
         run_config={
             "ops": {"numbers_file": {"config": {"count": 100, **numbers_config}}},
@@ -160,6 +164,7 @@ def test_bad_config_fails_naming_the_field_and_the_value_before_any_work(
 def test_a_missing_upstream_file_fails_with_a_hint(isolated_directories):
     result = dg.materialize(
         [defs.get_assets_def("cleaned_numbers")],
+        partition_key=DAY,
         resources=resources(),
         raise_on_error=False,
     )
@@ -225,9 +230,10 @@ def test_each_blocking_check_fails_the_run_on_a_corrupted_file(
     isolated_directories, check, damaged_file, damage, complaint
 ):
     assert materialize({"count": 2_000}).success
-    damage(isolated_directories / damaged_file)
+    damage(isolated_directories / DAY / damaged_file)
     result = dg.materialize(
         [*ASSETS, *CHECKS],
+        tags={"dagster/partition": DAY},  # a check alone: the day is its tag
         resources=resources(),
         selection=dg.AssetSelection.checks(check),
         raise_on_error=False,
@@ -242,13 +248,15 @@ def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
     with pytest.raises(dg.DagsterInvalidConfigError, match=r"start_method.*got fork"):
         dg.materialize(
             ASSETS,
+            partition_key=DAY,
             resources={**resources(), "process_pool": ProcessPoolResource.configure_at_launch()},
             run_config={"resources": {"process_pool": {"config": {"start_method": "fork"}}}},
         )
 
 
 def test_a_source_that_already_is_the_input_file_is_not_rewritten(isolated_directories):
-    source = isolated_directories / "numbers.txt"
+    source = isolated_directories / DAY / "numbers.txt"
+    source.parent.mkdir()
     source.write_bytes(b"1\n2\n")
     inode, modified = source.stat().st_ino, source.stat().st_mtime_ns
     result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
@@ -258,8 +266,8 @@ def test_a_source_that_already_is_the_input_file_is_not_rewritten(isolated_direc
 
 def test_the_outputs_read_back_with_pandas_as_the_readme_shows(isolated_directories):
     assert materialize({"count": 500, "seed": 3}, ProcessPoolResource(workers=1)).success
-    transformed = pandas.read_parquet(isolated_directories / "transformed_numbers.parquet")
-    cleaned = pandas.read_parquet(isolated_directories / "cleaned_numbers.parquet")
+    transformed = pandas.read_parquet(isolated_directories / DAY / "transformed_numbers.parquet")
+    cleaned = pandas.read_parquet(isolated_directories / DAY / "cleaned_numbers.parquet")
     assert list(transformed.columns[:2]) == ["line_number", "value"]
     assert transformed["value"].tolist() == cleaned["value"].tolist()
     exact_squares = [int(square) for square in transformed["square"]]
@@ -294,16 +302,17 @@ def test_each_output_records_the_digest_of_exactly_the_file_it_wrote(isolated_di
     }.items():
         metadata = metadata_of(result, asset)
         for name in files:
-            assert metadata[digest_key(name)] == file_digest(isolated_directories / name)
+            assert metadata[digest_key(name)] == file_digest(isolated_directories / DAY / name)
 
 
 def test_a_check_fails_when_another_run_replaced_the_file_it_is_to_check(isolated_directories):
     with dg.instance_for_test() as instance:
         assert materialize({"count": 2_000, "seed": 1}, instance=instance).success
         # Something else (a run on another instance, a person) replaces one file of the pair.
-        lose_first_row(isolated_directories / "rejected_lines.parquet")
+        lose_first_row(isolated_directories / DAY / "rejected_lines.parquet")
         result = dg.materialize(
             [*ASSETS, *CHECKS],
+            tags={"dagster/partition": DAY},  # a check alone: the day is its tag
             resources=resources(),
             selection=dg.AssetSelection.checks(every_line_accepted_or_rejected),
             instance=instance,

@@ -190,10 +190,10 @@ def test_a_close_second_never_measured_at_this_size_is_run_to_measure_it():
     arguments = (2, 100_000, 20, "values", sample_of(1.25e-6), costs)
     first = predicted(*arguments, warm=True, cpus=4)
     assert first.workers == 2, "the pool: within the margin, but never measured here"
-    assert first.reason.startswith("parallel, once, to measure it at this size (1.05x the serial")
+    assert first.reason.startswith("parallel, to measure it at this size (1.05x the serial")
     pool_measured = Corrections(17, parallel_ratios=(1.0,))
     second = predicted(*arguments, True, 4, lambda size: pool_measured)
-    assert second.workers == 1 and second.reason.startswith("serial, once, to measure it")
+    assert second.workers == 1 and second.reason.startswith("serial, to measure it")
     assert "median of 0 serial and 1 pooled" in second.reason
     near_tie_measured = Corrections(17, serial_ratios=(1.0, 1.0), parallel_ratios=(1.0,))
     third = predicted(*arguments, True, 4, lambda size: near_tie_measured)
@@ -211,26 +211,48 @@ def test_what_past_runs_of_this_size_took_corrects_the_model():
     assert ") x1.50 = " in taught.reason, "the median of the pool's ratios"
 
 
+def test_once_both_choices_ran_at_this_size_their_times_decide_not_the_sample():
+    # The sample predicts a clear win for the pool; runs here measured the opposite.
+    arguments = (2, 100_000, 20, "values", sample_of(5e-6), costs)
+    assert predicted(*arguments, True, 4, as_modelled).workers == 2
+    measured = Corrections(
+        17,
+        serial_ratios=(1.0, 1.0),
+        parallel_ratios=(1.0, 1.0),
+        serial_seconds_per_item=(3.0e-6, 3.2e-6, 9.0e-6),  # one slow run does not count
+        parallel_seconds_per_item=(3.5e-6, 3.4e-6),
+    )
+    decision = predicted(*arguments, True, 4, lambda size: measured)
+    assert decision.workers == 1
+    assert decision.predicted_serial_seconds == pytest.approx(0.32)
+    assert decision.reason.startswith(
+        "serial: 100,000 values at what runs of this size took here: 320.0 ms serially (2 runs)"
+        " <= 345.0 ms on a pool of 2 (2 runs); this run's sample predicted 500.0 ms and"
+    )
+
+
 def test_the_median_of_the_last_five_runs_is_the_correction():
-    pool_chosen = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections(17))
+    pool_chosen = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections(17), 1_000)
     corrections = Corrections(17)
     for observed in (1.2, 1.1, 9.0, 1.3, 1.25, 1.15):  # one run disturbed by the machine
         corrections = corrections.after(pool_chosen, observed)
     assert corrections.parallel_ratios == (1.1, 4.0, 1.3, 1.25, 1.15), "bounded, last five"
     assert corrections.factor("parallel") == pytest.approx(1.25)
     assert corrections.factor("serial") == 1.0, "no serial run yet"
+    assert corrections.observed_seconds("parallel", 2_000) == pytest.approx(2_000 * 1.25e-3)
+    assert corrections.observed_seconds("serial", 2_000) is None
     assert Corrections().after(pool_chosen, 0.0) == Corrections(), "nothing observed"
 
 
 def test_the_model_time_is_what_a_corrected_prediction_was_divided_by_its_correction():
     # Predicted 2.0 s = the model's 1.0 s x the median 2.0: a run of 3.0 s is 3x the model.
     corrections = Corrections(17, parallel_ratios=(2.0,))
-    decision = Decision("auto", 2, "parallel", 4.0, 2.0, 1e-6, corrections)
+    decision = Decision("auto", 2, "parallel", 4.0, 2.0, 1e-6, corrections, 1_000)
     assert corrections.after(decision, 3.0).parallel_ratios == (2.0, 3.0)
 
 
 def test_what_a_run_taught_is_kept_beside_the_costs_per_kind_of_step_and_size(tmp_path):
-    decision = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections(17))
+    decision = Decision("auto", 2, "parallel", 2.0, 1.0, 1e-6, Corrections(17), 1_000)
     learn(tmp_path, "values, numba", decision, 4.0)
     assert corrections(tmp_path, "values, numba", 17).parallel_ratios == (4.0,)
     assert corrections(tmp_path, "values, numba", 20) == Corrections(20), "per size"
@@ -256,7 +278,8 @@ def test_auto_learns_at_each_size_in_a_real_run(tmp_path):
     kept = json.loads((tmp_path / COSTS_FILE).read_text())["corrections by size"]
     (sizes,) = kept.values()  # one kind of step
     (entry,) = sizes.values()  # one size, twice
-    assert len(entry["serial"]) + len(entry["parallel"]) == 2
+    assert len(entry["serial_ratios"]) + len(entry["parallel_ratios"]) == 2
+    assert len(entry["serial_seconds_per_item"]) + len(entry["parallel_seconds_per_item"]) == 2
 
 
 def test_the_kept_costs_are_read_again_only_after_the_file_changed(tmp_path):

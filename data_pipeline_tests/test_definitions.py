@@ -1,3 +1,5 @@
+import datetime
+
 import dagster as dg
 
 from data_pipeline.definitions import defs
@@ -47,6 +49,9 @@ def test_the_daily_schedule_requests_a_numbers_job_run():
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
     assert schedule.job_name == "numbers_job"
     assert schedule.cron_schedule == "0 6 * * *"
-    with dg.build_schedule_context() as context:
+    morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
+    with dg.build_schedule_context(
+        scheduled_execution_time=morning, repository_def=defs.get_repository_def()
+    ) as context:
         requests = schedule.evaluate_tick(context).run_requests
     assert len(requests) == 1

@@ -1,6 +1,7 @@
 """End to end through the UI's own path: a real `dagster dev` (webserver and daemon) on
 127.0.0.1, started from workspace.yaml as the README says, driven through its GraphQL API."""
 
+import datetime
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
+from data_pipeline.defs.schedules import SCHEDULE_CRON_VARIABLE
+from data_pipeline.numbers.storage import LANDING_DIR_VARIABLE
 from data_pipeline_tests.processes import process_group_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
@@ -29,10 +32,14 @@ CHECKS = {
     "transformed_numbers": "one_transformed_row_per_accepted_value",
     "parallelism_report": "serial_and_parallel_outputs_identical",
 }
-RUN_CONFIG = {
-    "ops": {"numbers_file": {"config": {"count": 20_000, "dirty_fraction": 0.1}}},
+POOL_CONFIG = {
     "resources": {"process_pool": {"config": {"workers": 2, "cleaning_chunk_bytes": 16384}}},
 }
+RUN_CONFIG = {
+    "ops": {"numbers_file": {"config": {"count": 20_000, "dirty_fraction": 0.1}}},
+    **POOL_CONFIG,
+}
+DAY = "2026-11-20"
 
 
 def free_port() -> int:
@@ -47,8 +54,9 @@ def port_open(port: int) -> bool:
 
 
 class DagsterDev:
-    def __init__(self, port: int, log: Path):
+    def __init__(self, port: int, log: Path, landing: Path):
         self.url, self.port, self.log = f"http://127.0.0.1:{port}", port, log
+        self.landing = landing
 
     def graphql(self, query: str, **variables) -> dict:
         request = urllib.request.Request(
@@ -67,19 +75,36 @@ class DagsterDev:
 
 @pytest.fixture
 def dagster_dev(tmp_path, isolated_directories):
+    yield from start_dagster_dev(tmp_path)
+
+
+@pytest.fixture
+def dagster_dev_ticking_every_minute(tmp_path, isolated_directories):
+    yield from start_dagster_dev(tmp_path, {SCHEDULE_CRON_VARIABLE: "* * * * *"})
+
+
+def start_dagster_dev(tmp_path, environment: dict | None = None):
     port, log = free_port(), tmp_path / "dagster_dev.log"
     home = tmp_path / "dagster_home"
     home.mkdir()
+    # The instance settings the project ships (its concurrency limits), as `dev.py ui` has them.
+    (home / "dagster.yaml").write_text((REPOSITORY / "dagster.yaml").read_text())
+    landing = tmp_path / "landing"
     with open(log, "w") as output:
         process = subprocess.Popen(
             [DAGSTER, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPOSITORY,
-            env={**os.environ, "DAGSTER_HOME": str(home)},
+            env={
+                **os.environ,
+                "DAGSTER_HOME": str(home),
+                LANDING_DIR_VARIABLE: str(landing),
+                **(environment or {}),
+            },
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so all of it can be stopped
         )
-    server = DagsterDev(port, log)
+    server = DagsterDev(port, log, landing)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -129,11 +154,13 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
     repository = server.graphql(
         """query($selector: RepositorySelector!) {
              repositoryOrError(repositorySelector: $selector) {
-               ... on Repository { jobs { name } schedules { name } } } }""",
+               ... on Repository { jobs { name } schedules { name } sensors { name } } } }""",
         selector=LOCATION,
     )["repositoryOrError"]
-    assert {"numbers_job", "benchmark_job"} <= {job["name"] for job in repository["jobs"]}
+    jobs = {job["name"] for job in repository["jobs"]}
+    assert {"numbers_job", "report_job", "benchmark_job"} <= jobs
     assert {schedule["name"] for schedule in repository["schedules"]} == {"numbers_daily_schedule"}
+    assert {sensor["name"] for sensor in repository["sensors"]} == {"landing_files_sensor"}
     nodes = server.graphql(
         """{ assetNodes { assetKey { path } groupName
              assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
@@ -148,6 +175,7 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
         assert checks == [{"name": check, "blocking": True}]
 
     run_id = launch_and_wait(server, LOCATION, "numbers_job", RUN_CONFIG)
+    report_run_id = launch_and_wait(server, LOCATION, "report_job", POOL_CONFIG)
     for asset in ASSETS:
         answer = server.graphql(
             """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
@@ -156,7 +184,9 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
             key={"path": [asset]},
         )["assetOrError"]
         [materialization] = answer["assetMaterializations"]
-        assert materialization["runId"] == run_id
+        assert materialization["runId"] == (
+            report_run_id if asset == "parallelism_report" else run_id
+        )
         if asset == "parallelism_report":
             floats = {
                 entry["label"]: entry.get("floatValue")
@@ -180,16 +210,25 @@ def test_the_ui_loads_runs_the_job_and_shows_the_report(dagster_dev):
     launch_and_wait(server, team, "last_digit_statistics_job", pool_config)
 
 
-def launch_and_wait(server, location: dict, job: str, run_config: dict) -> str:
-    """Launch ``job`` through the webserver, wait for it to end, and insist it succeeded."""
+def launch_and_wait(server, location: dict, job: str, run_config: dict, day: str = DAY) -> str:
+    """Launch ``job`` for ``day`` through the webserver, wait for it to end, and insist it
+    succeeded."""
     launched = server.graphql(
         """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
              __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
              ... on RunConfigValidationInvalid { errors { message } } } }""",
-        params={"selector": {**location, "pipelineName": job}, "runConfigData": run_config},
+        params={
+            "selector": {**location, "pipelineName": job},
+            "runConfigData": run_config,
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
+        },
     )["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+    return wait_for_run(server, launched["run"]["runId"])
+
+
+def wait_for_run(server, run_id: str) -> str:
+    """Wait for the run to end, and insist it succeeded."""
     deadline = time.monotonic() + 300
     while True:
         status = server.graphql(
@@ -215,8 +254,87 @@ def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
     # The next real tick is at 06:00 UTC: rather than wait for it, evaluate the schedule as
     # the daemon would and validate the run it requests.
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
-    with dg.build_schedule_context() as context:
+    morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
+    with dg.build_schedule_context(
+        scheduled_execution_time=morning, repository_def=defs.get_repository_def()
+    ) as context:
         [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-24", "the day before, its export complete"
     job = defs.resolve_job_def("numbers_job")
     assert schedule.job_name == job.name
     assert dg.validate_run_config(job, request.run_config) is not None
+
+
+def test_the_daemon_runs_the_sensor_and_a_landed_file_becomes_that_days_run(dagster_dev):
+    server = dagster_dev
+    started = server.graphql(
+        """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
+             __typename ... on Sensor { sensorState { status } }
+             ... on PythonError { message } } }""",
+        selector={**LOCATION, "sensorName": "landing_files_sensor"},
+    )["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    server.landing.mkdir()
+    exported = server.landing / f"{DAY}.txt"
+    exported.write_text("".join(f"{value}\n" for value in range(1, 501)) + "oops\n")
+    os.utime(exported, (time.time() - 60, time.time() - 60))  # finished writing a while ago
+    deadline = time.monotonic() + 150  # the daemon evaluates sensors every 30 s
+    while True:
+        runs = server.graphql(
+            """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
+                 results { runId status tags { key value } } } } }""",
+            filter={"tags": [{"key": "dagster/partition", "value": DAY}]},
+        )["runsOrError"]["results"]
+        if runs:
+            break
+        assert time.monotonic() < deadline, f"no run requested:\n{server.log_tail()}"
+        time.sleep(2)
+    [run] = runs
+    assert {"key": "dagster/sensor_name", "value": "landing_files_sensor"} in run["tags"]
+    wait_for_run(server, run["runId"])
+    metadata = latest_metadata(server, "cleaned_numbers")
+    assert (metadata["lines"], metadata["accepted"], metadata["rejected"]) == (501, 500, 1)
+
+
+def latest_metadata(server, asset: str) -> dict:
+    answer = server.graphql(
+        """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
+             assetMaterializations(limit: 1) { metadataEntries { label
+               ... on IntMetadataEntry { intValue } } } } } }""",
+        key={"path": [asset]},
+    )["assetOrError"]
+    [materialization] = answer["assetMaterializations"]
+    return {entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]}
+
+
+def test_a_schedule_tick_of_the_daemon_runs_the_day_before(dagster_dev_ticking_every_minute):
+    server = dagster_dev_ticking_every_minute
+    # Small exports for the days a tick may run (yesterday, or today after midnight).
+    now = datetime.datetime.now(datetime.UTC)
+    server.landing.mkdir()
+    for day in (now - datetime.timedelta(days=1), now):
+        (server.landing / f"{day:%Y-%m-%d}.txt").write_text("7\n11\n13\n")
+    started = server.graphql(
+        """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+             __typename ... on ScheduleStateResult { scheduleState { status } }
+             ... on PythonError { message } } }""",
+        selector={**LOCATION, "scheduleName": "numbers_daily_schedule"},
+    )["startSchedule"]
+    assert started["scheduleState"]["status"] == "RUNNING", started
+    deadline = time.monotonic() + 150  # the next minute's tick, then the launch
+    while True:
+        runs = server.graphql(
+            """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
+                 results { runId tags { key value } } } } }""",
+            filter={"tags": [{"key": "dagster/schedule_name", "value": "numbers_daily_schedule"}]},
+        )["runsOrError"]["results"]
+        if runs:
+            break
+        assert time.monotonic() < deadline, f"no tick launched a run:\n{server.log_tail()}"
+        time.sleep(2)
+    run = runs[-1]  # the first tick's
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    tick_day = datetime.date.fromisoformat(tags["dagster/partition"])
+    assert tick_day in {(now - datetime.timedelta(days=1)).date(), now.date()}
+    wait_for_run(server, run["runId"])
+    assert latest_metadata(server, "cleaned_numbers")["accepted"] == 3

@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, field_validator
 
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.partitions import PARTITION_TAG, daily_partitions, seed_of
+from data_pipeline.defs.resources import CPU_POOL, DataDirectoryResource, ProcessPoolResource
 from data_pipeline.measure.comparison import compare_serial_and_parallel, save_outputs
 from data_pipeline.measure.report import markdown_table, verdict
 from data_pipeline.measure.timing import OutputMismatchError
@@ -54,8 +55,12 @@ class NumbersFileConfig(dg.Config):
             "with the pooled steps' compute well above process overheads."
         ),
     )
-    seed: int = Field(
-        default=42, description="Random seed: the same seed gives a byte-identical file."
+    seed: int | None = Field(
+        default=None,
+        description=(
+            "Random seed: the same seed gives a byte-identical file. Default: the day as a "
+            "number (2026-11-25: 20261125), so each day's file is different and reproducible."
+        ),
     )
     dirty_fraction: float = Field(
         default=0.05,
@@ -69,8 +74,9 @@ class NumbersFileConfig(dg.Config):
     source_path: str | None = Field(
         default=None,
         description=(
-            "Ingest this existing text file (one number per line) instead of generating one. "
-            "It is only read, never changed; a copy goes to the data directory."
+            "Ingest this existing text file (one number per line) instead of the day's file "
+            "in the landing directory or a generated one. It is only read, never changed; a "
+            "copy goes to the day's directory."
         ),
     )
 
@@ -89,37 +95,45 @@ class NumbersFileConfig(dg.Config):
         return str(path)
 
 
-@dg.asset(group_name=GROUP, kinds={"python", "text"})
+@dg.asset(group_name=GROUP, kinds={"python", "text"}, partitions_def=daily_partitions)
 def numbers_file(
     context: dg.AssetExecutionContext,
     config: NumbersFileConfig,
     data_directory: DataDirectoryResource,
     process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
-    """Text file of numbers, one per line, as messy as real exports: generated from a seed,
-    or copied from `source_path`. Written to `numbers.txt` in the data directory."""
+    """The day's text file of numbers, one per line, as messy as real exports: the day's
+    export from the landing directory (`incoming/YYYY-MM-DD.txt`) when it has arrived, else
+    generated from a seed derived from the date (or copied from `source_path`). Written to
+    `numbers.txt` in the day's directory."""
     # The pool is not used here, but asking for it validates its config before any work
     # starts, so a bad setting fails the first step rather than the third.
     context.log.info(process_pool.describe_plan())
-    target = data_directory.directory() / NUMBERS_FILE
+    day = context.partition_key
+    _sole_run_of_the_day(context)
+    target = data_directory.directory(day) / NUMBERS_FILE
+    landed = data_directory.landing_directory() / f"{day}.txt"
+    source = config.source_path or (str(landed) if landed.is_file() else None)
     metadata: dict[str, object] = {}
     digests: dict[str, str] = {}
-    if config.source_path:
-        metadata["source"] = dg.MetadataValue.path(config.source_path)
-        if target.exists() and os.path.samefile(config.source_path, target):
+    if source:
+        metadata["source"] = dg.MetadataValue.path(source)
+        if target.exists() and os.path.samefile(source, target):
             # Copying onto itself would rewrite the user's file: it is already in place.
-            context.log.info(f"{config.source_path} is already the data directory's input")
+            context.log.info(f"{source} is already the day's input")
             digests[digest_key(NUMBERS_FILE)] = file_digest(target)
         else:
-            context.log.info(f"ingesting {config.source_path}")
+            context.log.info(f"ingesting {source}")
             with atomic_output(target, digests) as temporary:
-                shutil.copyfile(config.source_path, temporary)
+                shutil.copyfile(source, temporary)
     else:
+        seed = seed_of(day) if config.seed is None else config.seed
         with atomic_output(target, digests) as temporary:
-            dirt = write_numbers_file(temporary, config.count, config.seed, config.dirty_fraction)
-            metadata["source"] = f"generated (seed {config.seed})"
-            metadata["dirty_lines"] = sum(dirt.values())
-            metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
+            dirt = write_numbers_file(temporary, config.count, seed, config.dirty_fraction)
+        metadata["source"] = f"generated (seed {seed}): no {landed} has arrived"
+        metadata["seed"] = seed
+        metadata["dirty_lines"] = sum(dirt.values())
+        metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
     lines = count_lines(target)
     context.log.info(f"wrote {lines:,} lines to {target}")
     return dg.MaterializeResult(
@@ -138,6 +152,8 @@ def numbers_file(
     kinds={"python", "parquet"},
     deps=[numbers_file],
     retry_policy=POOLED_STEP_RETRY,
+    partitions_def=daily_partitions,
+    pool=CPU_POOL,
 )
 def cleaned_numbers(
     context: dg.AssetExecutionContext,
@@ -149,7 +165,8 @@ def cleaned_numbers(
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
     context.log.info(process_pool.describe_plan())
     kernel = _chosen_kernel(context, process_pool)
-    directory = data_directory.directory()
+    _sole_run_of_the_day(context)
+    directory = data_directory.directory(context.partition_key)
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
         f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
@@ -161,7 +178,7 @@ def cleaned_numbers(
             snapshot,
             directory / CLEANED_NUMBERS_FILE,
             directory / REJECTED_LINES_FILE,
-            process_pool.settings(costs_directory=directory),
+            process_pool.settings(costs_directory=data_directory.directory()),
             process_pool.cleaning_chunk_bytes,
             context.log,
             kernel,
@@ -191,6 +208,8 @@ def cleaned_numbers(
     kinds={"python", "parquet"},
     deps=[cleaned_numbers],
     retry_policy=POOLED_STEP_RETRY,
+    partitions_def=daily_partitions,
+    pool=CPU_POOL,
 )
 def transformed_numbers(
     context: dg.AssetExecutionContext,
@@ -203,13 +222,14 @@ def transformed_numbers(
     `transformed_numbers.parquet`."""
     context.log.info(process_pool.describe_plan())
     kernel = _chosen_kernel(context, process_pool)
-    directory = data_directory.directory()
+    _sole_run_of_the_day(context)
+    directory = data_directory.directory(context.partition_key)
     started = time.perf_counter()
     with _retried_only_for_worker_deaths():
         summary = transform_to_parquet(
             _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
             directory / TRANSFORMED_NUMBERS_FILE,
-            process_pool.settings(costs_directory=directory),
+            process_pool.settings(costs_directory=data_directory.directory()),
             process_pool.chunk_values_for(kernel),
             context.log,
             kernel,
@@ -251,6 +271,8 @@ class ParallelismReportConfig(dg.Config):
     # timings are not shared with another pool of the same run.
     deps=[numbers_file, transformed_numbers],
     retry_policy=POOLED_STEP_RETRY,
+    partitions_def=daily_partitions,
+    pool=CPU_POOL,
 )
 def parallelism_report(
     context: dg.AssetExecutionContext,
@@ -267,7 +289,8 @@ def parallelism_report(
     kernel = _chosen_kernel(context, process_pool)
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    directory = data_directory.directory()
+    _sole_run_of_the_day(context)
+    directory = data_directory.directory(context.partition_key)
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
         comparison = compare_serial_and_parallel(
@@ -367,6 +390,36 @@ def _pool_sentence(pool: PoolStats) -> str:
     if pool.workers == 1:
         return "serially in the step process"
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
+
+
+def _sole_run_of_the_day(context: dg.AssetExecutionContext) -> None:
+    """Fail before writing anything if an earlier run of the same day is still in progress:
+    two runs of one day would interleave its files. Runs launched through the UI, a sensor or
+    the schedule wait in the queue instead (dagster.yaml limits them to one per day); this
+    catches runs started beside them, e.g. by `dagster job execute`."""
+    instance, own_id = context.instance, context.run.run_id
+    own = instance.get_run_record_by_id(own_id)
+    in_progress = instance.get_run_records(
+        dg.RunsFilter(
+            tags={PARTITION_TAG: context.partition_key},
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+        )
+    )
+    earlier = [
+        record.dagster_run
+        for record in in_progress
+        if record.dagster_run.run_id != own_id
+        and (own is None or record.create_timestamp < own.create_timestamp)
+    ]
+    if earlier:
+        other = earlier[0]
+        raise dg.Failure(
+            f"Run {other.run_id[:8]} ({other.job_name}) of {context.partition_key} is still in "
+            "progress and writes the same files: this run stopped before writing anything. "
+            "Wait for it (or terminate it in the UI if its process is gone), or launch runs "
+            "through the UI or the daemon, which queue one run per day.",
+            allow_retries=False,
+        )
 
 
 def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:

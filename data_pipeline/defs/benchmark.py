@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from data_pipeline.defs.jobs import numbers_executor
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources import CPU_POOL, DataDirectoryResource, ProcessPoolResource
 from data_pipeline.numbers.pipeline import DEFAULT_TRANSFORM_CHUNK_VALUES
 from data_pipeline.numbers.storage import atomic_output
 
@@ -46,7 +46,7 @@ class ParallelismBenchmarkConfig(dg.Config):
     )
 
 
-@dg.asset(group_name=BENCHMARK_GROUP, kinds={"python"})
+@dg.asset(group_name=BENCHMARK_GROUP, kinds={"python"}, pool=CPU_POOL)
 def parallelism_benchmark(
     context: dg.AssetExecutionContext,
     config: ParallelismBenchmarkConfig,
@@ -112,7 +112,7 @@ class ParallelismSweepConfig(dg.Config):
         return sizes
 
 
-@dg.asset(group_name=BENCHMARK_GROUP, kinds={"python"})
+@dg.asset(group_name=BENCHMARK_GROUP, kinds={"python"}, pool=CPU_POOL)
 def parallelism_sweep(
     context: dg.AssetExecutionContext,
     config: ParallelismSweepConfig,

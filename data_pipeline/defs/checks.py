@@ -14,16 +14,19 @@ from data_pipeline.defs.assets import (
     parallelism_report,
     transformed_numbers,
 )
+from data_pipeline.defs.partitions import PARTITION_TAG
 from data_pipeline.defs.resources import DataDirectoryResource
 from data_pipeline.measure.comparison import output_pairs
 from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
+    CLEANED_SET,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
     REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
     digest_key,
     file_digest,
+    file_set,
     pinned,
 )
 from data_pipeline.numbers.verification import (
@@ -41,7 +44,7 @@ def every_line_accepted_or_rejected(
     """Accepted + rejected equals the lines of numbers.txt, and the line numbers of the two
     outputs strictly increase and together cover every line exactly once."""
     files = {numbers_file.key: [NUMBERS_FILE], cleaned_numbers.key: _CLEANED}
-    with _as_materialized(context, data_directory.directory(), files) as (paths, problems):
+    with _as_materialized(context, data_directory, files) as (paths, problems):
         if problems:
             return _result(Verdict(False, "; ".join(problems), {}))
         return _result(every_line_accounted_for(*(paths[name] for name in _LINE_CHECK_FILES)))
@@ -54,7 +57,7 @@ def one_transformed_row_per_accepted_value(
     """transformed_numbers has one row per accepted value, same line numbers and values, in
     the same order."""
     files = {cleaned_numbers.key: _CLEANED, transformed_numbers.key: [TRANSFORMED_NUMBERS_FILE]}
-    with _as_materialized(context, data_directory.directory(), files) as (paths, problems):
+    with _as_materialized(context, data_directory, files) as (paths, problems):
         if problems:
             return _result(Verdict(False, "; ".join(problems), {}))
         return _result(
@@ -66,24 +69,47 @@ _CLEANED = [CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE]
 _LINE_CHECK_FILES = (NUMBERS_FILE, CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE)
 
 
+def _day(context: dg.AssetCheckExecutionContext) -> str:
+    """The day the check's run materialized (checks run in their asset's run)."""
+    day = context.run.tags.get(PARTITION_TAG)
+    if not day:
+        raise dg.Failure(
+            "this check verifies one day's files: run it with its asset's partition (from the "
+            "asset's page, pick the day), not on its own",
+            allow_retries=False,
+        )
+    return day
+
+
 @contextlib.contextmanager
 def _as_materialized(
-    context: dg.AssetCheckExecutionContext, directory: Path, files: dict[dg.AssetKey, list[str]]
+    context: dg.AssetCheckExecutionContext,
+    data_directory: DataDirectoryResource,
+    files: dict[dg.AssetKey, list[str]],
 ):
-    """Yield (paths, problems): a pinned name (hard link) for each file, so that no run can
-    replace it while it is read, and why any file is not the one its asset's latest
-    materialization wrote. A materialization that recorded no digest is taken as it is."""
+    """Yield (paths, problems): a pinned name (hard link) for each of the day's files, so that
+    no run can replace it while it is read, and why any file is not the one its asset's latest
+    materialization of the day wrote. A materialization that recorded no digest is taken as
+    it is."""
+    day = _day(context)
+    directory = data_directory.directory(day)
+    # The cleaned pair resolved once: both files of one version, never one of each.
+    cleaned_set = file_set(directory, CLEANED_SET)
     paths: dict[str, Path] = {}
     problems: list[str] = []
     with contextlib.ExitStack() as stack:
         for key, names in files.items():
-            event = context.instance.get_latest_materialization_event(key)
+            latest = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+            ).records
+            event = latest[0].event_log_entry if latest else None
             recorded = event.asset_materialization.metadata if event else {}
             for name in names:
-                if not (directory / name).is_file():
+                where = cleaned_set if name in _CLEANED else directory
+                if not (where / name).is_file():
                     problems.append(f"{name} is missing: materialize {key.to_user_string()}")
                     continue
-                paths[name] = stack.enter_context(pinned(directory / name))
+                paths[name] = stack.enter_context(pinned(where / name))
                 wanted = recorded.get(digest_key(name))
                 wanted = getattr(wanted, "value", wanted)
                 if wanted is not None and file_digest(paths[name]) != wanted:
@@ -97,11 +123,12 @@ def _as_materialized(
 
 @dg.asset_check(asset=parallelism_report, blocking=True)
 def serial_and_parallel_outputs_identical(
-    data_directory: DataDirectoryResource,
+    context: dg.AssetCheckExecutionContext, data_directory: DataDirectoryResource
 ) -> dg.AssetCheckResult:
-    """The serial and the parallel run of the latest report wrote the same rows, in the same
-    order, for every output (cleaned, rejected, transformed): compared file against file."""
-    directory = data_directory.directory() / REPORT_OUTPUTS_DIRECTORY
+    """The serial and the parallel run of the day's latest report wrote the same rows, in the
+    same order, for every output (cleaned, rejected, transformed): compared file against
+    file."""
+    directory = data_directory.directory(_day(context)) / REPORT_OUTPUTS_DIRECTORY
     problems, figures = [], {}
     for serial, parallel in output_pairs(directory):
         if not (serial.is_file() and parallel.is_file()):

@@ -24,6 +24,8 @@ from data_pipeline.numbers.pipeline import (
 )
 from data_pipeline.numbers.storage import (
     DATA_DIR_VARIABLE,
+    LANDING_DIR_VARIABLE,
+    LANDING_DIRECTORY,
     REPOSITORY_DATA_DIR,
     remove_abandoned_temporaries,
 )
@@ -40,23 +42,40 @@ from data_pipeline.parallel.pool_run import PoolRun
 
 Task = TypeVar("Task")
 Result = TypeVar("Result")
+# Steps that run a pool hold a slot of this Dagster concurrency pool (`@dg.asset(pool=...)`)
+# while they run: the instance's limit for it (dagster.yaml: concurrency.pools.default_limit)
+# is how many pools run at once across all runs, each with the CPU budget's workers.
+CPU_POOL = "cpu"
 
 
 class DataDirectoryResource(dg.ConfigurableResource):
-    """The directory the numbers assets read and write (numbers.txt and the Parquet files)."""
+    """Where the numbers assets read and write: one directory per day (numbers.txt and the
+    Parquet files), the pool's measured costs at the top, and the landing directory where
+    daily exports arrive."""
 
     path: str = Field(
         description=(
-            "Directory for numbers.txt and the outputs; created if needed. definitions.py sets "
-            "it from the environment variable DATA_PIPELINE_DATA_DIR when that is set, else "
-            "to data/ in the repository."
+            "Directory for the outputs, one sub-directory per day (YYYY-MM-DD); created if "
+            "needed. definitions.py sets it from the environment variable "
+            "DATA_PIPELINE_DATA_DIR when that is set, else to data/ in the repository."
+        ),
+    )
+    landing_path: str | None = Field(
+        default=None,
+        description=(
+            "Where daily exports arrive, named YYYY-MM-DD.txt: numbers_file ingests a day's "
+            "file from here when it exists, and the landing_files_sensor watches it. Default: "
+            "incoming/ in the data directory; DATA_PIPELINE_LANDING_DIR sets it."
         ),
     )
 
-    def directory(self) -> Path:
-        """The directory, created if needed and cleared of what killed runs left behind
-        (temporary files whose writer is gone); a failure names the setting to change."""
+    def directory(self, day: str | None = None) -> Path:
+        """The data directory, or ``day``'s within it, created if needed and cleared of what
+        killed runs left behind (temporary files whose writer is gone); a failure names the
+        setting to change."""
         directory = Path(self.path).expanduser()
+        if day is not None:
+            directory /= day
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -69,13 +88,21 @@ class DataDirectoryResource(dg.ConfigurableResource):
         remove_abandoned_temporaries(directory)
         return directory
 
+    def landing_directory(self) -> Path:
+        """Where daily exports arrive (not created: only read)."""
+        if self.landing_path:
+            return Path(self.landing_path).expanduser()
+        return Path(self.path).expanduser() / LANDING_DIRECTORY
+
 
 def data_directory_resource() -> DataDirectoryResource:
     """The data directory per deployment: DATA_PIPELINE_DATA_DIR when set (resolved in each
-    step process, so the UI shows where the value comes from), else data/ in the repository."""
+    step process, so the UI shows where the value comes from), else data/ in the repository;
+    the landing directory from DATA_PIPELINE_LANDING_DIR likewise."""
+    landing = dg.EnvVar(LANDING_DIR_VARIABLE) if os.environ.get(LANDING_DIR_VARIABLE) else None
     if os.environ.get(DATA_DIR_VARIABLE):
-        return DataDirectoryResource(path=dg.EnvVar(DATA_DIR_VARIABLE))
-    return DataDirectoryResource(path=str(REPOSITORY_DATA_DIR))
+        return DataDirectoryResource(path=dg.EnvVar(DATA_DIR_VARIABLE), landing_path=landing)
+    return DataDirectoryResource(path=str(REPOSITORY_DATA_DIR), landing_path=landing)
 
 
 # More workers than this per available CPU only adds start-up and switching costs.

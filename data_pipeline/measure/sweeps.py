@@ -190,6 +190,7 @@ def sweep_series(
         inputs.run(pool_settings, min(10_000, max(sizes)), workers)
     rows = []
     for size in sizes:
+        inputs.prepare(size)  # made before any timing: no run pays for making its input
         learning = [
             _seconds_of(inputs.runner(strategies[AUTO], size, workers))
             for _ in range(LEARNING_RUNS)
@@ -278,6 +279,12 @@ class _Inputs:
             batches = [pair[0] for pair in clean_file(source, PoolSettings(1), 1 << 20, summary)]
             self._tables[count] = pa.Table.from_batches(batches).slice(0, count)
         return self._tables[count]
+
+    def prepare(self, size: int) -> None:
+        if self.stage == CLEANING:
+            self.numbers_file(size)
+        else:
+            self.values(size)
 
     def runner(self, settings: PoolSettings, size: int, workers: int) -> Callable[[], Outcome]:
         return lambda: self.run(settings, size, workers)

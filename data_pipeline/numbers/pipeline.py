@@ -26,7 +26,7 @@ from data_pipeline.numbers.chunking import (
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
 from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk
-from data_pipeline.numbers.storage import atomic_output
+from data_pipeline.numbers.storage import CLEANED_SET, atomic_file_set, atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.decision import Decision
 from data_pipeline.parallel.pool import PoolSettings
@@ -296,15 +296,17 @@ def clean_to_parquet(
     log: Any = pool_logger,
     kernel: Kernel = PYTHON,
 ) -> CleaningSummary:
-    """Clean ``source`` into two Parquet files, streamed chunk by chunk. Each appears complete
-    or not at all; the two are renamed one after the other, so a reader racing a run may see
-    one old and one new (the ``every_line_accepted_or_rejected`` check would then fail)."""
+    """Clean ``source`` into two Parquet files in one directory, streamed chunk by chunk.
+    The two appear together, complete, or not at all (the set ``cleaned``: see
+    :func:`atomic_file_set`)."""
+    if cleaned_path.parent != rejected_path.parent:
+        raise ValueError("the cleaned and the rejected file must be in one directory")
     summary = CleaningSummary()
+    names = [cleaned_path.name, rejected_path.name]
     with (
-        atomic_output(cleaned_path, summary.digests) as cleaned_temporary,
-        atomic_output(rejected_path, summary.digests) as rejected_temporary,
-        ParquetOutput(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
-        ParquetOutput(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
+        atomic_file_set(cleaned_path.parent, CLEANED_SET, names, summary.digests) as temporary,
+        ParquetOutput(temporary[cleaned_path.name], CLEANED_SCHEMA) as cleaned_writer,
+        ParquetOutput(temporary[rejected_path.name], REJECTED_SCHEMA) as rejected_writer,
     ):
         for accepted, rejected in clean_file(
             source, pool_settings, chunk_bytes, summary, log, kernel

@@ -7,16 +7,20 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # The environment variable that moves the data directory (wired in definitions.py).
 DATA_DIR_VARIABLE = "DATA_PIPELINE_DATA_DIR"
+LANDING_DIR_VARIABLE = "DATA_PIPELINE_LANDING_DIR"
+LANDING_DIRECTORY = "incoming"
 REPOSITORY_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 NUMBERS_FILE = "numbers.txt"
 CLEANED_NUMBERS_FILE = "cleaned_numbers.parquet"
 REJECTED_LINES_FILE = "rejected_lines.parquet"
+# cleaned_numbers.parquet and rejected_lines.parquet are one set: they change together.
+CLEANED_SET = "cleaned"
 TRANSFORMED_NUMBERS_FILE = "transformed_numbers.parquet"
 # The report's serial and parallel outputs, kept for its check to compare.
 REPORT_OUTPUTS_DIRECTORY = "parallelism_report"
@@ -50,6 +54,8 @@ def _host_tag() -> str:
 
 
 _HOST = _host_tag()
+# A committed version of a file set (atomic_file_set): not a temporary, whoever wrote it.
+_VERSION = re.compile(r"^\.\w+\.[0-9a-f]{32}$")
 _TEMPORARY = re.compile(
     r"^\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)\.[0-9a-f]{32}\.(tmp|old|reading)$"
 )
@@ -112,6 +118,66 @@ def atomic_output(path: Path, digests: dict[str, str] | None = None) -> Iterator
         _fsync_directory(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file_set(
+    directory: Path, set_name: str, names: Sequence[str], digests: dict[str, str] | None = None
+) -> Iterator[dict[str, Path]]:
+    """Yield a temporary path for each of ``names``; if the block succeeds, all of them replace
+    the files of those names in ``directory`` at once.
+
+    The files go into a new version directory, ``.<set_name>.<hex>``, and one atomic rename of
+    the symbolic link ``.<set_name>`` makes it current; each name in ``directory`` is a fixed
+    link through it (``cleaned_numbers.parquet -> .cleaned/cleaned_numbers.parquet``). A
+    reader that resolves the set once (:func:`file_set`) sees all old or all new files, never
+    one of each; after a failure or a kill the previous set stays current. The previous
+    version is kept for readers still in it; older ones are removed.
+    """
+    staging = _temporary_name(directory / set_name, "tmp")
+    staging.mkdir(parents=True)
+    try:
+        yield {name: staging / name for name in names}
+        for name in names:
+            with open(staging / name, "rb") as written:
+                os.fsync(written.fileno())
+            if digests is not None:
+                digests[digest_key(name)] = file_digest(staging / name)
+        _fsync_directory(staging)
+        version = directory / f".{set_name}.{uuid.uuid4().hex}"
+        os.rename(staging, version)
+        pointer = directory / f".{set_name}"
+        previous = os.readlink(pointer) if pointer.is_symlink() else None
+        _replace_with_link(pointer, version.name)  # the commit: one rename
+        for name in names:
+            target = f".{set_name}/{name}"
+            link = directory / name
+            if not (link.is_symlink() and os.readlink(link) == target):
+                _replace_with_link(link, target)
+        _fsync_directory(directory)
+        for old in directory.glob(f".{set_name}.*"):
+            if _VERSION.match(old.name) and old.name not in {version.name, previous}:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_set(directory: Path, set_name: str) -> Path:
+    """The directory that holds the current files of ``set_name``, resolved once: read every
+    file of the set from it to see one version of all of them (``directory`` itself for files
+    written one by one)."""
+    pointer = directory / f".{set_name}"
+    return directory / os.readlink(pointer) if pointer.is_symlink() else directory
+
+
+def _replace_with_link(path: Path, target: str) -> None:
+    link = _temporary_name(path, "tmp")
+    os.symlink(target, link)
+    try:
+        os.replace(link, path)
+    except OSError:
+        link.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -28,6 +28,13 @@ PAYLOAD_BYTES, PAYLOADS = 1 << 20, 32
 # Part of the key: costs kept by an older version that measured less are measured again.
 _VERSION = 2
 _CORRECTIONS = "corrections by size"
+# What each size's entry keeps, in the order of Corrections' fields after size_class.
+_KEPT_FIELDS = (
+    "serial_ratios",
+    "parallel_ratios",
+    "serial_seconds_per_item",
+    "parallel_seconds_per_item",
+)
 _TIMEOUT_SECONDS = 300
 
 
@@ -67,8 +74,7 @@ def corrections(directory: str | os.PathLike | None, subject: str, size: int) ->
     try:
         return Corrections(
             size,
-            tuple(float(ratio) for ratio in kept["serial"]),
-            tuple(float(ratio) for ratio in kept["parallel"]),
+            *(tuple(float(figure) for figure in kept[field]) for field in _KEPT_FIELDS),
         )
     except (TypeError, KeyError, ValueError):
         return Corrections(size)  # none kept, or kept by another version
@@ -93,7 +99,7 @@ def learn(
     kept = _read(path)
     by_subject = _section(kept)
     sizes = by_subject.get(subject, {})
-    entry = {"serial": list(learned.serial_ratios), "parallel": list(learned.parallel_ratios)}
+    entry = {field: list(getattr(learned, field)) for field in _KEPT_FIELDS}
     by_subject = {**by_subject, subject: {**sizes, str(learned.size_class): entry}}
     _write(path, {**kept, _CORRECTIONS: by_subject})
 

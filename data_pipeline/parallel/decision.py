@@ -13,9 +13,9 @@ competes with the workers when there are no more CPUs than workers.
 
 Both predictions are scaled by the median of what past runs of the same kind of step, at
 about the same size, took over the model's time (:class:`Corrections`). Until runs there
-have measured the pool, it must be predicted 1.1x faster; a close second that no run there
-has measured yet is run once (a near tie twice), so that neither prediction rests on the
-model alone.
+have measured the pool, it must be predicted 1.1x faster; a close second (within 1.25x)
+that runs there have not measured twice is run, so that a near tie is not decided by the
+model alone. Once both have run at a size, the median times of those runs decide.
 """
 
 import dataclasses
@@ -38,6 +38,8 @@ PARALLEL_MARGIN = 1.1
 # Runs shorter than this teach nothing (the machine's noise is as large as the model's
 # error), and auto does not try the other choice on them.
 LEARN_FROM_SECONDS = 0.05
+# A second choice predicted within this factor of the first is run (twice) to measure it.
+CLOSE_SECOND = 1.25
 # Each mode's ratios kept per kind of step and size: the median of these corrects the model.
 KEPT_RATIOS = 5
 Result = TypeVar("Result")
@@ -114,43 +116,65 @@ class WorkSample:
 
 @dataclass(frozen=True)
 class Corrections:
-    """What past runs of this kind of step, at about this size, taught: each mode's recent
-    times over the model's (1.0: as predicted), of which the median is used. The model
-    cannot sample everything (workers slowing each other, pages touched the first time, a
-    sample's batches costing more per item than the whole), what it misses changes with the
-    size, and one run on a shared machine can be 40 % off: a median of a few runs at the same
-    size is what repeats."""
+    """What past runs of this kind of step, at about this size, took: per mode, the time per
+    item each run observed, and that time over the model's prediction (1.0: as predicted).
+    Once both modes have run at this size, auto compares their medians directly: the sample
+    each prediction starts from varies by 20 % from run to run on a shared machine, the
+    median of a few whole runs much less. Until then the median ratio corrects the model (it
+    cannot sample everything: workers slowing each other, pages touched the first time, a
+    sample's batches costing more per item than the whole), and what it misses changes with
+    the size."""
 
     size_class: int = 0
     serial_ratios: tuple[float, ...] = ()
     parallel_ratios: tuple[float, ...] = ()
+    serial_seconds_per_item: tuple[float, ...] = ()
+    parallel_seconds_per_item: tuple[float, ...] = ()
 
     def ratios(self, mode: str) -> tuple[float, ...]:
         return getattr(self, f"{mode}_ratios")
+
+    def runs(self, mode: str) -> int:
+        return len(self.ratios(mode))
 
     def factor(self, mode: str) -> float:
         """The median of ``mode``'s recent ratios (1.0 before any run of it)."""
         ratios = self.ratios(mode)
         return statistics.median(ratios) if ratios else 1.0
 
+    def observed_seconds(self, mode: str, items: int) -> float | None:
+        """``items`` at the median time per item that runs of ``mode`` took here (None before
+        any)."""
+        per_item = getattr(self, f"{mode}_seconds_per_item")
+        return items * statistics.median(per_item) if per_item else None
+
     def after(self, decision: "Decision", observed_seconds: float) -> "Corrections":
-        """With the ratio this run of ``decision`` observed (the last :data:`KEPT_RATIOS`)."""
+        """With what this run of ``decision`` observed (the last :data:`KEPT_RATIOS` runs)."""
         mode = "parallel" if decision.parallel else "serial"
         predicted_seconds = getattr(decision, f"predicted_{mode}_seconds")
-        if not predicted_seconds or observed_seconds <= 0:
+        if not predicted_seconds or observed_seconds <= 0 or not decision.items:
             return self
         # The model's own time: the prediction without the correction it was made with.
         model_seconds = predicted_seconds / (decision.corrections or Corrections()).factor(mode)
         ratio = min(max(observed_seconds / model_seconds, 0.25), 4.0)
-        kept = (*self.ratios(mode), round(ratio, 4))[-KEPT_RATIOS:]
-        return dataclasses.replace(self, **{f"{mode}_ratios": kept})
+        per_item = observed_seconds / decision.items
+        return dataclasses.replace(
+            self,
+            **{
+                f"{mode}_ratios": (*self.ratios(mode), round(ratio, 4))[-KEPT_RATIOS:],
+                f"{mode}_seconds_per_item": (
+                    *getattr(self, f"{mode}_seconds_per_item"),
+                    float(f"{per_item:.4g}"),
+                )[-KEPT_RATIOS:],
+            },
+        )
 
     def untried(self, mode: str, times_the_chosen: float) -> bool:
         """Whether ``mode``, predicted to take ``times_the_chosen`` the chosen mode's time, is
-        close enough to be worth a run that measures it: once within 1.5x, twice within
-        1.15x (a near tie rests on more than one noisy run)."""
-        runs = len(self.ratios(mode))
-        return runs < (2 if times_the_chosen <= 1.15 else 1 if times_the_chosen <= 1.5 else 0)
+        close enough to be worth runs that measure it: twice, within :data:`CLOSE_SECOND`
+        (a near tie rests on more than one noisy run). Further off, the runs of the chosen
+        mode correct its prediction, and if it was wrong the two come close."""
+        return times_the_chosen <= CLOSE_SECOND and self.runs(mode) < 2
 
 
 @dataclass(frozen=True)
@@ -165,6 +189,8 @@ class Decision:
     seconds_per_item: float | None = None
     # What the decision learns from (set when the pool's costs were consulted).
     corrections: Corrections | None = None
+    # The items the predictions are for (what a run's time is divided by to learn).
+    items: int | None = None
 
     @property
     def parallel(self) -> bool:
@@ -240,8 +266,14 @@ def predicted(
     pace = max(items * in_worker / workers, items * in_step, all_cpu)
     learned = corrections(size_class(items))
     model_serial, model_parallel = serial, startup + pace + chunks * pool.task_seconds
-    serial = model_serial * learned.factor("serial")
-    parallel = model_parallel * learned.factor("parallel")
+    observed_serial = learned.observed_seconds("serial", items)
+    observed_parallel = learned.observed_seconds("parallel", items)
+    both_measured = observed_serial is not None and observed_parallel is not None
+    if both_measured:
+        serial, parallel = observed_serial, observed_parallel
+    else:
+        serial = model_serial * learned.factor("serial")
+        parallel = model_parallel * learned.factor("parallel")
     # Until runs at this size have measured the pool, it must win by a margin: the model
     # misses costs it cannot sample, and a near tie is not worth processes.
     margin = 1.0 if learned.parallel_ratios else PARALLEL_MARGIN
@@ -254,30 +286,40 @@ def predicted(
     chosen_seconds = parallel if faster == "parallel" else serial
     if chosen_seconds >= LEARN_FROM_SECONDS and learned.untried(other, times_the_faster):
         choice = other
-    reason = (
-        f"{items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = {_duration(model_serial)}"
-        f"{_times(learned, 'serial')}{' = ' + _duration(serial) if learned.serial_ratios else ''}"
-        " of work "
-        f"{'>' if faster == 'parallel' else '<='} {margin:g} x a pool of {workers}: "
-        f"({_duration(startup)} start-up ({'warm' if warm else 'cold'}) + {_duration(pace)} + "
-        f"{chunks:,} tasks x {_duration(pool.task_seconds)})"
-        f"{_times(learned, 'parallel')} = {_duration(parallel)}"
-    )
+    if both_measured:
+        reason = (
+            f"{items:,} {unit} at what runs of this size took here: {_duration(serial)} "
+            f"serially ({learned.runs('serial')} runs) "
+            f"{'>' if faster == 'parallel' else '<='} {_duration(parallel)} on a pool of "
+            f"{workers} ({learned.runs('parallel')} runs); this run's sample predicted "
+            f"{_duration(model_serial)} and {_duration(model_parallel)}"
+        )
+    else:
+        reason = (
+            f"{items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
+            f"{_duration(model_serial)}{_times(learned, 'serial')}"
+            f"{' = ' + _duration(serial) if learned.serial_ratios else ''} of work "
+            f"{'>' if faster == 'parallel' else '<='} {margin:g} x a pool of {workers}: "
+            f"({_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
+            f"{_duration(pace)} + {chunks:,} tasks x {_duration(pool.task_seconds)})"
+            f"{_times(learned, 'parallel')} = {_duration(parallel)}"
+        )
+        if learned.serial_ratios or learned.parallel_ratios:
+            reason += (
+                f" (x: what past runs of this size took over the model's time, median of "
+                f"{learned.runs('serial')} serial and {learned.runs('parallel')} pooled)"
+            )
     if choice != faster:
         prefix = (
-            f"{choice}, once, to measure it at this size ({times_the_faster:.2f}x the "
+            f"{choice}, to measure it at this size ({times_the_faster:.2f}x the "
             f"{faster} prediction, close enough to be worth knowing)"
         )
     else:
         prefix = choice
-    reason = f"{prefix}: {reason}"
-    if learned.serial_ratios or learned.parallel_ratios:
-        reason += (
-            f" (x: what past runs of this size took over the model's time, median of "
-            f"{len(learned.serial_ratios)} serial and {len(learned.parallel_ratios)} pooled)"
-        )
     workers = workers if choice == "parallel" else 1
-    return Decision("auto", workers, reason, serial, parallel, per_item + owners, learned)
+    return Decision(
+        "auto", workers, f"{prefix}: {reason}", serial, parallel, per_item + owners, learned, items
+    )
 
 
 def size_class(items: int) -> int:

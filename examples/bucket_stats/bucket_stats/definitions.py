@@ -6,21 +6,31 @@ import dagster as dg
 import pandas as pd
 
 from bucket_stats.statistics import bucket_statistics
+from data_pipeline.defs.partitions import daily_partitions
 from data_pipeline.defs.resources import (
+    CPU_POOL,
     DataDirectoryResource,
     ProcessPoolResource,
     data_directory_resource,
 )
 
 
-@dg.asset(deps=[dg.AssetKey("cleaned_numbers")], group_name="team_examples", kinds={"pandas"})
+@dg.asset(
+    deps=[dg.AssetKey("cleaned_numbers")],
+    group_name="team_examples",
+    kinds={"pandas"},
+    partitions_def=daily_partitions,  # the same days as cleaned_numbers
+    pool=CPU_POOL,  # one of the steps whose pools share the CPUs across runs
+)
 def last_digit_statistics(
     context: dg.AssetExecutionContext,
     data_directory: DataDirectoryResource,
     process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
-    """Count, mean, median and mean Collatz steps of the cleaned values, per last digit."""
-    cleaned = pd.read_parquet(data_directory.directory() / "cleaned_numbers.parquet")
+    """Count, mean, median and mean Collatz steps of the day's cleaned values, per last
+    digit."""
+    day_directory = data_directory.directory(context.partition_key)
+    cleaned = pd.read_parquet(day_directory / "cleaned_numbers.parquet")
     buckets = [
         (int(digit), group.tolist())
         for digit, group in cleaned["value"].groupby(cleaned["value"].abs() % 10)

@@ -3,6 +3,7 @@ installed, loaded by module name with a working directory (as workspace.yaml loa
 materialized by `dagster job execute` on the multiprocess executor, the pool's workers
 started by forkserver and by spawn."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -29,18 +30,22 @@ resources:
 """
 
 
+DAY = "2026-11-20"
+
+
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_method):
     location = tmp_path / "team"
     shutil.copytree(LOCATION, location, ignore=shutil.ignore_patterns("*_tests", "__pycache__"))
     (tmp_path / "config.yaml").write_text(RUN_CONFIG.format(start_method=start_method))
     data = tmp_path / "data"
-    data.mkdir()
-    write_numbers_file(data / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
+    day = data / DAY  # the day's files, as data_pipeline's numbers_job leaves them
+    day.mkdir(parents=True)
+    write_numbers_file(day / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
     clean_to_parquet(
-        data / "numbers.txt",
-        data / "cleaned_numbers.parquet",
-        data / "rejected_lines.parquet",
+        day / "numbers.txt",
+        day / "cleaned_numbers.parquet",
+        day / "rejected_lines.parquet",
         PoolSettings(1),
         64 * 1024,
     )
@@ -50,6 +55,7 @@ def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_
         "DAGSTER_HOME": str(tmp_path),
     }
     command = [DAGSTER, "job", "execute", "-m", MODULE, "-d", str(location), "-j", JOB]
+    command += ["--tags", json.dumps({"dagster/partition": DAY})]
     finished = subprocess.run(
         [*command, "-c", "config.yaml"],
         capture_output=True,
