@@ -45,7 +45,6 @@ def with_dagster_home() -> None:
     """Keep runs in .dagster_home/ unless DAGSTER_HOME is set, so the UI, the daemon and
     `dev.py run` share one history, with the project's dagster.yaml (its concurrency
     limits); a new instance is created before anything can race to create it."""
-    settings = (ROOT / "dagster.yaml").read_text()
     if os.environ.get("DAGSTER_HOME"):
         home = Path(os.environ["DAGSTER_HOME"])
         if not (home / "dagster.yaml").exists():
@@ -58,27 +57,38 @@ def with_dagster_home() -> None:
         home = ROOT / ".dagster_home"
         home.mkdir(exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(home)
-        installed = home / "dagster.yaml"
+        installed, settings = home / "dagster.yaml", (ROOT / "dagster.yaml").read_text()
         if not installed.exists() or installed.read_text() != settings:
             installed.write_text(settings)
-    if not (home / "history").exists():
-        migrate = [str(BIN / "dagster"), "instance", "migrate"]
-        subprocess.run(migrate, check=True, stdout=subprocess.DEVNULL)
+        if not (home / "history").exists():  # a new instance, created before anything races
+            migrate = [str(BIN / "dagster"), "instance", "migrate"]
+            subprocess.run(migrate, check=True, stdout=subprocess.DEVNULL)
 
 
-def day_from(arguments: list[str]) -> tuple[list[str], str]:
-    """``--partition DAY`` taken out of ``arguments`` (`dagster job execute` has no such
-    option: a run's day is its dagster/partition tag), else today (UTC)."""
-    rest, day = [], datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+def with_day(arguments: list[str]) -> list[str]:
+    """``arguments`` for `dagster job execute`, the run tagged with its day: ``--partition
+    DAY`` (that command has no such option: a run's day is its dagster/partition tag) merged
+    into any ``--tags`` given, else today (UTC)."""
+    rest, day, tags = [], None, {}
     given = iter(arguments)
     for argument in given:
-        if argument == "--partition":
-            day = next(given, day)
-        elif argument.startswith("--partition="):
-            day = argument.split("=", 1)[1]
+        name, _, value = argument.partition("=")
+        if name in {"--partition", "--tags"}:
+            value = value or next(given, "")
+            if not value:
+                sys.exit(f"{name} needs a value")
+            if name == "--partition":
+                day = value
+            else:
+                tags = json.loads(value)
         else:
             rest.append(argument)
-    return rest, day
+    day = day or tags.get("dagster/partition") or datetime.datetime.now(datetime.UTC).date()
+    try:
+        day = datetime.date.fromisoformat(str(day)).isoformat()
+    except ValueError:
+        sys.exit(f"--partition {day!r}: expected a day as YYYY-MM-DD, e.g. 2026-11-24")
+    return [*rest, "--tags", json.dumps({**tags, "dagster/partition": day})]
 
 
 def run(*command: str) -> None:
@@ -95,9 +105,7 @@ def main(arguments: list[str]) -> None:
     if action == "run":
         with_dagster_home()
         job = ["job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
-        extra, day = day_from(extra)
-        if not any(argument.startswith("--tags") for argument in extra):
-            job += ["--tags", json.dumps({"dagster/partition": day})]
+        extra = with_day(extra)
         run(str(BIN / "dagster"), *job, *extra)
     elif action == "test":
         run(str(BIN / "python"), "-m", "pytest", *extra)

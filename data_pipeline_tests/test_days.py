@@ -91,7 +91,8 @@ def test_the_sensor_requests_one_run_per_new_or_changed_export_and_never_twice(t
     ]
     # Evaluated again with the cursor (as after a daemon restart): nothing new.
     again = landing_files_sensor(sensor_context(tmp_path, first.cursor))
-    assert isinstance(again, dg.SkipReason) and "no new or changed export" in again.skip_message
+    assert not again.run_requests
+    assert "no new or changed export" in again.skip_reason.skip_message
     # A re-delivered export for a day: one more run of that day, with a new run key.
     changed = landed(tmp_path, "2026-11-20.txt", "1\n2\n4\n")
     later = landing_files_sensor(sensor_context(tmp_path, first.cursor))
@@ -106,9 +107,13 @@ def test_the_sensor_reports_files_it_cannot_run_instead_of_ignoring_them(tmp_pat
     landed(tmp_path, "notes.csv", "1\n")
     landed(tmp_path, "2026-11-20.txt", "1\n", seconds_ago=0)  # still being written
     skipped = landing_files_sensor(sensor_context(tmp_path))
-    assert isinstance(skipped, dg.SkipReason)
-    message = skipped.skip_message
+    assert not skipped.run_requests
+    message = skipped.skip_reason.skip_message
     assert "ignored 2019-12-31.txt, notes.csv: not named YYYY-MM-DD.txt for a day from" in message
+    assert "still being written, looked at next time: 2026-11-20.txt" in message
+    later = landing_files_sensor(sensor_context(tmp_path, skipped.cursor))
+    message = later.skip_reason.skip_message
+    assert "ignored" not in message, "reported once per version of a file, not every 30 s"
     assert "still being written, looked at next time: 2026-11-20.txt" in message
 
 
@@ -124,11 +129,46 @@ def test_the_sensor_waits_for_the_landing_directory_to_exist(tmp_path):
 def test_the_schedule_runs_the_day_before_its_morning(morning, day):
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
     when = datetime.datetime.fromisoformat(morning)
-    with dg.build_schedule_context(
-        scheduled_execution_time=when, repository_def=defs.get_repository_def()
-    ) as context:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=when,
+            repository_def=defs.get_repository_def(),
+        ) as context,
+    ):
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == day
+
+
+def test_the_schedule_skips_a_day_already_materialized_and_the_day_before_the_first(tmp_path):
+    schedule = defs.resolve_schedule_def("numbers_daily_schedule")
+    with dg.instance_for_test() as instance:
+        assert materialize_all(tmp_path, "2026-11-24", instance).success
+        for morning, why in (
+            ("2026-11-25T06:00:00+00:00", "2026-11-24 is already materialized (run "),
+            ("2026-01-01T06:00:00+00:00", "2025-12-31 is before the partitions' first day"),
+        ):
+            when = datetime.datetime.fromisoformat(morning)
+            with dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=when,
+                repository_def=defs.get_repository_def(),
+            ) as context:
+                result = schedule.evaluate_tick(context)
+            assert not result.run_requests
+            assert why in result.skip_message
+
+
+def materialize_all(root: Path, day: str, instance: dg.DagsterInstance):
+    names = ("numbers_file", "cleaned_numbers", "transformed_numbers")
+    return dg.materialize(
+        [defs.get_assets_def(name) for name in names],
+        partition_key=day,
+        resources={"data_directory": data_directory(root), "process_pool": SERIAL},
+        run_config={"ops": {"numbers_file": {"config": {"count": 300}}}},
+        instance=instance,
+    )
 
 
 def test_a_second_run_of_a_day_fails_before_writing_while_the_first_is_in_progress(tmp_path):

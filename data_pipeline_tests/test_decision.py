@@ -211,24 +211,30 @@ def test_what_past_runs_of_this_size_took_corrects_the_model():
     assert ") x1.50 = " in taught.reason, "the median of the pool's ratios"
 
 
-def test_once_both_choices_ran_at_this_size_their_times_decide_not_the_sample():
+def test_once_both_choices_ran_at_this_size_how_their_times_compared_decides():
     # The sample predicts a clear win for the pool; runs here measured the opposite.
     arguments = (2, 100_000, 20, "values", sample_of(5e-6), costs)
     assert predicted(*arguments, True, 4, as_modelled).workers == 2
     measured = Corrections(
         17,
-        serial_ratios=(1.0, 1.0),
+        serial_ratios=(1.0, 1.0, 1.0),
         parallel_ratios=(1.0, 1.0),
         serial_seconds_per_item=(3.0e-6, 3.2e-6, 9.0e-6),  # one slow run does not count
         parallel_seconds_per_item=(3.5e-6, 3.4e-6),
     )
     decision = predicted(*arguments, True, 4, lambda size: measured)
     assert decision.workers == 1
-    assert decision.predicted_serial_seconds == pytest.approx(0.32)
+    # This run's sample: 0.5 s of work, so the pool's 345/320 of it.
+    assert decision.predicted_serial_seconds == pytest.approx(0.5)
+    assert decision.predicted_parallel_seconds == pytest.approx(0.5 * 3.45 / 3.2)
     assert decision.reason.startswith(
-        "serial: 100,000 values at what runs of this size took here: 320.0 ms serially (2 runs)"
-        " <= 345.0 ms on a pool of 2 (2 runs); this run's sample predicted 500.0 ms and"
+        "serial: runs of this size here took 320.0 ms serially (3 runs) <= 345.0 ms on a pool "
+        "of 2 (2 runs), medians for 100,000 values; this run's sample: 500.0 ms of work"
     )
+    # What this run teaches is measured against the model, not against the past runs.
+    learned = measured.after(decision, 0.25)
+    assert learned.serial_ratios[-1] == pytest.approx(0.5)
+    assert learned.serial_seconds_per_item[-1] == pytest.approx(2.5e-6)
 
 
 def test_the_median_of_the_last_five_runs_is_the_correction():

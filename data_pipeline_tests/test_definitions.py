@@ -50,8 +50,13 @@ def test_the_daily_schedule_requests_a_numbers_job_run():
     assert schedule.job_name == "numbers_job"
     assert schedule.cron_schedule == "0 6 * * *"
     morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
-    with dg.build_schedule_context(
-        scheduled_execution_time=morning, repository_def=defs.get_repository_def()
-    ) as context:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=morning,
+            repository_def=defs.get_repository_def(),
+        ) as context,
+    ):
         requests = schedule.evaluate_tick(context).run_requests
     assert len(requests) == 1

@@ -103,7 +103,7 @@ def read_pair(directory) -> tuple[str, str]:
     )
 
 
-def test_a_file_set_is_replaced_as_a_whole_and_read_under_its_plain_names(tmp_path):
+def test_a_file_set_is_replaced_as_a_whole_and_read_under_its_plain_names(tmp_path, monkeypatch):
     digests = {}
     write_pair(tmp_path, "first", digests)
     assert (tmp_path / "cleaned_numbers.parquet").read_text() == "first cleaned_numbers.parquet"
@@ -113,7 +113,12 @@ def test_a_file_set_is_replaced_as_a_whole_and_read_under_its_plain_names(tmp_pa
     for _ in range(3):
         write_pair(tmp_path, "later")
     versions = [name for name in hidden(tmp_path) if name.startswith(".cleaned.")]
-    assert len(versions) == 2, "the current version and the one before it, for late readers"
+    assert len(versions) == 5, "versions a reader may still be in are kept for a minute"
+    monkeypatch.setattr(storage, "VERSION_GRACE_SECONDS", 0)
+    write_pair(tmp_path, "last")
+    versions = [name for name in hidden(tmp_path) if name.startswith(".cleaned.")]
+    assert len(versions) == 2, "then the current version and the one before it"
+    assert read_pair(tmp_path) == ("last", "last")
 
 
 def test_a_failed_write_leaves_the_previous_set_whole(tmp_path):

@@ -255,9 +255,14 @@ def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
     # the daemon would and validate the run it requests.
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
     morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
-    with dg.build_schedule_context(
-        scheduled_execution_time=morning, repository_def=defs.get_repository_def()
-    ) as context:
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=morning,
+            repository_def=defs.get_repository_def(),
+        ) as context,
+    ):
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-24", "the day before, its export complete"
     job = defs.resolve_job_def("numbers_job")

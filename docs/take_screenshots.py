@@ -1,9 +1,10 @@
 """Take the README's UI screenshots from a running `dagster dev`, with headless Chromium.
 
-    python docs/take_screenshots.py [--url http://127.0.0.1:3000] [--chromium chromium]
+    python docs/take_screenshots.py [--url http://127.0.0.1:3000] [--chromium chromium] [NAME ...]
 
-Materialize the numbers assets and parallelism_sweep first (each page shows the latest
-materialization; the sweep's chart is its Markdown metadata, opened with "Show Markdown").
+Materialize the numbers assets (a few days of them) and parallelism_sweep first (each page
+shows the latest materialization; the sweep's chart is its Markdown metadata, opened with
+"Show Markdown"); take backfill.png while a backfill runs. NAME picks shots (default: all).
 Drives Chromium over its DevTools protocol (with the `websockets` package that the Dagster
 webserver already installs) so it can dismiss the UI's first-visit dialog before each shot.
 """
@@ -29,6 +30,8 @@ SHOTS = {
     "asset_graph.png": ("/locations/data_pipeline/asset-groups/numbers", 1400, 640, None),
     "report_metadata.png": ("/assets/parallelism_report", 1400, 1150, None),
     "sweep_chart.png": ("/assets/parallelism_sweep", 1400, 760, "[Show Markdown]"),
+    "partitions.png": ("/assets/cleaned_numbers?view=partitions", 1400, 760, None),
+    "backfill.png": ("/runs/backfills", 1400, 520, None),
 }
 # Click the link or button, then bring the first inline image (the chart) to the top.
 CLICK = """
@@ -88,7 +91,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("names", nargs="*", help=f"shots to take: {', '.join(SHOTS)}")
     args = parser.parse_args()
+    if unknown := set(args.names) - set(SHOTS):
+        parser.error(f"no such shot: {', '.join(sorted(unknown))} (choose from {', '.join(SHOTS)})")
+    shots = {name: SHOTS[name] for name in args.names or SHOTS}
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
         browser = subprocess.Popen(
@@ -122,7 +129,7 @@ def main() -> None:
                         raise
                     time.sleep(0.2)
             debugger = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
-            for name, (path, width, height, click) in SHOTS.items():
+            for name, (path, width, height, click) in shots.items():
                 url = args.url + path
                 asyncio.run(screenshot(debugger, url, width, height, click, DOCS / name))
                 print(f"wrote {DOCS / name}")  # noqa: T201

@@ -347,6 +347,15 @@ def parallelism_report(
     return dg.MaterializeResult(metadata=rounded(metadata))
 
 
+# The jobs and assets that write a day's files (a run of another project's job on the same
+# day does not count).
+_DAY_JOBS = {"numbers_job", "report_job"}
+_DAY_WRITERS = [
+    dg.AssetKey(name)
+    for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
+]
+
+
 def _chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolResource):
     kernel = process_pool.chosen_kernel()
     how = (
@@ -392,34 +401,57 @@ def _pool_sentence(pool: PoolStats) -> str:
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
 
 
+# A run that has logged nothing for this long is taken as dead (killed with its process,
+# which leaves it STARTED for ever): it no longer holds its day.
+SILENT_RUN_SECONDS = 600
+_WRITING_STATUSES = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
 def _sole_run_of_the_day(context: dg.AssetExecutionContext) -> None:
-    """Fail before writing anything if an earlier run of the same day is still in progress:
-    two runs of one day would interleave its files. Runs launched through the UI, a sensor or
-    the schedule wait in the queue instead (dagster.yaml limits them to one per day); this
-    catches runs started beside them, e.g. by `dagster job execute`."""
-    instance, own_id = context.instance, context.run.run_id
+    """Fail before writing anything if an earlier run of the same day, that writes these
+    files, is still in progress: two runs of one day would interleave its files. Runs
+    launched through the UI, a sensor or the schedule wait in the queue instead (dagster.yaml
+    limits them to one per day); this catches runs started beside them, e.g. by
+    `dagster job execute`."""
+    instance, own_id, day = context.instance, context.run.run_id, context.partition_key
     own = instance.get_run_record_by_id(own_id)
-    in_progress = instance.get_run_records(
-        dg.RunsFilter(
-            tags={PARTITION_TAG: context.partition_key},
-            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
-        )
-    )
-    earlier = [
-        record.dagster_run
-        for record in in_progress
-        if record.dagster_run.run_id != own_id
-        and (own is None or record.create_timestamp < own.create_timestamp)
-    ]
-    if earlier:
-        other = earlier[0]
+    ours = set(_DAY_WRITERS)
+    for record in instance.get_run_records(
+        dg.RunsFilter(tags={PARTITION_TAG: day}, statuses=_WRITING_STATUSES)
+    ):
+        other = record.dagster_run
+        if other.run_id == own_id or (own and record.create_timestamp >= own.create_timestamp):
+            continue
+        if not (other.job_name in _DAY_JOBS or ours & set(other.asset_selection or ())):
+            continue  # another project's run of the same day: not our files
+        silent = _seconds_since_last_event(instance, other.run_id)
+        if silent > SILENT_RUN_SECONDS:
+            context.log.warning(
+                f"run {other.run_id[:8]} of {day} still shows as {other.status.value} but has "
+                f"logged nothing for {silent / 60:.0f} min: taken as dead (mark it failed in "
+                "the UI to tidy up)"
+            )
+            continue
         raise dg.Failure(
-            f"Run {other.run_id[:8]} ({other.job_name}) of {context.partition_key} is still in "
-            "progress and writes the same files: this run stopped before writing anything. "
-            "Wait for it (or terminate it in the UI if its process is gone), or launch runs "
-            "through the UI or the daemon, which queue one run per day.",
+            f"Run {other.run_id[:8]} ({other.job_name}) of {day} is still in progress and "
+            "writes the same files: this run stopped before writing anything. Wait for it, or "
+            "launch runs through the UI or the daemon, which queue one run per day. (A run "
+            f"whose process is gone counts as dead after {SILENT_RUN_SECONDS // 60} min "
+            "without a log line; terminate it in the UI to free the day at once.)",
             allow_retries=False,
         )
+
+
+def _seconds_since_last_event(instance: dg.DagsterInstance, run_id: str) -> float:
+    records = instance.get_records_for_run(run_id, limit=1, ascending=False).records
+    if not records:
+        return float("inf")
+    return time.time() - records[0].event_log_entry.timestamp
 
 
 def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:

@@ -109,7 +109,8 @@ def _as_materialized(
                 if not (where / name).is_file():
                     problems.append(f"{name} is missing: materialize {key.to_user_string()}")
                     continue
-                paths[name] = stack.enter_context(pinned(where / name))
+                # The pin goes in the day's directory: a version directory may be removed.
+                paths[name] = stack.enter_context(pinned(where / name, beside=directory))
                 wanted = recorded.get(digest_key(name))
                 wanted = getattr(wanted, "value", wanted)
                 if wanted is not None and file_digest(paths[name]) != wanted:

@@ -1,6 +1,7 @@
 """The resources the numbers assets share: where their files live, and the process pool."""
 
 import contextlib
+import datetime
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -75,7 +76,7 @@ class DataDirectoryResource(dg.ConfigurableResource):
         setting to change."""
         directory = Path(self.path).expanduser()
         if day is not None:
-            directory /= day
+            directory /= _checked_day(day)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -93,6 +94,17 @@ class DataDirectoryResource(dg.ConfigurableResource):
         if self.landing_path:
             return Path(self.landing_path).expanduser()
         return Path(self.path).expanduser() / LANDING_DIRECTORY
+
+
+def _checked_day(day: str) -> str:
+    """``day`` if it is a date as YYYY-MM-DD (a day's directory never leaves the data
+    directory)."""
+    try:
+        if datetime.date.fromisoformat(day).isoformat() == day:
+            return day
+    except ValueError:
+        pass
+    raise dg.Failure(f"{day!r} is not a day as YYYY-MM-DD", allow_retries=False)
 
 
 def data_directory_resource() -> DataDirectoryResource:

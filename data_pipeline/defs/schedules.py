@@ -30,9 +30,21 @@ SETTLE_SECONDS = 2.0
         "before: its export is complete."
     ),
 )
-def numbers_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    day = context.scheduled_execution_time - datetime.timedelta(days=1)
-    return dg.RunRequest(partition_key=day.strftime("%Y-%m-%d"))
+def numbers_daily_schedule(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
+    """The day before, unless it is not a day of the partitions (the start date's morning)
+    or already materialized (its export landed and the sensor ran it, or a person did)."""
+    day = (context.scheduled_execution_time - datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+    if not daily_partitions.has_partition_key(day):
+        return dg.SkipReason(f"{day} is before the partitions' first day")
+    done = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("transformed_numbers"), asset_partitions=[day]),
+        limit=1,
+    ).records
+    if done:
+        return dg.SkipReason(f"{day} is already materialized (run {done[0].run_id[:8]})")
+    return dg.RunRequest(partition_key=day)
 
 
 @dg.sensor(
@@ -63,20 +75,23 @@ def landing_files_sensor(
         day = path.stem if path.suffix == ".txt" else ""
         if not _is_day(day):
             not_days.append(path.name)
+            seen[path.name] = version  # reported once, not every 30 s
             continue
         if _modified_seconds_ago(path) < SETTLE_SECONDS:
             unsettled.append(path.name)
             continue
         requests.append(dg.RunRequest(run_key=f"{path.name}@{version}", partition_key=day))
         seen[path.name] = version
+    cursor = json.dumps(seen, sort_keys=True)
     if not_days:
         context.log.warning(_not_days_sentence(not_days))
     if requests:
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
     reasons = [_not_days_sentence(not_days)] if not_days else []
     if unsettled:
         reasons.append(f"still being written, looked at next time: {', '.join(unsettled)}")
-    return dg.SkipReason("; ".join(reasons) or f"no new or changed export in {landing}")
+    reason = "; ".join(reasons) or f"no new or changed export in {landing}"
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
 
 
 def _version(path: Path) -> str:

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +56,9 @@ def _host_tag() -> str:
 
 _HOST = _host_tag()
 # A committed version of a file set (atomic_file_set): not a temporary, whoever wrote it.
+# Versions no longer current are removed once they are this old (a reader may still be in
+# one it resolved just before a commit).
+VERSION_GRACE_SECONDS = 60
 _VERSION = re.compile(r"^\.\w+\.[0-9a-f]{32}$")
 _TEMPORARY = re.compile(
     r"^\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)\.[0-9a-f]{32}\.(tmp|old|reading)$"
@@ -155,11 +159,23 @@ def atomic_file_set(
             if not (link.is_symlink() and os.readlink(link) == target):
                 _replace_with_link(link, target)
         _fsync_directory(directory)
-        for old in directory.glob(f".{set_name}.*"):
-            if _VERSION.match(old.name) and old.name not in {version.name, previous}:
-                shutil.rmtree(old, ignore_errors=True)
+        _remove_old_versions(directory, set_name, keep={version.name, previous})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_old_versions(directory: Path, set_name: str, keep: set[str | None]) -> None:
+    """Versions of the set that nobody should be reading: not current (read again, as another
+    writer may have committed since), not ``keep``, and older than a minute."""
+    pointer = directory / f".{set_name}"
+    with contextlib.suppress(OSError):
+        keep = keep | {os.readlink(pointer)}
+    for old in directory.glob(f".{set_name}.*"):
+        if not _VERSION.match(old.name) or old.name in keep:
+            continue
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > VERSION_GRACE_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def file_set(directory: Path, set_name: str) -> Path:
@@ -200,14 +216,15 @@ def atomic_directory(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def pinned(path: Path) -> Iterator[Path]:
-    """Yield a second name (a hard link) for the file as it is now.
+def pinned(path: Path, beside: Path | None = None) -> Iterator[Path]:
+    """Yield a second name (a hard link) for the file as it is now, in ``beside`` (default:
+    the file's own directory).
 
     Workers open the input by name, many times. If another run replaces it meanwhile (an
     atomic rename), they would read offsets planned on the old file from the new one. The
     link keeps the old contents reachable until we are done.
     """
-    link = _temporary_name(path, "reading")
+    link = _temporary_name((beside or path.parent) / path.name, "reading")
     try:
         os.link(path, link)
     except OSError:  # a file system without hard links: read the file where it is

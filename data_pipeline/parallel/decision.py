@@ -15,7 +15,8 @@ Both predictions are scaled by the median of what past runs of the same kind of 
 about the same size, took over the model's time (:class:`Corrections`). Until runs there
 have measured the pool, it must be predicted 1.1x faster; a close second (within 1.25x)
 that runs there have not measured twice is run, so that a near tie is not decided by the
-model alone. Once both have run at a size, the median times of those runs decide.
+model alone. Once both have run at a size, how their median times compared decides (this
+run's sample scales both).
 """
 
 import dataclasses
@@ -154,8 +155,11 @@ class Corrections:
         predicted_seconds = getattr(decision, f"predicted_{mode}_seconds")
         if not predicted_seconds or observed_seconds <= 0 or not decision.items:
             return self
-        # The model's own time: the prediction without the correction it was made with.
-        model_seconds = predicted_seconds / (decision.corrections or Corrections()).factor(mode)
+        # The model's own time for this run (without what past runs corrected).
+        if decision.model_seconds is not None:
+            model_seconds = decision.model_seconds[0 if mode == "serial" else 1]
+        else:
+            model_seconds = predicted_seconds / (decision.corrections or Corrections()).factor(mode)
         ratio = min(max(observed_seconds / model_seconds, 0.25), 4.0)
         per_item = observed_seconds / decision.items
         return dataclasses.replace(
@@ -191,6 +195,8 @@ class Decision:
     corrections: Corrections | None = None
     # The items the predictions are for (what a run's time is divided by to learn).
     items: int | None = None
+    # The model's serial and pool times, before what past runs taught.
+    model_seconds: tuple[float, float] | None = None
 
     @property
     def parallel(self) -> bool:
@@ -266,14 +272,14 @@ def predicted(
     pace = max(items * in_worker / workers, items * in_step, all_cpu)
     learned = corrections(size_class(items))
     model_serial, model_parallel = serial, startup + pace + chunks * pool.task_seconds
+    serial = model_serial * learned.factor("serial")
+    parallel = model_parallel * learned.factor("parallel")
     observed_serial = learned.observed_seconds("serial", items)
     observed_parallel = learned.observed_seconds("parallel", items)
     both_measured = observed_serial is not None and observed_parallel is not None
     if both_measured:
-        serial, parallel = observed_serial, observed_parallel
-    else:
-        serial = model_serial * learned.factor("serial")
-        parallel = model_parallel * learned.factor("parallel")
+        # How the two compared in runs here decides; this run's sample scales both.
+        parallel = serial * observed_parallel / observed_serial
     # Until runs at this size have measured the pool, it must win by a margin: the model
     # misses costs it cannot sample, and a near tie is not worth processes.
     margin = 1.0 if learned.parallel_ratios else PARALLEL_MARGIN
@@ -288,11 +294,11 @@ def predicted(
         choice = other
     if both_measured:
         reason = (
-            f"{items:,} {unit} at what runs of this size took here: {_duration(serial)} "
-            f"serially ({learned.runs('serial')} runs) "
-            f"{'>' if faster == 'parallel' else '<='} {_duration(parallel)} on a pool of "
-            f"{workers} ({learned.runs('parallel')} runs); this run's sample predicted "
-            f"{_duration(model_serial)} and {_duration(model_parallel)}"
+            f"runs of this size here took {_duration(observed_serial)} serially "
+            f"({learned.runs('serial')} runs) {'>' if faster == 'parallel' else '<='} "
+            f"{_duration(observed_parallel)} on a pool of {workers} "
+            f"({learned.runs('parallel')} runs), medians for {items:,} {unit}; this run's "
+            f"sample: {_duration(serial)} of work, so {_duration(parallel)} on the pool"
         )
     else:
         reason = (
@@ -318,7 +324,15 @@ def predicted(
         prefix = choice
     workers = workers if choice == "parallel" else 1
     return Decision(
-        "auto", workers, f"{prefix}: {reason}", serial, parallel, per_item + owners, learned, items
+        "auto",
+        workers,
+        f"{prefix}: {reason}",
+        serial,
+        parallel,
+        per_item + owners,
+        learned,
+        items,
+        (model_serial, model_parallel),
     )
 
 
