@@ -2,6 +2,7 @@
 first pool pays it; auto measured against the better of serial and parallel; sizes spaced
 evenly on a log scale. A real sweep on tiny sizes proves every mode gives the same output."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,11 @@ def test_a_tiny_real_sweep_times_every_mode_and_worker_count_on_identical_output
         assert series.workers[0].karp_flatt is None
         assert series.cold_startup_seconds > 0
     assert "| cleaning, python | 10 |" in report.markdown()
+
+
+def test_what_autos_choices_cost_is_told_apart_from_the_noise_of_its_own_runs():
+    mixed = dataclasses.replace(row(100_000, 1.0, 0.8, 0.95), auto_choices=("serial", "parallel"))
+    assert mixed.auto_over_best == pytest.approx(0.95 / 0.8)
+    assert mixed.choice_over_best == pytest.approx((1.0 + 0.8) / 2 / 0.8)
+    always_best = dataclasses.replace(row(100_000, 1.0, 0.8, 0.9), auto_choices=("parallel",))
+    assert always_best.choice_over_best == 1.0, "slower runs of the right choice are noise"

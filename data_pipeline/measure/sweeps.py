@@ -86,6 +86,17 @@ class SizeRow:
         return self.auto.median / best if best else 1.0
 
     @property
+    def choice_over_best(self) -> float:
+        """What auto's choices cost, apart from the noise of its own runs: the median time of
+        the mode it chose, over the better median, averaged over its runs (1.0: it always
+        chose the faster)."""
+        best = min(self.serial.median, self.parallel.median)
+        if not best or not self.auto_choices:
+            return 1.0
+        chosen = {"serial": self.serial.median, "parallel": self.parallel.median}
+        return sum(chosen[choice] for choice in self.auto_choices) / len(self.auto_choices) / best
+
+    @property
     def auto_first_over_best(self) -> float | None:
         """auto's first run here over the better median: what learning this size cost."""
         best = min(self.serial.median, self.parallel.median)
