@@ -197,6 +197,7 @@ def test_the_shipped_instance_settings_share_the_cpus_and_queue_one_run_per_day(
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         settings = instance.get_concurrency_config()
     assert settings.pool_config.default_pool_limit == 1
+    assert settings.run_queue_config.max_concurrent_runs == 2
     [limit] = settings.run_queue_config.tag_concurrency_limits
     assert limit == {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
 

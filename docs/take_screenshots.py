@@ -31,7 +31,7 @@ SHOTS = {
     "report_metadata.png": ("/assets/parallelism_report", 1400, 1150, None),
     "sweep_chart.png": ("/assets/parallelism_sweep", 1400, 760, "[Show Markdown]"),
     "partitions.png": ("/assets/cleaned_numbers?view=partitions", 1400, 760, None),
-    "backfill.png": ("/runs/backfills", 1400, 520, None),
+    "backfill.png": ("/overview/backfills", 1400, 520, None),
 }
 # Click the link or button, then bring the first inline image (the chart) to the top.
 CLICK = """
