@@ -3,7 +3,6 @@ landed (else a file generated from the date), a sensor that turns landed exports
 the schedule that runs the day before, one run of a day at a time, and the instance settings
 that share the CPUs across runs."""
 
-import datetime
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from data_pipeline.defs.partitions import PARTITION_TAG, seed_of
 from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
 from data_pipeline.defs.schedules import landing_files_sensor
 from data_pipeline.numbers.storage import file_digest
+from data_pipeline_tests.ticks import daily_schedule_tick
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 NUMBERS = [defs.get_assets_def("numbers_file")]
@@ -127,35 +127,18 @@ def test_the_sensor_waits_for_the_landing_directory_to_exist(tmp_path):
     [("2026-11-25T06:00:00+00:00", "2026-11-24"), ("2026-03-01T06:00:00+00:00", "2026-02-28")],
 )
 def test_the_schedule_runs_the_day_before_its_morning(morning, day):
-    schedule = defs.resolve_schedule_def("numbers_daily_schedule")
-    when = datetime.datetime.fromisoformat(morning)
-    with (
-        dg.instance_for_test() as instance,
-        dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=when,
-            repository_def=defs.get_repository_def(),
-        ) as context,
-    ):
-        [request] = schedule.evaluate_tick(context).run_requests
+    [request] = daily_schedule_tick(morning).run_requests
     assert request.partition_key == day
 
 
 def test_the_schedule_skips_a_day_already_materialized_and_the_day_before_the_first(tmp_path):
-    schedule = defs.resolve_schedule_def("numbers_daily_schedule")
     with dg.instance_for_test() as instance:
         assert materialize_all(tmp_path, "2026-11-24", instance).success
         for morning, why in (
             ("2026-11-25T06:00:00+00:00", "2026-11-24 is already materialized (run "),
             ("2026-01-01T06:00:00+00:00", "2025-12-31 is before the partitions' first day"),
         ):
-            when = datetime.datetime.fromisoformat(morning)
-            with dg.build_schedule_context(
-                instance=instance,
-                scheduled_execution_time=when,
-                repository_def=defs.get_repository_def(),
-            ) as context:
-                result = schedule.evaluate_tick(context)
+            result = daily_schedule_tick(morning, instance)
             assert not result.run_requests
             assert why in result.skip_message
 

@@ -1,11 +1,10 @@
-import datetime
-
 import dagster as dg
 
 from data_pipeline.definitions import defs
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
 from data_pipeline.defs.resources import data_directory_resource
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
+from data_pipeline_tests.ticks import daily_schedule_tick
 
 ASSET_NAMES = ["numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report"]
 
@@ -49,14 +48,5 @@ def test_the_daily_schedule_requests_a_numbers_job_run():
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
     assert schedule.job_name == "numbers_job"
     assert schedule.cron_schedule == "0 6 * * *"
-    morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
-    with (
-        dg.instance_for_test() as instance,
-        dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=morning,
-            repository_def=defs.get_repository_def(),
-        ) as context,
-    ):
-        requests = schedule.evaluate_tick(context).run_requests
+    requests = daily_schedule_tick("2026-11-25T06:00:00+00:00").run_requests
     assert len(requests) == 1

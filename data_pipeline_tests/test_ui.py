@@ -20,6 +20,7 @@ from data_pipeline.definitions import defs
 from data_pipeline.defs.schedules import SCHEDULE_CRON_VARIABLE
 from data_pipeline.numbers.storage import LANDING_DIR_VARIABLE
 from data_pipeline_tests.processes import process_group_alive
+from data_pipeline_tests.ticks import daily_schedule_tick
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
@@ -254,16 +255,7 @@ def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
     # The next real tick is at 06:00 UTC: rather than wait for it, evaluate the schedule as
     # the daemon would and validate the run it requests.
     schedule = defs.resolve_schedule_def("numbers_daily_schedule")
-    morning = datetime.datetime(2026, 11, 25, 6, tzinfo=datetime.UTC)
-    with (
-        dg.instance_for_test() as instance,
-        dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=morning,
-            repository_def=defs.get_repository_def(),
-        ) as context,
-    ):
-        [request] = schedule.evaluate_tick(context).run_requests
+    [request] = daily_schedule_tick("2026-11-25T06:00:00+00:00").run_requests
     assert request.partition_key == "2026-11-24", "the day before, its export complete"
     job = defs.resolve_job_def("numbers_job")
     assert schedule.job_name == job.name
