@@ -37,7 +37,7 @@ def ensure_installed() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     print("installing data_pipeline and its dependencies (about a minute) ...", flush=True)
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "--editable", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*pip, "--editable", f"{ROOT}[dev,dask]"], check=True)
     STAMP.write_text(wanted)
 
 

@@ -268,3 +268,14 @@ def raise_for_three(value: int) -> int:
     if value == 3:
         raise ValueError(f"three is not allowed (got {value})")
     return value
+
+
+def transform_but_kill_the_worker_once(marker: str, chunk):
+    """The reference transform, except that the worker running chunk 3 the first time (the
+    ``marker`` file remembers) is killed by SIGKILL, as the out-of-memory killer would."""
+    from data_pipeline.numbers.transforms import transform_chunk
+
+    if chunk.index == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return transform_chunk(chunk)

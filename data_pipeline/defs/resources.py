@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.numbers.kernel_choice import (
     AUTO,
@@ -32,9 +32,11 @@ from data_pipeline.numbers.storage import (
 )
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
+from data_pipeline.parallel.dask_pool import DaskUnavailableError, import_distributed
 from data_pipeline.parallel.decision import Mode
 from data_pipeline.parallel.pool import (
     DEFAULT_START_METHOD,
+    Backend,
     ChunkFailedError,
     PoolSettings,
     StartMethod,
@@ -188,6 +190,25 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ),
     )
 
+    backend: Backend = Field(
+        default="local",
+        description=(
+            "Where the workers run. 'local': processes of this machine (a process pool inside "
+            "the step). 'dask': the same chunks and worker functions as futures on a "
+            "dask.distributed cluster: the one at scheduler_address, else a LocalCluster of "
+            "`workers` processes on 127.0.0.1 started for the step and closed after it. Needs "
+            "the extra: pip install -e '.[dask]'."
+        ),
+    )
+    scheduler_address: str | None = Field(
+        default=None,
+        description=(
+            "With backend 'dask': the scheduler of a running cluster, e.g. "
+            "tcp://10.0.0.5:8786 (its workers must have this package installed and reach "
+            "the data directory by the same path). Unset: a local cluster per step."
+        ),
+    )
+
     worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
         description=(
@@ -219,6 +240,20 @@ class ProcessPoolResource(dg.ConfigurableResource):
             )
         return kernel
 
+    @model_validator(mode="after")
+    def _usable_backend(self) -> "ProcessPoolResource":
+        if self.scheduler_address and self.backend != "dask":
+            raise ValueError(
+                f"scheduler_address={self.scheduler_address!r} is for backend 'dask', but "
+                f"backend is {self.backend!r}: set backend: dask, or leave the address unset"
+            )
+        if self.backend == "dask":
+            try:
+                import_distributed()
+            except DaskUnavailableError as error:
+                raise ValueError(f"backend='dask': {error}") from error
+        return self
+
     def chosen_kernel(self) -> Kernel:
         """The kernel to run (``auto`` resolved); a failed self-check fails the step."""
         try:
@@ -229,9 +264,14 @@ class ProcessPoolResource(dg.ConfigurableResource):
     def describe_plan(self) -> str:
         """One line for the log: the CPU plan, and this pool's workers if set by hand."""
         plan = cpu_plan()
+        if self.scheduler_address:
+            return f"{plan}; the workers of the Dask cluster at {self.scheduler_address}"
+        how = self.start_method if self.backend == "local" else "in a Dask LocalCluster"
         if self.workers is None:
-            return f"{plan}; {self.start_method} workers"
-        return f"{plan}; workers set by hand to {self.workers} ({self.start_method})"
+            return f"{plan}; {self.start_method} workers" if self.backend == "local" else (
+                f"{plan}; workers {how}"
+            )
+        return f"{plan}; workers set by hand to {self.workers} ({how})"
 
     def chunk_values_for(self, kernel: Kernel) -> int:
         """Values per transform task: as configured, else the kernel's default."""
@@ -246,6 +286,8 @@ class ProcessPoolResource(dg.ConfigurableResource):
             worker_log_level=logging.getLevelName(self.worker_log_level),
             mode=self.mode,
             costs_directory=None if costs_directory is None else str(costs_directory),
+            backend=self.backend,
+            scheduler_address=self.scheduler_address,
         )
 
     def map(

@@ -44,14 +44,19 @@ def pool_costs(
     start_method: str,
     preload_modules: Iterable[str] = (),
     max_age_seconds: float = MAX_AGE_SECONDS,
+    backend: str = "local",
+    scheduler_address: str | None = None,
 ) -> PoolCosts:
-    """The costs kept in ``directory`` for this pool, re-measured when missing, unreadable or
-    older than ``max_age_seconds`` (always measured when ``directory`` is None)."""
+    """The costs kept in ``directory`` for this pool (on ``backend``: a Dask cluster's are
+    its own), re-measured when missing, unreadable or older than ``max_age_seconds`` (always
+    measured when ``directory`` is None)."""
     preload = tuple(preload_modules)
     key = (
         f"v{_VERSION}: {start_method}, {workers} workers, preloading "
         f"{', '.join(preload) or 'nothing'}"
     )
+    if backend != "local":
+        key += f", on {backend} ({scheduler_address or 'a local cluster'})"
     path = None if directory is None else Path(directory) / COSTS_FILE
     kept = _read(path)
     entry = kept.get(key)
@@ -60,7 +65,7 @@ def pool_costs(
             return PoolCosts(**entry)
         except TypeError:
             pass  # written by another version: measure again
-    costs = measure_in_a_fresh_process(workers, start_method, preload)
+    costs = measure_in_a_fresh_process(workers, start_method, preload, backend, scheduler_address)
     if path is not None:
         _write(path, {**kept, key: asdict(costs)})
     return costs
@@ -113,10 +118,16 @@ def _section(kept: dict) -> dict:
 
 
 def measure_in_a_fresh_process(
-    workers: int, start_method: str, preload_modules: tuple[str, ...]
+    workers: int,
+    start_method: str,
+    preload_modules: tuple[str, ...],
+    backend: str = "local",
+    scheduler_address: str | None = None,
 ) -> PoolCosts:
     """Run :func:`measure` in a new interpreter, so the cold start really is cold."""
-    arguments = json.dumps([workers, start_method, list(preload_modules)])
+    arguments = json.dumps(
+        [workers, start_method, list(preload_modules), backend, scheduler_address]
+    )
     completed = subprocess.run(
         [sys.executable, "-m", __name__, arguments],
         capture_output=True,
@@ -131,13 +142,22 @@ def measure_in_a_fresh_process(
     return PoolCosts(**json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
-def measure(workers: int, start_method: str, preload_modules: tuple[str, ...]) -> PoolCosts:
+def measure(
+    workers: int,
+    start_method: str,
+    preload_modules: tuple[str, ...],
+    backend: str = "local",
+    scheduler_address: str | None = None,
+) -> PoolCosts:
     """Start a pool twice in this process (the first start is cold) and time trivial tasks."""
-    from data_pipeline.parallel.pool import ProcessPool
+    from data_pipeline.parallel.pool import PoolSettings
 
+    settings = PoolSettings(
+        workers, start_method, backend=backend, scheduler_address=scheduler_address
+    )
     startups, task_seconds, per_byte = [], 0.0, 0.0
     for _ in range(2):
-        with ProcessPool(workers, start_method, preload_modules) as pool:
+        with settings.open(workers, preload_modules) as pool:
             started = time.perf_counter()
             for _ in pool.map(echo, range(CALIBRATION_TASKS)):
                 pass
@@ -204,6 +224,6 @@ if __name__ == "__main__":
     # Imported by name, so the task function pickles as this module's, not as __main__'s.
     from data_pipeline.parallel import calibration
 
-    workers, start_method, preload = json.loads(sys.argv[1])
-    costs = calibration.measure(workers, start_method, tuple(preload))
+    workers, start_method, preload, backend, scheduler_address = json.loads(sys.argv[1])
+    costs = calibration.measure(workers, start_method, tuple(preload), backend, scheduler_address)
     sys.stdout.write(json.dumps(asdict(costs)) + "\n")

@@ -26,6 +26,7 @@ from data_pipeline.parallel.worker_logs import this_threads_records_to
 from data_pipeline.parallel.worker_processes import WorkerProcesses
 
 if TYPE_CHECKING:
+    from data_pipeline.parallel.dask_pool import DaskPool
     from data_pipeline.parallel.pool_run import PoolRun
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ _forkserver_pools_started = 0
 Task = TypeVar("Task")
 Result = TypeVar("Result")
 StartMethod = Literal["spawn", "forkserver"]
+# Where a pool's workers run: processes of this machine, or a Dask cluster (dask_pool.py).
+Backend = Literal["local", "dask"]
+BACKENDS: tuple[Backend, ...] = ("local", "dask")
 
 # fork is left out on purpose: a Dagster step process runs several threads and installs
 # signal handlers, and forked workers inherit both (hangs were seen; Python 3.12+ warns).
@@ -60,7 +64,9 @@ class PoolSettings:
     """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process;
     after a worker dies, the unfinished chunks get ``restarts_on_worker_death`` more tries
     on a fresh pool. ``mode`` (see :mod:`.decision`) ``auto`` starts a pool only where it
-    is predicted to win; the pool's measured costs are kept in ``costs_directory``."""
+    is predicted to win; the pool's measured costs are kept in ``costs_directory``.
+    ``backend`` ``dask`` runs the same tasks on a Dask cluster: the one at
+    ``scheduler_address``, else a local one of ``workers`` processes started for each pool."""
 
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD
@@ -68,6 +74,17 @@ class PoolSettings:
     worker_log_level: int = logging.INFO
     mode: Mode = "parallel"
     costs_directory: str | None = None
+    backend: Backend = "local"
+    scheduler_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.scheduler_address and self.backend != "dask":
+            raise ValueError(
+                f"scheduler_address={self.scheduler_address!r} is for backend 'dask', but "
+                f"backend is {self.backend!r}: set backend to 'dask' or leave the address unset"
+            )
 
     def forced_decision(self, chunk_count: int) -> Decision | None:
         """Serial or parallel when nothing needs measuring; None when ``auto`` must sample."""
@@ -90,8 +107,15 @@ class PoolSettings:
             chunk_count,
             unit,
             sample,
-            lambda workers: pool_costs(self.costs_directory, workers, self.start_method, preload),
-            warm=self.start_method == "forkserver" and _forkserver_pools_started > 0,
+            lambda workers: pool_costs(
+                self.costs_directory,
+                workers,
+                self.start_method,
+                preload,
+                backend=self.backend,
+                scheduler_address=self.scheduler_address,
+            ),
+            warm=self._warm(),
             cpus=available_cpus_recently,
             corrections=lambda size: corrections(self.costs_directory, subject, size),
         )
@@ -104,7 +128,22 @@ class PoolSettings:
 
     def _subject(self, unit: str, preload: tuple[str, ...]) -> str:
         # The unit tells the stage apart, the preloaded modules the kernel.
-        return f"{self.start_method}, {self.workers} workers, {unit}, {', '.join(preload)}"
+        subject = f"{self.start_method}, {self.workers} workers, {unit}, {', '.join(preload)}"
+        return subject if self.backend == "local" else f"{', '.join(self._where())}: {subject}"
+
+    def _where(self) -> tuple[str, ...]:
+        """The backend, and the scheduler it connects to, for keys of kept costs."""
+        if self.backend == "local":
+            return ()
+        return (self.backend, self.scheduler_address or "local cluster")
+
+    def _warm(self) -> bool:
+        """Whether this process has started such a pool before (which starts faster)."""
+        if self.backend == "dask":
+            from data_pipeline.parallel.dask_pool import local_clusters_started
+
+            return self.scheduler_address is not None or local_clusters_started() > 0
+        return self.start_method == "forkserver" and _forkserver_pools_started > 0
 
     def open(
         self,
@@ -113,19 +152,23 @@ class PoolSettings:
         log: Any = logger,
         decision: Decision | None = None,
         import_paths: Iterable[str] = (),
-    ) -> "ProcessPool":
+    ) -> "ProcessPool | DaskPool":
         """A pool sized for ``chunk_count`` chunks (never more workers than chunks), or as
-        ``decision`` says."""
+        ``decision`` says: on this backend, or in this process for one worker."""
         workers = effective_workers(self.workers, chunk_count)
-        return ProcessPool(
-            decision.workers if decision is not None else workers,
-            self.start_method,
-            preload_modules,
-            restarts_on_worker_death=self.restarts_on_worker_death,
-            log=log,
-            worker_log_level=self.worker_log_level,
-            import_paths=import_paths,
-        )
+        workers = decision.workers if decision is not None else workers
+        options = {
+            "preload_modules": preload_modules,
+            "restarts_on_worker_death": self.restarts_on_worker_death,
+            "log": log,
+            "worker_log_level": self.worker_log_level,
+            "import_paths": import_paths,
+        }
+        if self.backend == "dask" and workers > 1:
+            from data_pipeline.parallel.dask_pool import DaskPool
+
+            return DaskPool(workers, self.scheduler_address, **options)
+        return ProcessPool(workers, self.start_method, **options)
 
     def map(
         self, function: Callable[[Task], Result], tasks: Iterable[Task], **options: Any
@@ -246,7 +289,7 @@ class ProcessPool:
         naming ``describe(task)``; a worker that dies ends it with :class:`WorkerDiedError`
         (after ``restarts_on_worker_death`` fresh pools have failed too).
         """
-        describe = describe or _describe_by_type
+        describe = describe or describe_by_type
         if self._workers is None and self.workers > 1:
             raise RuntimeError("use the pool inside a 'with' block")
         self._count_items = count_items
@@ -304,7 +347,7 @@ class ProcessPool:
                     submit(index, task)
                 continue
             except Exception as error:
-                raise ChunkFailedError(_failure_message(describe(task), error)) from error
+                raise ChunkFailedError(failure_message(describe(task), error)) from error
             in_flight.popleft()
             yield from self._collect(result, timing)
             for next_index, next_task in islice(numbered_tasks, 1):
@@ -331,7 +374,7 @@ class ProcessPool:
                 with this_threads_records_to(self.log, self.worker_log_level):
                     result, timing = timed_call(function, task)
             except Exception as error:
-                raise ChunkFailedError(_failure_message(describe(task), error)) from error
+                raise ChunkFailedError(failure_message(describe(task), error)) from error
             yield from self._collect(result, timing)
 
     def _collect(self, result: Result, timing: tuple[int, float, float, float]) -> Iterator[Result]:
@@ -368,11 +411,11 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def _describe_by_type(task: Any) -> str:
+def describe_by_type(task: Any) -> str:
     return f"a task of type {type(task).__name__}"
 
 
-def _failure_message(description: str, error: BaseException) -> str:
+def failure_message(description: str, error: BaseException) -> str:
     message = f"{description} failed in a pool worker: {type(error).__name__}: {error}"
     return message + _remote_traceback(error)
 

@@ -199,10 +199,11 @@ class DirectHandler(logging.Handler):
     """For pools of one worker, which run tasks in this process: the same forwarding, for the
     records of one thread only (the step process runs others, whose records are not ours)."""
 
-    def __init__(self, log: Any, level: int, thread: int):
+    def __init__(self, log: Any, level: int, thread: int, worker: str = "in-process"):
         super().__init__(level)
         self._log = log
         self._thread = thread
+        self._worker = worker
         self.forwarding = False  # only that thread gets past the check, so a flag suffices
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -214,18 +215,19 @@ class DirectHandler(logging.Handler):
         try:
             forward(
                 self._log,
-                {"level": record.levelno, "worker": "in-process", "message": _text(record)},
+                {"level": record.levelno, "worker": self._worker, "message": _text(record)},
             )
         finally:
             self.forwarding = False
 
 
 @contextlib.contextmanager
-def this_threads_records_to(log: Any, level: int) -> Iterator[None]:
-    """While the block runs, forward to ``log`` what the calling thread logs at ``level`` or
-    above, through any logger. The root logger's level is lowered for the block if it would
-    drop such records, and restored when the last such block in this process ends."""
-    handler = DirectHandler(log, level, threading.get_ident())
+def this_threads_records_to(log: Any, level: int, worker: str = "in-process") -> Iterator[None]:
+    """While the block runs, forward to ``log`` what the calling thread logs or prints at
+    ``level`` or above, through any logger, tagged ``[worker]``. The root logger's level is
+    lowered for the block if it would drop such records, and restored when the last such block
+    in this process ends."""
+    handler = DirectHandler(log, level, threading.get_ident(), worker)
     _lower_root_level(level)
     root = logging.getLogger()
     root.addHandler(handler)

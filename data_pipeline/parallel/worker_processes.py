@@ -119,7 +119,7 @@ class WorkerProcesses:
                     self.import_paths,
                 ),
             )
-            with _STARTING, _main_module_hidden(), native_threads_capped():
+            with _STARTING, main_module_hidden(), native_threads_capped():
                 warm_ups = [
                     self._executor.submit(wait_for_all_workers, _WORKER_START_TIMEOUT_SECONDS)
                     for _ in range(self.workers)
@@ -251,7 +251,7 @@ def _kill(processes: list[BaseProcess]) -> None:
 
 
 @contextlib.contextmanager
-def _main_module_hidden() -> Iterator[None]:
+def main_module_hidden() -> Iterator[None]:
     """Keep spawned children from re-running the owner's ``__main__`` script (tasks must
     therefore live in importable modules, which the pool checks)."""
     main = sys.modules.get("__main__")

@@ -1,0 +1,347 @@
+"""The pool's second backend: the same tasks and worker functions as futures on a
+``dask.distributed`` cluster, for when one machine's cores are not enough. It has the local
+pool's interface (a context manager with ``map``, ``stats`` and ``worker_pids``), so
+:class:`~data_pipeline.parallel.pool.PoolSettings` can hand out either and nothing above it
+changes. No Dagster here; ``distributed`` is imported only when a Dask pool starts.
+
+With ``scheduler_address`` it connects to a running cluster; without one it starts a
+``LocalCluster`` on 127.0.0.1 (``workers`` processes of one thread each) for the pool's life.
+Tasks are coarse: one future per chunk, at most two per worker in flight, results in input
+order. Dask reruns the tasks of a worker that died (``restarts_on_worker_death`` times on a
+local cluster; a remote scheduler's ``allowed-failures`` otherwise), and the log says so.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from data_pipeline.parallel.pool import (
+    ChunkFailedError,
+    WorkerDiedError,
+    describe_by_type,
+    failure_message,
+)
+from data_pipeline.parallel.stats import PoolStats
+from data_pipeline.parallel.worker import native_threads_capped
+from data_pipeline.parallel.worker_processes import main_module_hidden
+
+logger = logging.getLogger(__name__)
+DASK_EXTRA = "pip install -e '.[dask]'"
+# Connecting to a scheduler, and the workers of a new local cluster joining it.
+CONNECT_TIMEOUT_SECONDS = 60
+CLOSE_TIMEOUT_SECONDS = 20
+# After the last result, log lines still on their way from the workers get this long.
+LOG_DRAIN_SECONDS = 5.0
+# Local clusters started in this process: the first pays for importing distributed.
+_local_clusters_started = 0
+
+
+class DaskUnavailableError(ImportError):
+    """``backend: dask`` without ``dask.distributed`` installed; the message says how."""
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module, or an error naming the extra to install."""
+    try:
+        import distributed
+    except ImportError as error:
+        raise DaskUnavailableError(
+            f"backend 'dask' needs dask.distributed, which is not installed here: {DASK_EXTRA} "
+            "(or pip install 'dask[distributed]')"
+        ) from error
+    return distributed
+
+
+def local_clusters_started() -> int:
+    return _local_clusters_started
+
+
+class DaskPool:
+    """Tasks as futures on a Dask cluster, used as a context manager like
+    :class:`~data_pipeline.parallel.pool.ProcessPool`. Leaving the block closes the client
+    and any local cluster it started (its worker processes with it), also on an error or an
+    interrupt; futures still running on a remote cluster are cancelled."""
+
+    def __init__(
+        self,
+        workers: int,
+        scheduler_address: str | None = None,
+        preload_modules: Iterable[str] = (),
+        restarts_on_worker_death: int = 0,
+        log: Any = logger,
+        worker_log_level: int = logging.INFO,
+        import_paths: Iterable[str] = (),
+    ):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        self.scheduler_address = scheduler_address
+        self.preload_modules = tuple(preload_modules)
+        self.restarts_on_worker_death = restarts_on_worker_death
+        self.log = log
+        self.worker_log_level = worker_log_level
+        self.import_paths = tuple(import_paths)
+        self.stats = PoolStats(workers=workers, start_method="dask")
+        self.worker_pids: set[int] = set()
+        self.dashboard_link: str | None = None
+        self._client: Any = None
+        self._cluster: Any = None
+        self._distributed: Any = None
+        # Keys of this pool's tasks start with this, so events name our chunks only.
+        self._prefix = f"data-pipeline-{uuid.uuid4().hex[:12]}"
+        self._topic = f"{self._prefix}-logs"
+        self._plugin_name = f"{self._prefix}-preparation"
+        self._running: dict[str, str] = {}  # key -> the task's description, while in flight
+        self._pid_by_address: dict[str, int] = {}
+        self._maps = 0
+        self._lines_sent = 0
+        self._lines_received = 0
+        self._lines_lock = threading.Lock()
+        self._created_at = 0.0
+
+    def __enter__(self) -> "DaskPool":
+        self._created_at = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self._close(abort=True)
+            raise
+        self.stats.startup_seconds = time.monotonic() - self._created_at
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        closing = time.monotonic()
+        self._close(abort=exc_type is not None)
+        self.stats.shutdown_seconds = time.monotonic() - closing
+        self.stats.wall_seconds = time.monotonic() - self._created_at
+
+    @property
+    def where(self) -> str:
+        """The cluster in words, for log lines."""
+        if self.scheduler_address:
+            return f"the Dask cluster at {self.scheduler_address}"
+        return f"a Dask LocalCluster of {self.workers} worker processes on 127.0.0.1"
+
+    def _start(self) -> None:
+        global _local_clusters_started
+        distributed = self._distributed = import_distributed()
+        from data_pipeline.parallel.dask_worker import WorkerPreparation, worker_pid
+
+        if self.scheduler_address:
+            try:
+                self._client = distributed.Client(
+                    self.scheduler_address,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    set_as_default=False,
+                )
+            except (OSError, TimeoutError) as error:
+                raise WorkerDiedError(
+                    f"cannot connect to the Dask scheduler at {self.scheduler_address!r} "
+                    f"({type(error).__name__}: {error}): is it running, and is the address "
+                    "(scheme, host and port, e.g. tcp://10.0.0.5:8786) right?"
+                ) from error
+        else:
+            # The scheduler's own retry budget for tasks whose worker died.
+            failures = {"distributed.scheduler.allowed-failures": self.restarts_on_worker_death}
+            with (
+                self._dask_config(failures),
+                main_module_hidden(),
+                native_threads_capped(),
+            ):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    scheduler_port=0,
+                    dashboard_address=None,
+                    silence_logs=logging.WARNING,
+                )
+            _local_clusters_started += 1
+            self._client = distributed.Client(self._cluster, set_as_default=False)
+            self._client.wait_for_workers(self.workers, timeout=CONNECT_TIMEOUT_SECONDS)
+        self._client.subscribe_topic(self._topic, self._forward_line)
+        self._client.subscribe_topic("all", self._on_cluster_event)
+        self._client.register_plugin(
+            WorkerPreparation(self.import_paths, self.preload_modules), name=self._plugin_name
+        )
+        self._pid_by_address = self._client.run(worker_pid)
+        if not self._pid_by_address:
+            raise WorkerDiedError(f"{self.where} has no workers: start some (`dask worker ...`)")
+        self.workers = len(self._pid_by_address)
+        self.stats.workers = self.workers
+        self.worker_pids.update(self._pid_by_address.values())
+        for pid in self._pid_by_address.values():  # a worker that gets no chunk still counts
+            self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)
+
+    def _dask_config(self, settings: dict[str, Any]) -> Any:
+        import dask
+
+        return dask.config.set(settings)
+
+    def _forward_line(self, event: tuple[float, dict]) -> None:
+        """A line a task logged or printed (runs in the client's event-loop thread)."""
+        _, line = event
+        with contextlib.suppress(Exception):  # a log that fails must not stop the others
+            self.log.log(line["level"], line["message"])
+        with self._lines_lock:
+            self._lines_received += 1
+
+    def _on_cluster_event(self, event: tuple[float, dict]) -> None:
+        """A worker that left the cluster unexpectedly: which one, and which chunks it held
+        (Dask runs them again elsewhere)."""
+        _, message = event
+        if message.get("action") != "remove-worker" or message.get("expected"):
+            return
+        address = message.get("worker", "?")
+        ours = [
+            self._running[key]
+            for key in message.get("processing-tasks", ())
+            if key in self._running
+        ]
+        pid = self._pid_by_address.get(address)
+        who = f"Dask worker {address}" + (f" (pid {pid})" if pid else "")
+        if ours:
+            held = f"with {', '.join(ours)} assigned to it (running or queued there)"
+        else:
+            held = "while it held none of this step's chunks"
+        with contextlib.suppress(Exception):
+            self.log.warning(
+                f"{who} left the cluster {held}. Dask runs its unfinished chunks again on the "
+                "other workers."
+            )
+
+    def map(
+        self,
+        function: Callable[[Any], Any],
+        tasks: Iterable[Any],
+        describe: Callable[[Any], str] | None = None,
+        count_items: Callable[[Any], int] | None = None,
+    ) -> Iterator[Any]:
+        """Yield ``function(task)`` for every task, in the order of ``tasks``: see
+        :meth:`ProcessPool.map <data_pipeline.parallel.pool.ProcessPool.map>`."""
+        if self._client is None:
+            raise RuntimeError("use the pool inside a 'with' block")
+        describe = describe or describe_by_type
+        started = time.monotonic()
+        try:
+            yield from self._map(function, tasks, describe, count_items)
+        finally:
+            self.stats.map_seconds += time.monotonic() - started
+
+    def _map(self, function, tasks, describe, count_items) -> Iterator[Any]:
+        from data_pipeline.parallel.dask_worker import run_dask_task
+
+        numbered = enumerate(tasks)
+        in_flight: deque[tuple[str, Any, Any]] = deque()
+        # Keys name a result on the cluster: a key used before may still name the old one.
+        self._maps += 1
+        prefix = f"{self._prefix}-{self._maps}"
+
+        def submit(index: int, task: Any) -> None:
+            key = f"{prefix}-{index}"
+            self._running[key] = describe(task)
+            future = self._client.submit(
+                run_dask_task, function, task, self._topic, self.worker_log_level, key=key
+            )
+            in_flight.append((key, task, future))
+
+        try:
+            for index, task in islice(numbered, 2 * self.workers):
+                submit(index, task)
+            while in_flight:
+                key, task, future = in_flight[0]
+                result, timing, lines = self._result(future, task, describe)
+                in_flight.popleft()
+                self._running.pop(key, None)
+                future.release()  # the cluster may forget the result now
+                with self._lines_lock:
+                    self._lines_sent += lines
+                yield from self._collect(result, timing, count_items)
+                for next_index, next_task in islice(numbered, 1):
+                    submit(next_index, next_task)
+        finally:
+            if in_flight:  # ended early (a failure, an interrupt): nothing may run on
+                with contextlib.suppress(Exception):
+                    self._client.cancel([future for _, _, future in in_flight])
+
+    def _result(self, future: Any, task: Any, describe: Callable[[Any], str]) -> Any:
+        try:
+            return future.result()
+        except self._distributed.KilledWorker as error:
+            raise WorkerDiedError(
+                f"{describe(task)} was running on every Dask worker that died while it ran "
+                f"({error}): the chunk itself may kill its worker (memory, a crash in native "
+                "code), or the workers are being stopped from outside."
+            ) from error
+        except Exception as error:
+            message = failure_message(describe(task), error).replace(
+                "in a pool worker", "on a Dask worker"
+            )
+            if isinstance(error, OSError) and error.filename:
+                message += (
+                    f"\nDask workers read their input themselves: {error.filename!r} must be on "
+                    "storage every worker reaches (the same path on a shared file system)."
+                )
+            traceback = "".join(_format_traceback(future))
+            raise ChunkFailedError(f"{message}\nWorker traceback:\n{traceback}") from error
+
+    def _collect(self, result, timing, count_items) -> Iterator[Any]:
+        pid, started, finished, cpu_seconds = timing
+        stats = self.stats
+        stats.chunks += 1
+        self.worker_pids.add(pid)
+        stats.busy_seconds_by_worker[pid] = stats.busy_seconds_by_worker.get(pid, 0.0) + (
+            finished - started
+        )
+        stats.cpu_seconds_by_worker[pid] = stats.cpu_seconds_by_worker.get(pid, 0.0) + cpu_seconds
+        stats.chunks_by_worker[pid] = stats.chunks_by_worker.get(pid, 0) + 1
+        if count_items is not None:
+            stats.items_by_worker[pid] = stats.items_by_worker.get(pid, 0) + count_items(result)
+        handed_over = time.monotonic()
+        yield result
+        stats.collect_seconds += time.monotonic() - handed_over
+
+    def _close(self, abort: bool) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        try:
+            if client is not None:
+                if not abort:
+                    self._drain_lines()
+                with contextlib.suppress(Exception):
+                    client.unregister_worker_plugin(self._plugin_name)
+                for topic in (self._topic, "all"):
+                    with contextlib.suppress(Exception):
+                        client.unsubscribe_topic(topic)
+                with contextlib.suppress(Exception):
+                    client.close(timeout=CLOSE_TIMEOUT_SECONDS)
+        finally:
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=CLOSE_TIMEOUT_SECONDS)
+
+    def _drain_lines(self) -> None:
+        """Wait (bounded) for the log lines the finished tasks sent but that have not arrived:
+        they travel through the scheduler, apart from the results."""
+        deadline = time.monotonic() + LOG_DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            with self._lines_lock:
+                if self._lines_received >= self._lines_sent:
+                    return
+            time.sleep(0.01)
+        self.log.warning("some log lines of the Dask workers did not arrive in time")
+
+
+def _format_traceback(future: Any) -> list[str]:
+    import traceback
+
+    with contextlib.suppress(Exception):
+        return traceback.format_tb(future.traceback())
+    return []

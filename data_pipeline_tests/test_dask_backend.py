@@ -1,0 +1,258 @@
+"""backend: dask, on a real dask.distributed LocalCluster of worker processes on 127.0.0.1:
+the same chunks and worker functions as the local pool, the same outputs byte for byte, the
+same failures named, and nothing left running afterwards."""
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.numbers.chunking import ByteRange
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.kernel_choice import kernel_named
+from data_pipeline.numbers.parsing import clean_byte_range
+from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.parallel import dask_pool
+from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings, WorkerDiedError
+from data_pipeline_tests import pool_tasks
+from data_pipeline_tests.processes import command_line, descendants
+
+distributed = pytest.importorskip(
+    "distributed", reason="backend dask needs the extra: pip install -e '.[dask]'"
+)
+
+DASK = PoolSettings(workers=2, mode="parallel", backend="dask")
+LOCAL = PoolSettings(workers=2, mode="parallel")
+
+
+class ListLog:
+    """A log that keeps its lines, as a step's context.log would show them."""
+
+    def __init__(self):
+        self.lines: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+
+    def log(self, level: int, message: str) -> None:
+        with self._lock:
+            self.lines.append((level, message))
+
+    def info(self, message: str) -> None:
+        self.log(logging.INFO, message)
+
+    def warning(self, message: str) -> None:
+        self.log(logging.WARNING, message)
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(message for _, message in self.lines)
+
+
+def spawned_workers() -> set[int]:
+    """This process's spawned children and their children (Dask's worker processes)."""
+    return {pid for pid in descendants(os.getpid()) if "spawn_main" in command_line(pid)}
+
+
+def wait_until(condition, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def refuses_connections(address: str) -> bool:
+    host, port = address.split("://")[-1].rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def run_pipeline(directory: Path, source: Path, settings: PoolSettings, kernel: str):
+    """Clean and transform ``source`` into ``directory``; the SHA-256 of each output."""
+    directory.mkdir()
+    chosen = kernel_named(kernel)
+    cleaning = clean_to_parquet(
+        source,
+        directory / "cleaned.parquet",
+        directory / "rejected.parquet",
+        settings,
+        16 * 1024,
+        kernel=chosen,
+    )
+    cleaned, transformed = directory / "cleaned.parquet", directory / "transformed.parquet"
+    transform = transform_to_parquet(cleaned, transformed, settings, 2_000, kernel=chosen)
+    return {**cleaning.digests, **transform.digests}, cleaning, transform
+
+
+@pytest.mark.parametrize("kernel", ["python", "numba"])
+def test_cleaning_and_transform_on_dask_write_the_local_pools_files_byte_for_byte(tmp_path, kernel):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, 30_000, seed=7, dirty_fraction=0.05)
+    local, _, _ = run_pipeline(tmp_path / "local", source, LOCAL, kernel)
+    on_dask, cleaning, transform = run_pipeline(tmp_path / "dask", source, DASK, kernel)
+    assert on_dask == local, "identical files, digest for digest"
+    for summary in (cleaning, transform):
+        assert summary.pool.start_method == "dask"
+        assert summary.pool.workers == 2
+        assert summary.pool.chunks == summary.chunks > 2
+        assert len(summary.pool.busy_seconds_by_worker) == 2, "insight for each Dask worker"
+
+
+def test_results_keep_input_order_when_later_tasks_finish_first():
+    tasks = [(value, 0.3 if value == 0 else 0.0) for value in range(8)]
+    with DASK.open(8) as pool:
+        results = list(pool.map(pool_tasks.square_after_delay, tasks))
+    assert [square for square, _ in results] == [value * value for value in range(8)]
+
+
+def test_a_task_that_raises_names_its_chunk_and_carries_the_worker_traceback():
+    with pytest.raises(ChunkFailedError) as failure, DASK.open(6) as pool:
+        list(pool.map(pool_tasks.fail_on_three, range(6), describe=lambda v: f"chunk {v}"))
+    message = str(failure.value)
+    assert message.startswith("chunk 3 failed on a Dask worker: ValueError: cannot handle 3")
+    assert "Worker traceback:" in message and "fail_on_three" in message
+
+
+def test_a_file_the_workers_cannot_open_says_where_the_input_must_be(tmp_path):
+    missing = ByteRange(str(tmp_path / "not_here.txt"), 0, 0, 100)
+    with pytest.raises(ChunkFailedError) as failure, DASK.open(2) as pool:
+        list(pool.map(clean_byte_range, [missing, missing], describe=str))
+    message = str(failure.value)
+    assert "chunk 0 (bytes 0-100 of" in message and "FileNotFoundError" in message
+    assert "storage every worker reaches" in message
+
+
+def test_a_worker_killed_mid_step_is_reported_and_the_output_is_still_identical(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, 30_000, seed=3, dirty_fraction=0.05)
+    local, _, _ = run_pipeline(tmp_path / "local", source, LOCAL, "python")
+    log = ListLog()
+    started = time.monotonic()
+    summary = transform_to_parquet(
+        tmp_path / "local/cleaned.parquet",
+        tmp_path / "transformed.parquet",
+        dataclasses.replace(DASK, restarts_on_worker_death=1),
+        2_000,
+        log=log,
+        kernel=kernel_killing_a_worker_once(tmp_path / "killed"),
+    )
+    assert (tmp_path / "killed").exists(), "a worker was killed while the step ran"
+    assert time.monotonic() - started < 60
+    assert summary.digests["transformed_sha256"] == local["transformed_sha256"]
+    assert re.search(
+        r"Dask worker tcp://127\.0\.0\.1:\d+ \(pid \d+\) left the cluster with .*chunk 3 "
+        r"\(lines \d+-\d+, 2000 values\).* assigned to it",
+        log.text(),
+    ), log.text()
+    assert "Dask runs its unfinished chunks again on the other workers" in log.text()
+
+
+def test_without_restarts_a_killed_worker_fails_the_step_naming_its_chunk(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, 10_000, seed=3, dirty_fraction=0.05)
+    run_pipeline(tmp_path / "local", source, LOCAL, "python")
+    started = time.monotonic()
+    with pytest.raises(WorkerDiedError, match=r"^chunk 3 \(lines \d+-\d+, 2000 values\) was"):
+        transform_to_parquet(
+            tmp_path / "local/cleaned.parquet",
+            tmp_path / "transformed.parquet",
+            DASK,  # restarts_on_worker_death=0
+            2_000,
+            kernel=kernel_killing_a_worker_once(tmp_path / "killed"),
+        )
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "transformed.parquet").exists(), "no partial output"
+
+
+def kernel_killing_a_worker_once(marker: Path):
+    """The python kernel, except that chunk 3's first worker is killed by SIGKILL."""
+    transform = functools.partial(pool_tasks.transform_but_kill_the_worker_once, str(marker))
+    return dataclasses.replace(kernel_named("python"), transform=transform)
+
+
+@pytest.mark.parametrize("ending", ["normally", "by an exception"])
+def test_no_worker_process_or_listening_port_is_left_after_the_pool(ending):
+    failing = ending == "by an exception"
+    expected = pytest.raises(RuntimeError) if failing else contextlib.nullcontext()
+    with expected, DASK.open(4) as pool:
+        client = pool._client
+        addresses = [client.scheduler.address, *client.scheduler_info()["workers"]]
+        addresses += [info["nanny"] for info in client.scheduler_info()["workers"].values()]
+        workers = set(pool.worker_pids)
+        assert workers <= spawned_workers()
+        list(pool.map(pool_tasks.square_after_delay, [(value, 0.05) for value in range(4)]))
+        if failing:
+            raise RuntimeError("the step failed")
+    assert wait_until(lambda: not workers & spawned_workers(), 10), "worker processes left"
+    assert all(refuses_connections(address) for address in addresses), "ports still open"
+
+
+def test_worker_logs_and_prints_reach_the_owners_log_tagged_with_the_worker():
+    log = ListLog()
+    settings = PoolSettings(workers=2, mode="parallel", backend="dask")
+    with settings.open(2, log=log) as pool:
+        pids = list(pool.map(pool_tasks.print_then_wait, [0.1, 0.1]))
+        squares = list(pool.map(pool_tasks.log_and_square, [2, 3]))
+    assert squares == [4, 9]
+    text = log.text()
+    for pid in pids:
+        tag = rf"\[dask worker 127\.0\.0\.1:\d+ pid {pid}\]"
+        assert _search(rf"{tag} stdout: printed by {pid}", text)
+        assert _search(rf"{tag} stderr: warned by {pid}", text)
+        assert _search(rf"{tag} team\.task: logged by {pid}", text)
+    warnings = [message for level, message in log.lines if level == logging.WARNING]
+    assert any("three is a suspicious value" in message for message in warnings)
+
+
+def test_a_running_cluster_is_used_by_its_scheduler_address_and_left_running():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        settings = PoolSettings(
+            workers=2, mode="parallel", backend="dask", scheduler_address=cluster.scheduler_address
+        )
+        with settings.open(4) as pool:
+            results = list(pool.map(pool_tasks.own_pid, range(6)))
+        assert set(results) <= set(pool.worker_pids)
+        assert pool.stats.workers == 2
+        with distributed.Client(cluster, set_as_default=False) as client:
+            assert len(client.scheduler_info()["workers"]) == 2, "the cluster still runs"
+            assert client.run(lambda: sys.path[-1]), "and answers"
+
+
+def test_an_unreachable_scheduler_fails_naming_the_address(monkeypatch):
+    monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT_SECONDS", 2)
+    settings = PoolSettings(
+        workers=2, mode="parallel", backend="dask", scheduler_address="tcp://127.0.0.1:9"
+    )
+    refused = pytest.raises(RuntimeError, match=r"cannot connect to the Dask scheduler at 'tcp://")
+    with refused, settings.open(2):
+        pass
+
+
+def test_without_distributed_the_backend_fails_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    missing = pytest.raises(dask_pool.DaskUnavailableError, match=r"pip install -e '\.\[dask\]'")
+    with missing, DASK.open(2):
+        pass
+
+
+def test_a_scheduler_address_without_the_dask_backend_is_refused_by_name():
+    with pytest.raises(ValueError, match="scheduler_address='tcp://x:1' is for backend 'dask'"):
+        PoolSettings(workers=2, scheduler_address="tcp://x:1")
+
+
+def _search(pattern: str, text: str) -> bool:
+    return re.search(pattern, text) is not None
