@@ -8,12 +8,15 @@ import functools
 import logging
 import os
 import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from data_pipeline.numbers.chunking import ByteRange
@@ -24,7 +27,7 @@ from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parque
 from data_pipeline.parallel import dask_pool
 from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings, WorkerDiedError
 from data_pipeline_tests import pool_tasks
-from data_pipeline_tests.processes import command_line, descendants
+from data_pipeline_tests.processes import command_line, descendants, process_group_alive
 
 distributed = pytest.importorskip(
     "distributed", reason="backend dask needs the extra: pip install -e '.[dask]'"
@@ -256,3 +259,72 @@ def test_a_scheduler_address_without_the_dask_backend_is_refused_by_name():
 
 def _search(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
+
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+DASK_RUN_CONFIG = """
+ops: {{numbers_file: {{config: {{count: {count}}}}}}}
+resources:
+  process_pool:
+    config: {{backend: dask, workers: 2, mode: parallel, kernel: {kernel},
+              worker_log_level: DEBUG, cleaning_chunk_bytes: 65536, transform_chunk_values: 5000}}
+"""
+
+
+def start_numbers_job(tmp_path: Path, count: int, kernel: str) -> tuple[subprocess.Popen, Path]:
+    """`dagster job execute` of numbers_job on the Dask backend, in a session of its own."""
+    config, log = tmp_path / "config.yaml", tmp_path / "run.log"
+    config.write_text(DASK_RUN_CONFIG.format(count=count, kernel=kernel))
+    command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+    command += ["--tags", '{"dagster/partition": "2026-11-20"}', "-c", str(config)]
+    with open(log, "w") as output:
+        job = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True
+        )
+    return job, log
+
+
+@pytest.mark.slow
+def test_numbers_job_runs_its_pooled_steps_on_dask_through_the_multiprocess_executor(
+    tmp_path, isolated_directories
+):
+    job, log = start_numbers_job(tmp_path, 40_000, "numba")
+    try:
+        assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert text.count("a Dask LocalCluster on 127.0.0.1: scheduler tcp://127.0.0.1:") == 2
+    assert re.search(r"\[dask worker 127\.0\.0\.1:\d+ pid \d+\] data_pipeline\.numbers\.", text)
+    assert "RUN_SUCCESS" in text
+    assert not process_group_alive(job.pid), "no Dask process outlives the run"
+    with dg.DagsterInstance.get() as instance:
+        for asset in ("cleaned_numbers", "transformed_numbers"):
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            metadata = event.asset_materialization.metadata
+            assert metadata["start_method"].value == "dask", asset
+            assert metadata["workers"].value == 2, asset
+
+
+@pytest.mark.slow
+def test_interrupting_a_run_closes_its_dask_cluster_and_leaves_no_process(
+    tmp_path, isolated_directories
+):
+    job, log = start_numbers_job(tmp_path, 300_000, "python")
+    try:
+        ready = re.compile(r"transformed_numbers - .*a Dask LocalCluster on 127\.0\.0\.1: ")
+        assert wait_until(lambda: ready.search(log.read_text()), 180), log.read_text()[-3000:]
+        time.sleep(1.0)  # the workers are busy with chunks now
+        os.kill(job.pid, signal.SIGINT)
+        interrupted = time.monotonic()
+        job.wait(timeout=60)
+        assert wait_until(lambda: not process_group_alive(job.pid), 30), "processes left"
+        assert time.monotonic() - interrupted < 60
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    assert job.returncode != 0
+    assert "DagsterExecutionInterruptedError" in log.read_text()
+    assert not [path.name for path in isolated_directories.rglob("*.tmp")]

@@ -268,8 +268,10 @@ class ProcessPoolResource(dg.ConfigurableResource):
             return f"{plan}; the workers of the Dask cluster at {self.scheduler_address}"
         how = self.start_method if self.backend == "local" else "in a Dask LocalCluster"
         if self.workers is None:
-            return f"{plan}; {self.start_method} workers" if self.backend == "local" else (
-                f"{plan}; workers {how}"
+            return (
+                f"{plan}; {self.start_method} workers"
+                if self.backend == "local"
+                else (f"{plan}; workers {how}")
             )
         return f"{plan}; workers set by hand to {self.workers} ({how})"
 

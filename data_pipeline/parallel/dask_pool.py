@@ -126,7 +126,7 @@ class DaskPool:
         """The cluster in words, for log lines."""
         if self.scheduler_address:
             return f"the Dask cluster at {self.scheduler_address}"
-        return f"a Dask LocalCluster of {self.workers} worker processes on 127.0.0.1"
+        return "a Dask LocalCluster on 127.0.0.1"
 
     def _start(self) -> None:
         global _local_clusters_started
@@ -179,6 +179,12 @@ class DaskPool:
         self.worker_pids.update(self._pid_by_address.values())
         for pid in self._pid_by_address.values():  # a worker that gets no chunk still counts
             self.stats.busy_seconds_by_worker.setdefault(pid, 0.0)
+        pids = ", ".join(str(pid) for pid in sorted(self._pid_by_address.values()))
+        self.log.info(
+            f"{self.where}: scheduler {self._client.scheduler.address}, "
+            f"{self.workers} workers (pids {pids}), ready after "
+            f"{time.monotonic() - self._created_at:.2f} s"
+        )
 
     def _dask_config(self, settings: dict[str, Any]) -> Any:
         import dask

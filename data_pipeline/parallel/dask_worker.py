@@ -64,4 +64,3 @@ class WorkerPreparation(WorkerPlugin):
 def worker_pid() -> int:
     """Run on each worker (``client.run``): its process id, for the insight."""
     return os.getpid()
-
