@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from data_pipeline.defs.resources import ProcessPoolResource
 from data_pipeline.numbers.chunking import ByteRange
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import kernel_named
@@ -328,3 +329,21 @@ def test_interrupting_a_run_closes_its_dask_cluster_and_leaves_no_process(
     assert job.returncode != 0
     assert "DagsterExecutionInterruptedError" in log.read_text()
     assert not [path.name for path in isolated_directories.rglob("*.tmp")]
+
+
+def test_the_resource_refuses_backend_dask_without_the_extra_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ValueError, match=r"backend='dask': .*pip install -e '\.\[dask\]'"):
+        ProcessPoolResource(backend="dask")
+
+
+def test_the_resource_refuses_a_scheduler_address_without_backend_dask():
+    with pytest.raises(ValueError, match=r"scheduler_address='tcp://h:8786' is for backend"):
+        ProcessPoolResource(scheduler_address="tcp://h:8786")
+
+
+def test_the_resource_hands_backend_and_address_to_the_pool_settings():
+    resource = ProcessPoolResource(backend="dask", scheduler_address="tcp://h:8786", workers=2)
+    settings = resource.settings()
+    assert (settings.backend, settings.scheduler_address) == ("dask", "tcp://h:8786")
+    assert "the workers of the Dask cluster at tcp://h:8786" in resource.describe_plan()

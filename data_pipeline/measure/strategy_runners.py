@@ -27,6 +27,7 @@ from data_pipeline.numbers.kernels.numba_kernel import transform_columns_numba
 from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
 from data_pipeline.numbers.parsing import clean_byte_range
 from data_pipeline.numbers.transforms import TRANSFORM_COLUMNS, transform_values
+from data_pipeline.parallel.dask_pool import DaskPool
 from data_pipeline.parallel.pool import ProcessPool
 from data_pipeline.parallel.worker import native_threads_capped
 
@@ -150,6 +151,16 @@ def _on_project_pool(
     return Outcome(joined(parts), RunDetail(pool.stats.startup_seconds))
 
 
+def _on_dask(
+    settings: RunSettings, function: Callable, tasks: Sequence, joined: Callable
+) -> Outcome:
+    """``function`` over ``tasks`` on the Dask backend: a LocalCluster started and closed
+    here, as a step with ``backend: dask`` and no scheduler address does."""
+    with DaskPool(settings.workers, preload_modules=PRELOAD_MODULES) as pool:
+        parts = list(pool.map(function, tasks))
+    return Outcome(joined(parts), RunDetail(pool.stats.startup_seconds))
+
+
 # Transform runs: each takes a Workload and returns its columns (lists or Arrow arrays).
 
 
@@ -245,6 +256,16 @@ def stop_joblib_workers() -> None:
         get_reusable_executor().shutdown(wait=True, kill_workers=True)
 
 
+def run_dask_python(workload: Workload, settings: RunSettings) -> Outcome:
+    chunks = _chunks(workload.python_values, settings.chunk_values)
+    return _on_dask(settings, transform_values, chunks, _joined)
+
+
+def run_dask_numba(workload: Workload, settings: RunSettings) -> Outcome:
+    chunks = _chunks(workload.values, settings.compiled_chunk_values)
+    return _on_dask(settings, transform_columns_numba, chunks, _concatenated)
+
+
 def run_joblib(workload: Workload, settings: RunSettings) -> Outcome:
     from joblib import Parallel, delayed
 
@@ -296,6 +317,10 @@ def run_pool_clean_fast(ranges: list[ByteRange], settings: RunSettings) -> Outco
     return _on_project_pool(settings, clean_byte_range_fast, ranges, list)
 
 
+def run_dask_clean_fast(ranges: list[ByteRange], settings: RunSettings) -> Outcome:
+    return _on_dask(settings, clean_byte_range_fast, ranges, list)
+
+
 def _python_chunks(settings: RunSettings, items: int) -> str:
     return f"{settings.chunk_values:,}"
 
@@ -309,6 +334,11 @@ def _default_pool_chunks(settings: RunSettings, items: int) -> str:
     chunk, extra = divmod(items, 4 * settings.workers)
     return f"default ({chunk + bool(extra):,})"
 
+
+_DASK_NOTE = (
+    "backend: dask without a scheduler address: each run starts a LocalCluster (scheduler, "
+    "nannies, worker processes) on 127.0.0.1 and closes it; chunks as futures"
+)
 
 TRANSFORM_STRATEGIES = (
     Strategy("python", "serial Python", "python", run_serial_python, True, PYTHON_SAMPLE),
@@ -340,6 +370,10 @@ TRANSFORM_STRATEGIES = (
         note="joblib keeps its workers between calls: no start-up after the warm-up",
         requires="joblib",
     ),
+    Strategy(
+        "dask_python", "Dask LocalCluster, Python", "python", run_dask_python, False,
+        PYTHON_SAMPLE, _python_chunks, note=_DASK_NOTE, requires="distributed",
+    ),
     Strategy("numpy", "numpy, one process", "numpy", run_numpy, True),
     Strategy(
         "pool_numpy", "numpy chunks, project pool", "numpy", run_pool_numpy, False, FULL,
@@ -357,6 +391,10 @@ TRANSFORM_STRATEGIES = (
             "input and results in shared memory: workers write the columns in Arrow's layout "
             "and the step uses them where they were written, nothing copied or converted"
         ),
+    ),
+    Strategy(
+        "dask_numba", "numba chunks, Dask LocalCluster", "numba", run_dask_numba, False, FULL,
+        _compiled_chunks, note=_DASK_NOTE, requires="distributed",
     ),
 )  # fmt: skip
 
@@ -378,5 +416,9 @@ CLEANING_STRATEGIES = (
     Strategy(
         "pool_clean_fast", "clean_byte_range_fast, project pool", "fast", run_pool_clean_fast,
         False, FULL, _byte_ranges,
+    ),
+    Strategy(
+        "dask_clean_fast", "clean_byte_range_fast, Dask LocalCluster", "fast",
+        run_dask_clean_fast, False, FULL, _byte_ranges, note=_DASK_NOTE, requires="distributed",
     ),
 )  # fmt: skip
