@@ -6,7 +6,8 @@ in one run, on the same file.
 Each strategy is what a step with that configuration does: ``mode: serial``; ``mode:
 parallel`` on the local process pool; ``mode: parallel, backend: dask`` with no scheduler
 address, which starts a LocalCluster (scheduler, nannies, worker processes) on 127.0.0.1 and
-closes it, once per pooled step. Cleaning and transform write their Parquet files as the
+closes it, once per pooled step. Chunks are each backend's defaults (Dask's five times the
+local pool's: a Dask task costs more). Cleaning and transform write their Parquet files as the
 steps do; all three strategies' files are compared by SHA-256 after every run. Timed by the
 measuring core: one warm-up each, repeats in alternating order, medians with min and max.
 The python kernel runs only at sizes up to --python-up-to (its serial run at 4,000,000 lines
@@ -26,8 +27,8 @@ from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import kernel_named
 from data_pipeline.numbers.pipeline import (
-    DEFAULT_CLEANING_CHUNK_BYTES,
     clean_to_parquet,
+    default_cleaning_chunk_bytes,
     default_transform_chunk_values,
     transform_to_parquet,
 )
@@ -54,14 +55,14 @@ def pipeline_run(source: Path, settings: PoolSettings, kernel_name: str):
             out / "cleaned.parquet",
             out / "rejected.parquet",
             settings,
-            DEFAULT_CLEANING_CHUNK_BYTES,
+            default_cleaning_chunk_bytes(settings.backend),
             kernel=kernel,
         )
         transform = transform_to_parquet(
             out / "cleaned.parquet",
             out / "transformed.parquet",
             settings,
-            default_transform_chunk_values(kernel),
+            default_transform_chunk_values(kernel, settings.backend),
             kernel=kernel,
         )
     startup = sum(summary.pool.startup_seconds for summary in (cleaning, transform))

@@ -239,3 +239,22 @@ def test_every_kernel_writes_the_same_parquet_rows_as_the_python_kernel(tmp_path
     for reference, candidate in zip(outputs["python"], outputs[name], strict=True):
         verdict = identical_parquet_files(reference, candidate)
         assert verdict.passed, verdict.explanation
+
+
+def test_the_same_rows_make_the_same_file_whatever_the_chunk_sizes(tmp_path):
+    source = tmp_path / "numbers.txt"
+    write_numbers_file(source, 150_000, seed=11, dirty_fraction=0.05)
+    digests = []
+    for chunk_bytes, chunk_values in ((8 * 1024, 700), (300 * 1024, 50_000)):
+        out = tmp_path / f"chunks_{chunk_bytes}"
+        out.mkdir()
+        settings = PoolSettings(1)
+        cleaning = clean_to_parquet(
+            source, out / "cleaned.parquet", out / "rejected.parquet", settings, chunk_bytes
+        )
+        transform = transform_to_parquet(
+            out / "cleaned.parquet", out / "transformed.parquet", settings, chunk_values
+        )
+        digests.append({**cleaning.digests, **transform.digests})
+        assert pq.ParquetFile(out / "cleaned.parquet").metadata.num_row_groups == 3
+    assert digests[0] == digests[1], "byte-identical files"

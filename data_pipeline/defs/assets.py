@@ -170,7 +170,7 @@ def cleaned_numbers(
     source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
     context.log.info(
         f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
-        f"{process_pool.cleaning_chunk_bytes:,} bytes"
+        f"{process_pool.chunk_bytes():,} bytes"
     )
     started = time.perf_counter()
     with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
@@ -179,7 +179,7 @@ def cleaned_numbers(
             directory / CLEANED_NUMBERS_FILE,
             directory / REJECTED_LINES_FILE,
             process_pool.settings(costs_directory=data_directory.directory()),
-            process_pool.cleaning_chunk_bytes,
+            process_pool.chunk_bytes(),
             context.log,
             kernel,
         )
@@ -298,7 +298,7 @@ def parallelism_report(
             # A pool restarted mid-way would make the timings meaningless: fail instead, and let
             # the step's retry policy run the whole comparison again.
             dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
-            process_pool.cleaning_chunk_bytes,
+            process_pool.chunk_bytes(),
             process_pool.chunk_values_for(kernel),
             config.repeats,
             context.log,

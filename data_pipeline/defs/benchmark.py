@@ -69,7 +69,7 @@ def parallelism_benchmark(
         chunk_values=process_pool.transform_chunk_values or DEFAULT_TRANSFORM_CHUNK_VALUES,
         sample_python_above=config.python_sample_values,
         python_sample_values=config.python_sample_values,
-        cleaning_chunk_bytes=process_pool.cleaning_chunk_bytes,
+        cleaning_chunk_bytes=process_pool.chunk_bytes(),
         start_method=process_pool.start_method,
     )
     verdict = " ".join(report.verdict())

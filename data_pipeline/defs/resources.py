@@ -20,7 +20,7 @@ from data_pipeline.numbers.kernel_choice import (
     kernel_named,
 )
 from data_pipeline.numbers.pipeline import (
-    DEFAULT_CLEANING_CHUNK_BYTES,
+    default_cleaning_chunk_bytes,
     default_transform_chunk_values,
 )
 from data_pipeline.numbers.storage import (
@@ -145,17 +145,20 @@ class ProcessPoolResource(dg.ConfigurableResource):
             "would inherit."
         ),
     )
-    cleaning_chunk_bytes: int = Field(
-        default=DEFAULT_CLEANING_CHUNK_BYTES,
+    cleaning_chunk_bytes: int | None = Field(
+        default=None,
         ge=1,
-        description="Bytes of the numbers file per cleaning task (moved to the next line end).",
+        description=(
+            "Bytes of the numbers file per cleaning task (moved to the next line end). Unset: "
+            "256 KiB, five times that on backend 'dask' (a Dask task costs more)."
+        ),
     )
     transform_chunk_values: int | None = Field(
         default=None,
         ge=1,
         description=(
             "Values per transform task. Unset: 2,000 for the python kernel (~50 ms of work), "
-            "50,000 for numpy and numba (20-65 ms)."
+            "50,000 for numpy and numba (20-65 ms); five times that on backend 'dask'."
         ),
     )
 
@@ -276,8 +279,12 @@ class ProcessPoolResource(dg.ConfigurableResource):
         return f"{plan}; workers set by hand to {self.workers} ({how})"
 
     def chunk_values_for(self, kernel: Kernel) -> int:
-        """Values per transform task: as configured, else the kernel's default."""
-        return self.transform_chunk_values or default_transform_chunk_values(kernel)
+        """Values per transform task: as configured, else the kernel's and backend's default."""
+        return self.transform_chunk_values or default_transform_chunk_values(kernel, self.backend)
+
+    def chunk_bytes(self) -> int:
+        """Bytes per cleaning task: as configured, else the backend's default."""
+        return self.cleaning_chunk_bytes or default_cleaning_chunk_bytes(self.backend)
 
     def settings(self, costs_directory: Path | None = None) -> PoolSettings:
         """The pool settings; ``auto`` keeps the pool's measured costs in ``costs_directory``."""

@@ -147,10 +147,16 @@ class DaskPool:
                     "(scheme, host and port, e.g. tcp://10.0.0.5:8786) right?"
                 ) from error
         else:
-            # The scheduler's own retry budget for tasks whose worker died.
-            failures = {"distributed.scheduler.allowed-failures": self.restarts_on_worker_death}
+            settings = {
+                # The scheduler's own retry budget for tasks whose worker died.
+                "distributed.scheduler.allowed-failures": self.restarts_on_worker_death,
+                # One task per worker at a time (the rest wait on the scheduler): a worker that
+                # dies then takes only the chunk it was running into suspicion, not a queued
+                # one, and the log names that chunk alone.
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
             with (
-                self._dask_config(failures),
+                self._dask_config(settings),
                 main_module_hidden(),
                 native_threads_capped(),
             ):
@@ -282,9 +288,11 @@ class DaskPool:
             return future.result()
         except self._distributed.KilledWorker as error:
             raise WorkerDiedError(
-                f"{describe(task)} was running on every Dask worker that died while it ran "
+                f"{describe(task)} was on every Dask worker that died while it held it "
                 f"({error}): the chunk itself may kill its worker (memory, a crash in native "
-                "code), or the workers are being stopped from outside."
+                "code), or the workers are being stopped from outside. "
+                "restarts_on_worker_death sets how many deaths a chunk survives on a local "
+                "cluster (a remote scheduler's distributed.scheduler.allowed-failures there)."
             ) from error
         except Exception as error:
             message = failure_message(describe(task), error).replace(
