@@ -89,7 +89,6 @@ class DaskPool:
         self.import_paths = tuple(import_paths)
         self.stats = PoolStats(workers=workers, start_method="dask")
         self.worker_pids: set[int] = set()
-        self.dashboard_link: str | None = None
         self._client: Any = None
         self._cluster: Any = None
         self._distributed: Any = None
@@ -100,6 +99,7 @@ class DaskPool:
         self._running: dict[str, str] = {}  # key -> the task's description, while in flight
         self._pid_by_address: dict[str, int] = {}
         self._maps = 0
+        self._threads = workers
         self._lines_sent = 0
         self._lines_received = 0
         self._lines_lock = threading.Lock()
@@ -129,49 +129,13 @@ class DaskPool:
         return "a Dask LocalCluster on 127.0.0.1"
 
     def _start(self) -> None:
-        global _local_clusters_started
-        distributed = self._distributed = import_distributed()
+        self._distributed = import_distributed()
         from data_pipeline.parallel.dask_worker import WorkerPreparation, worker_pid
 
         if self.scheduler_address:
-            try:
-                self._client = distributed.Client(
-                    self.scheduler_address,
-                    timeout=CONNECT_TIMEOUT_SECONDS,
-                    set_as_default=False,
-                )
-            except (OSError, TimeoutError) as error:
-                raise WorkerDiedError(
-                    f"cannot connect to the Dask scheduler at {self.scheduler_address!r} "
-                    f"({type(error).__name__}: {error}): is it running, and is the address "
-                    "(scheme, host and port, e.g. tcp://10.0.0.5:8786) right?"
-                ) from error
+            self._client = self._connect()
         else:
-            settings = {
-                # The scheduler's own retry budget for tasks whose worker died.
-                "distributed.scheduler.allowed-failures": self.restarts_on_worker_death,
-                # One task per worker at a time (the rest wait on the scheduler): a worker that
-                # dies then takes only the chunk it was running into suspicion, not a queued
-                # one, and the log names that chunk alone.
-                "distributed.scheduler.worker-saturation": 1.0,
-            }
-            with (
-                self._dask_config(settings),
-                main_module_hidden(),
-                native_threads_capped(),
-            ):
-                self._cluster = distributed.LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    scheduler_port=0,
-                    dashboard_address=None,
-                    silence_logs=logging.WARNING,
-                )
-            _local_clusters_started += 1
-            self._client = distributed.Client(self._cluster, set_as_default=False)
-            self._client.wait_for_workers(self.workers, timeout=CONNECT_TIMEOUT_SECONDS)
+            self._client = self._start_local_cluster()
         self._client.subscribe_topic(self._topic, self._forward_line)
         self._client.subscribe_topic("all", self._on_cluster_event)
         self._client.register_plugin(
@@ -181,6 +145,10 @@ class DaskPool:
         if not self._pid_by_address:
             raise WorkerDiedError(f"{self.where} has no workers: start some (`dask worker ...`)")
         self.workers = len(self._pid_by_address)
+        # Two tasks in flight per thread that can run one (a remote worker may have several).
+        self._threads = sum(
+            info.get("nthreads", 1) for info in self._client.scheduler_info()["workers"].values()
+        )
         self.stats.workers = self.workers
         self.worker_pids.update(self._pid_by_address.values())
         for pid in self._pid_by_address.values():  # a worker that gets no chunk still counts
@@ -192,10 +160,44 @@ class DaskPool:
             f"{time.monotonic() - self._created_at:.2f} s"
         )
 
-    def _dask_config(self, settings: dict[str, Any]) -> Any:
+    def _connect(self) -> Any:
+        try:
+            return self._distributed.Client(
+                self.scheduler_address, timeout=CONNECT_TIMEOUT_SECONDS, set_as_default=False
+            )
+        except (OSError, TimeoutError) as error:
+            raise WorkerDiedError(
+                f"cannot connect to the Dask scheduler at {self.scheduler_address!r} "
+                f"({type(error).__name__}: {error}): is it running, and is the address "
+                "(scheme, host and port, e.g. tcp://10.0.0.5:8786) right?"
+            ) from error
+
+    def _start_local_cluster(self) -> Any:
+        global _local_clusters_started
         import dask
 
-        return dask.config.set(settings)
+        settings = {
+            # The scheduler's own retry budget for tasks whose worker died.
+            "distributed.scheduler.allowed-failures": self.restarts_on_worker_death,
+            # One task per worker at a time (the rest wait on the scheduler): a worker that
+            # dies then takes only the chunk it was running into suspicion, not a queued one,
+            # and the log names that chunk alone.
+            "distributed.scheduler.worker-saturation": 1.0,
+        }
+        with dask.config.set(settings), main_module_hidden(), native_threads_capped():
+            self._cluster = self._distributed.LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                scheduler_port=0,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
+            )
+        _local_clusters_started += 1
+        client = self._distributed.Client(self._cluster, set_as_default=False)
+        client.wait_for_workers(self.workers, timeout=CONNECT_TIMEOUT_SECONDS)
+        return client
 
     def _forward_line(self, event: tuple[float, dict]) -> None:
         """A line a task logged or printed (runs in the client's event-loop thread)."""
@@ -212,11 +214,9 @@ class DaskPool:
         if message.get("action") != "remove-worker" or message.get("expected"):
             return
         address = message.get("worker", "?")
-        ours = [
-            self._running[key]
-            for key in message.get("processing-tasks", ())
-            if key in self._running
-        ]
+        # Runs beside the owner's thread, which removes finished tasks: read each key once.
+        found = (self._running.get(key) for key in message.get("processing-tasks", ()))
+        ours = [description for description in found if description is not None]
         pid = self._pid_by_address.get(address)
         who = f"Dask worker {address}" + (f" (pid {pid})" if pid else "")
         if ours:
@@ -265,7 +265,7 @@ class DaskPool:
             in_flight.append((key, task, future))
 
         try:
-            for index, task in islice(numbered, 2 * self.workers):
+            for index, task in islice(numbered, 2 * self._threads):
                 submit(index, task)
             while in_flight:
                 key, task, future = in_flight[0]
