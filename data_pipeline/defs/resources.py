@@ -269,14 +269,12 @@ class ProcessPoolResource(dg.ConfigurableResource):
         plan = cpu_plan()
         if self.scheduler_address:
             return f"{plan}; the workers of the Dask cluster at {self.scheduler_address}"
-        how = self.start_method if self.backend == "local" else "in a Dask LocalCluster"
+        kind = f"{self.start_method} workers"
+        if self.backend == "dask":
+            kind = "workers in a Dask LocalCluster"
         if self.workers is None:
-            return (
-                f"{plan}; {self.start_method} workers"
-                if self.backend == "local"
-                else (f"{plan}; workers {how}")
-            )
-        return f"{plan}; workers set by hand to {self.workers} ({how})"
+            return f"{plan}; {kind}"
+        return f"{plan}; {kind}, set by hand to {self.workers}"
 
     def chunk_values_for(self, kernel: Kernel) -> int:
         """Values per transform task: as configured, else the kernel's and backend's default."""
