@@ -347,3 +347,23 @@ def test_the_resource_hands_backend_and_address_to_the_pool_settings():
     settings = resource.settings()
     assert (settings.backend, settings.scheduler_address) == ("dask", "tcp://h:8786")
     assert "the workers of the Dask cluster at tcp://h:8786" in resource.describe_plan()
+
+
+def test_the_whole_graph_and_its_report_on_dask_name_the_backend(isolated_directories):
+    from data_pipeline_tests.test_assets import materialize, metadata_of
+
+    pool = ProcessPoolResource(
+        backend="dask",
+        workers=2,
+        mode="parallel",
+        cleaning_chunk_bytes=8192,
+        transform_chunk_values=500,
+    )
+    result = materialize({"count": 4_000, "seed": 5}, pool)
+    assert result.success
+    for asset in ("cleaned_numbers", "transformed_numbers"):
+        assert metadata_of(result, asset)["start_method"] == "dask", asset
+    report = metadata_of(result, "parallelism_report")
+    assert (report["backend"], report["start_method"], report["workers"]) == ("dask", "dask", 2)
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(check.passed for check in checks)
