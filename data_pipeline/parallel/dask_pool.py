@@ -176,14 +176,8 @@ class DaskPool:
         global _local_clusters_started
         import dask
 
-        settings = {
-            # The scheduler's own retry budget for tasks whose worker died.
-            "distributed.scheduler.allowed-failures": self.restarts_on_worker_death,
-            # One task per worker at a time (the rest wait on the scheduler): a worker that
-            # dies then takes only the chunk it was running into suspicion, not a queued one,
-            # and the log names that chunk alone.
-            "distributed.scheduler.worker-saturation": 1.0,
-        }
+        # The scheduler's own retry budget for tasks whose worker died.
+        settings = {"distributed.scheduler.allowed-failures": self.restarts_on_worker_death}
         with dask.config.set(settings), main_module_hidden(), native_threads_capped():
             self._cluster = self._distributed.LocalCluster(
                 n_workers=self.workers,
@@ -289,6 +283,7 @@ class DaskPool:
         except self._distributed.KilledWorker as error:
             raise WorkerDiedError(
                 f"{describe(task)} was on every Dask worker that died while it held it "
+                "(running it or queued there) "
                 f"({error}): the chunk itself may kill its worker (memory, a crash in native "
                 "code), or the workers are being stopped from outside. "
                 "restarts_on_worker_death sets how many deaths a chunk survives on a local "
