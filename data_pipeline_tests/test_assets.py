@@ -1,3 +1,5 @@
+import re
+
 import dagster as dg
 import pandas
 import pyarrow as pa
@@ -17,6 +19,14 @@ ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parall
 ASSETS = [defs.get_assets_def(name) for name in ASSET_NAMES]
 CHECKS = list(defs.asset_checks)
 MIN_MEDIAN_MAX = ("_min", "", "_max")
+# The report's figures the UI plots across runs; everything else is text, a table or JSON.
+PLOTTED_REPORT_KEYS = (
+    "speedup",
+    "serial_seconds",
+    "parallel_seconds",
+    "efficiency",
+    "cpu_wait_share",
+)
 # The day every test here materializes: its files are in the data directory's DAY/.
 DAY = "2026-11-20"
 # A pool forced on (mode auto would rightly run this little work serially).
@@ -75,15 +85,28 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         assert "compute" in pooled["conclusion"] and "start-up" in pooled["conclusion"]
         assert "| worker | pid |" in pooled["workers_table"]
     assert transformed["rows"] == pq.read_metadata(data / "transformed_numbers.parquet").num_rows
-    for pooled in (cleaned, transformed, report):
+    details = report["details"]
+    for pooled in (cleaned, transformed, details):
         # auto picks the compiled kernel; its start (compile or cache load) is not compute.
         assert pooled["kernel"] == "numba" and pooled["kernel_start_seconds"] > 0
 
+    # The answer first, then the table; numbers only for what is worth a chart across runs.
+    assert list(report)[:3] == ["speedup", "headline", "comparison"]
+    assert re.fullmatch(
+        r"\d+\.\d\dx (faster|slower) on 2 of \d+ CPUs, outputs identical", report["headline"]
+    )
+    plotted = sorted(key for key, value in report.items() if isinstance(value, int | float))
+    assert plotted == sorted(PLOTTED_REPORT_KEYS)
+    for key in PLOTTED_REPORT_KEYS:
+        assert isinstance(report[key], float) and report[key] >= 0, key
+    rows = [record.data for record in report["comparison"].records]
+    assert [(row["stage"], row["run"]) for row in rows] == [
+        (stage, run) for stage in ("cleaning", "transform", "both") for run in ("serial", "pool")
+    ]
+    assert rows[-1]["median_s"] == round(report["parallel_seconds"], 2)
+    assert rows[-1]["speedup"] == f"{report['speedup']:.2f}x"
+    assert rows[-1]["cpu_wait"].endswith("%")
     for key in (
-        "serial_seconds",
-        "parallel_seconds",
-        "speedup",
-        "efficiency",
         "pool_start_seconds",
         "compute_seconds",
         "worker_idle_seconds",
@@ -91,13 +114,13 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         "collect_seconds",
         "transform_cpu_contention",
     ):
-        assert isinstance(report[key], float) and report[key] >= 0, key
-    assert report["workers"] == 2
-    assert report["items"] == 3_000
-    assert report["repeats"] == 3
-    assert report["rows_compared"] == 3_000 + transformed["rows"], "every output row compared"
+        assert isinstance(details[key], float) and details[key] >= 0, key
+    assert details["workers"] == 2
+    assert details["items"] == 3_000
+    assert details["repeats"] == 3
+    assert details["rows_compared"] == 3_000 + transformed["rows"], "every output row compared"
     for stage in ("cleaning", "transform"):
-        low, median, high = (report[f"{stage}_parallel_seconds{end}"] for end in MIN_MEDIAN_MAX)
+        low, median, high = (details[f"{stage}_parallel_seconds{end}"] for end in MIN_MEDIAN_MAX)
         assert 0 < low <= median <= high
     assert report["efficiency"] == pytest.approx(
         report["speedup"] / 2, abs=1e-3

@@ -367,6 +367,7 @@ def test_the_whole_graph_and_its_report_on_dask_name_the_backend(isolated_direct
     for asset in ("cleaned_numbers", "transformed_numbers"):
         assert metadata_of(result, asset)["start_method"] == "dask", asset
     report = metadata_of(result, "parallelism_report")
-    assert (report["backend"], report["start_method"], report["workers"]) == ("dask", "dask", 2)
+    details = report["details"]
+    assert (details["backend"], details["start_method"], details["workers"]) == ("dask", "dask", 2)
     checks = result.get_asset_check_evaluations()
     assert checks and all(check.passed for check in checks)

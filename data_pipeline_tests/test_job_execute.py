@@ -102,14 +102,15 @@ def test_numbers_job_runs_every_step_in_its_own_process_and_the_report_job_repor
     with dg.DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("parallelism_report"))
         report = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    assert report["workers"] == 2
-    assert report["items"] == 20_000
+    details = report["details"]
+    assert details["workers"] == 2
+    assert details["items"] == 20_000
     assert report["serial_seconds"] > 0 and report["parallel_seconds"] > 0
     assert report["speedup"] == pytest.approx(
         report["serial_seconds"] / report["parallel_seconds"], rel=1e-2
     )
-    assert report["other_steps_running"] == "none"
-    assert report["start_method"] in {"forkserver", "spawn"}
+    assert details["other_steps_running"] == "none"
+    assert details["start_method"] in {"forkserver", "spawn"}
 
 
 def test_a_failing_step_makes_the_command_exit_non_zero_without_dagster_home(tmp_path):

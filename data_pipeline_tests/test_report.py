@@ -5,7 +5,13 @@ import pyarrow as pa
 import pytest
 
 from data_pipeline.measure.comparison import Comparison, StageComparison
-from data_pipeline.measure.report import markdown_table, verdict
+from data_pipeline.measure.report import (
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    headline,
+    markdown_table,
+    verdict,
+)
 from data_pipeline.measure.timing import Measurement, Spread
 from data_pipeline.parallel.stats import PoolStats
 
@@ -133,3 +139,79 @@ def test_the_table_shows_medians_with_their_range_and_ends_with_the_verdict():
     table = markdown_table(result)
     assert "| cleaning | 1,000 | 1.00 (0.90-1.20) | 0.60 (0.50-0.70) | 1.67x |" in table
     assert verdict(result) in table
+
+
+@pytest.mark.parametrize(
+    ("serial", "parallel", "workers", "expected"),
+    [
+        (9.0, 4.6, 2, "1.96x faster on 2 of 2 CPUs, outputs identical"),
+        (0.2, 0.5, 2, "2.50x slower on 2 of 2 CPUs, outputs identical"),
+        (0.02, 0.01, 1, "Nothing ran in parallel (one chunk or one worker): no speedup to report"),
+    ],
+)
+def test_the_headline_says_the_answer_in_a_few_words(serial, parallel, workers, expected):
+    pool = stats(workers, busy=parallel, cpu=parallel)
+    result = comparison(
+        stage("cleaning", [serial / 2] * 3, [parallel / 2] * 3, pool),
+        stage("transform", [serial / 2] * 3, [parallel / 2] * 3, pool),
+    )
+    assert headline(result) == expected
+
+
+@pytest.mark.parametrize("items", [0, 1])
+def test_tiny_inputs_get_no_per_item_figure_and_no_speedup(items):
+    # One chunk of at most one item: a pool never starts more workers than chunks.
+    one = stats(1, chunks=1, busy=0.01, cpu=0.01)
+    result = comparison(
+        stage("cleaning", [0.003] * 3, [0.002] * 3, one, items=items),
+        stage("transform", [0.003] * 3, [0.002] * 3, one, items=items),
+    )
+    sentence = verdict(result)
+    assert sentence.startswith("Nothing ran in parallel: the input made 1 chunk per stage")
+    assert "µs" not in sentence and "faster" not in sentence
+    assert headline(result).startswith("Nothing ran in parallel")
+
+
+def test_a_stage_that_lost_alone_is_called_slower_with_its_cost_per_item():
+    result = comparison(
+        stage("cleaning", [0.40] * 3, [0.90] * 3, stats(2, busy=0.4, cpu=0.4), items=200_000),
+        stage("transform", [9.0] * 3, [4.6] * 3, stats(2, busy=9.0, cpu=9.0)),
+    )
+    sentence = verdict(result)
+    assert "The cleaning alone was 2.25x slower on the pool (serially 2.0 µs per item)." in sentence
+    assert "gained" not in sentence
+
+
+def test_idle_workers_are_named_with_their_share_of_the_parallel_time():
+    idle = stats(2, busy=1.0, cpu=1.0, wall=2.0)  # 0.5 s of work each in 2 s: 1.5 s idle
+    result = comparison(
+        stage("cleaning", [0.9] * 3, [2.0] * 3, idle),
+        stage("transform", [0.9] * 3, [2.0] * 3, idle),
+    )
+    assert "Workers sat idle for 75% of the parallel time" in verdict(result)
+
+
+def test_the_comparison_table_has_a_row_per_stage_and_run_then_both_stages():
+    result = comparison(
+        stage("cleaning", [1.0, 1.2, 0.9], [0.5, 0.7, 0.6], stats(2, startup=0.04)),
+        stage("transform", [9.0, 9.1, 8.9], [4.6, 4.5, 4.7], stats(2, busy=9.0, cpu=8.1)),
+    )
+    rows = comparison_rows(result)
+    assert [(row["stage"], row["run"]) for row in rows] == [
+        (stage, run) for stage in ("cleaning", "transform", "both") for run in ("serial", "pool")
+    ]
+    assert rows[1] == {
+        "stage": "cleaning",
+        "run": "pool",
+        "items": 1000,
+        "median_s": 0.6,
+        "fastest_s": 0.5,
+        "slowest_s": 0.7,
+        "speedup": "1.67x",
+        "pool_start_s": 0.04,
+        "cpu_wait": "0%",
+    }
+    assert rows[3]["cpu_wait"] == "10%"
+    assert rows[-1]["median_s"] == round(result.parallel_seconds, 2)
+    assert rows[-1]["fastest_s"] == 5.1, "the fastest repeat of both stages together: 0.5 + 4.6"
+    assert {name for name, _, _ in COMPARISON_COLUMNS} == set(rows[0])

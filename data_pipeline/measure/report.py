@@ -11,6 +11,89 @@ NOTABLE_SHARE = 0.10
 NOTABLE_CONTENTION = 1.10
 
 
+def headline(comparison: Comparison) -> str:
+    """The answer in a few words, for the first line a person reads, e.g. '1.95x faster on 2
+    of 2 CPUs, outputs identical' (the comparison fails before this when they differ)."""
+    on = f"on {comparison.workers} of {comparison.cpus_available} CPUs, outputs identical"
+    if comparison.workers == 1:
+        return "Nothing ran in parallel (one chunk or one worker): no speedup to report"
+    speedup = comparison.speedup
+    if speedup >= 1.0:
+        return f"{speedup:.2f}x faster {on}"
+    return f"{1 / speedup:.2f}x slower {on}"
+
+
+def cpu_wait_share(comparison: Comparison) -> float:
+    """The workers' share of time in tasks spent off the CPU, both stages, weighted by each
+    stage's parallel time."""
+    parallel = comparison.parallel_seconds
+    if not parallel:
+        return 0.0
+    return sum(stage.cpu_wait_share * stage.parallel_seconds for stage in comparison.stages) / (
+        parallel
+    )
+
+
+# The comparison as rows of a table: one per stage and run, as the UI renders it inline.
+COMPARISON_COLUMNS = (
+    ("stage", "string", "cleaning, transform, or both"),
+    ("run", "string", "serial (one process) or pool"),
+    ("items", "int", "lines (cleaning) or values (transform)"),
+    ("median_s", "float", "median seconds over the repeats"),
+    ("fastest_s", "float", "fastest run, seconds"),
+    ("slowest_s", "float", "slowest run, seconds"),
+    ("speedup", "string", "median serial over median pool"),
+    ("pool_start_s", "float", "starting the pool, seconds (median)"),
+    ("cpu_wait", "string", "share of the workers' task time spent off the CPU"),
+)
+
+
+def comparison_rows(comparison: Comparison) -> list[dict[str, object]]:
+    """The figures of :data:`COMPARISON_COLUMNS`, seconds to two decimals."""
+    rows: list[dict[str, object]] = []
+    for stage in comparison.stages:
+        for run, measurement in (("serial", stage.serial), ("pool", stage.parallel)):
+            pool = run == "pool"
+            rows.append(
+                {
+                    "stage": stage.name,
+                    "run": run,
+                    "items": stage.items,
+                    "median_s": round(measurement.seconds.median, 2),
+                    "fastest_s": round(measurement.seconds.minimum, 2),
+                    "slowest_s": round(measurement.seconds.maximum, 2),
+                    "speedup": f"{stage.speedup:.2f}x" if pool else "",
+                    "pool_start_s": round(stage.pool_median("startup_seconds"), 2) if pool else 0.0,
+                    "cpu_wait": f"{stage.cpu_wait_share:.0%}" if pool else "",
+                }
+            )
+    for run, seconds in (
+        ("serial", comparison.serial_seconds),
+        ("pool", comparison.parallel_seconds),
+    ):
+        pool = run == "pool"
+        rows.append(
+            {
+                "stage": "both",
+                "run": run,
+                "items": comparison.cleaning.items,
+                "median_s": round(seconds, 2),
+                "fastest_s": round(_total_of(comparison, run, min), 2),
+                "slowest_s": round(_total_of(comparison, run, max), 2),
+                "speedup": f"{comparison.speedup:.2f}x" if pool else "",
+                "pool_start_s": round(comparison.total("startup_seconds"), 2) if pool else 0.0,
+                "cpu_wait": f"{cpu_wait_share(comparison):.0%}" if pool else "",
+            }
+        )
+    return rows
+
+
+def _total_of(comparison: Comparison, run: str, pick) -> float:
+    """The fastest (``min``) or slowest (``max``) repeat of both stages together."""
+    side = "serial" if run == "serial" else "parallel"
+    return pick(_totals_by_repeat(getattr(stage, side) for stage in comparison.stages))
+
+
 def verdict(comparison: Comparison) -> str:
     """A headline (did the pool pay off, by how much, over how many runs) followed by the
     measured causes that weighed most, largest first."""
