@@ -75,6 +75,13 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
     assert cleaned["rejected"] == pq.read_metadata(data / "rejected_lines.parquet").num_rows
     assert cleaned["workers"] == 2 and cleaned["chunks"] > 2
     assert transformed["rows"] == cleaned["accepted"]
+    # Dagster's standard metadata: the catalog shows rows and columns of each Parquet file.
+    assert cleaned["dagster/row_count"] == cleaned["accepted"]
+    assert transformed["dagster/row_count"] == transformed["rows"]
+    assert [c.name for c in transformed["dagster/column_schema"].columns][:2] == [
+        "line_number",
+        "value",
+    ]
     for pooled, total in ((cleaned, cleaned["lines"]), (transformed, transformed["rows"])):
         per_worker = [key for key in pooled if key.startswith("worker_") and key.endswith("_items")]
         assert len(per_worker) == 2, "insight for each of the two workers"

@@ -3,6 +3,7 @@ import dagster as dg
 from data_pipeline.definitions import defs
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
 from data_pipeline.defs.resources import data_directory_resource
+from data_pipeline.numbers.pipeline import CLEANED_SCHEMA, TRANSFORMED_SCHEMA
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
 from data_pipeline_tests.ticks import daily_schedule_tick
 
@@ -50,3 +51,26 @@ def test_the_daily_schedule_requests_a_numbers_job_run():
     assert schedule.cron_schedule == "0 6 * * *"
     requests = daily_schedule_tick("2026-11-25T06:00:00+00:00").run_requests
     assert len(requests) == 1
+
+
+NUMBERS_ASSETS = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
+
+
+def test_every_numbers_asset_has_owners_tags_and_a_code_version_in_the_catalog():
+    for name in NUMBERS_ASSETS:
+        asset = defs.get_assets_def(name)
+        key = dg.AssetKey(name)
+        assert asset.owners_by_key[key] == ["team:data-engineering"], name
+        assert asset.tags_by_key[key]["domain"] == "numbers", name
+        assert asset.code_versions_by_key[key], name
+
+
+def test_the_parquet_assets_show_their_columns_before_any_materialization():
+    for name, schema in (
+        ("cleaned_numbers", CLEANED_SCHEMA),
+        ("transformed_numbers", TRANSFORMED_SCHEMA),
+    ):
+        [metadata] = defs.get_assets_def(name).metadata_by_key.values()
+        columns = metadata["dagster/column_schema"].columns
+        assert [column.name for column in columns] == schema.names, name
+        assert all(column.description for column in columns), name
