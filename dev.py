@@ -6,7 +6,9 @@
                                 --partition 2026-11-24)
     python3 dev.py test [ARGS]  install if needed, then run the test suite (ARGS go to pytest)
     python3 dev.py lint         ruff check and ruff format --check
-    python3 dev.py ui           start the Dagster UI and daemon on http://127.0.0.1:3000
+    python3 dev.py ui [--port N]
+                                start the Dagster UI and daemon on http://127.0.0.1:3000
+                                (or port N)
 
 The first call creates .venv/ and installs the project into it (about a minute); later calls
 reinstall only when pyproject.toml changes.
@@ -91,6 +93,19 @@ def with_day(arguments: list[str]) -> list[str]:
     return [*rest, "--tags", json.dumps({**tags, "dagster/partition": day})]
 
 
+def ui_port(arguments: list[str]) -> str:
+    """The port of ``--port N`` (or ``--port=N``), else 3000; anything else is refused."""
+    port, given = "3000", iter(arguments)
+    for argument in given:
+        name, _, value = argument.partition("=")
+        if name != "--port":
+            sys.exit(f"dev.py ui takes only --port N, not {argument!r}")
+        port = value or next(given, "")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        sys.exit(f"--port {port!r}: expected a port number, e.g. --port 3001")
+    return port
+
+
 def run(*command: str) -> None:
     os.chdir(ROOT)
     sys.stdout.flush()
@@ -115,7 +130,8 @@ def main(arguments: list[str]) -> None:
         run(str(BIN / "ruff"), "format", "--check", str(ROOT))
     else:
         with_dagster_home()
-        run(str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000")
+        port = ui_port(extra)
+        run(str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", port)
 
 
 if __name__ == "__main__":

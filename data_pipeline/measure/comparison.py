@@ -141,6 +141,10 @@ class Comparison:
         return sum(stage.pool_median(attribute) for stage in self.stages)
 
 
+# How the log names each side's passes.
+_PASS_NAMES = {SERIAL: "serial pass", PARALLEL: "pool pass"}
+
+
 def compare_serial_and_parallel(
     numbers_path: Path,
     pool_settings: PoolSettings,
@@ -169,8 +173,15 @@ def compare_serial_and_parallel(
 
     def cleaning_run(run: str) -> Outcome:
         summary, accepted, rejected = CleaningSummary(), [], []
+        # Progress lines say which pass they belong to: the serial one or the pool's.
         for accepted_batch, rejected_batch in clean_file(
-            numbers_path, settings[run], cleaning_chunk_bytes, summary, log, kernel
+            numbers_path,
+            settings[run],
+            cleaning_chunk_bytes,
+            summary,
+            log,
+            kernel,
+            label=f"cleaning, {_PASS_NAMES[run]}",
         ):
             accepted.append(accepted_batch)
             rejected.append(rejected_batch)
@@ -195,7 +206,13 @@ def compare_serial_and_parallel(
         summary = TransformSummary()
         batches = list(
             transform_cleaned(
-                transform_input, len(transform_input), settings[run], summary, log, kernel
+                transform_input,
+                len(transform_input),
+                settings[run],
+                summary,
+                log,
+                kernel,
+                label=f"transform, {_PASS_NAMES[run]}",
             )
         )
         return Outcome((pa.Table.from_batches(batches, TRANSFORMED_SCHEMA),), summary.pool)

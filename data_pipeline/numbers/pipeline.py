@@ -136,6 +136,7 @@ def clean_file(
     summary: CleaningSummary,
     log: Any = pool_logger,
     kernel: Kernel = PYTHON,
+    label: str = "cleaning",
 ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Parse every line of ``path`` on a pool with the kernel's cleaning function; yield
     (accepted, rejected) batches in file order. With ``mode: auto``, the first ranges are
@@ -157,7 +158,7 @@ def clean_file(
         kernel.clean,
         byte_ranges,
         log=log,
-        label="cleaning",
+        label=label,
         unit="bytes",
         progress_unit="lines",
         describe=describe,
@@ -230,6 +231,7 @@ def transform_cleaned(
     log: Any = pool_logger,
     kernel: Kernel = PYTHON,
     total_values: int | None = None,
+    label: str = "transform",
 ) -> Iterator[pa.RecordBatch]:
     """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
     one task per batch; yield the transformed batches in the same order. With ``mode: auto``
@@ -263,7 +265,7 @@ def transform_cleaned(
         kernel.transform,
         tasks(),
         log=log,
-        label="transform",
+        label=label,
         unit="values",
         describe=str,
         size_of=_value_count,
