@@ -2,13 +2,14 @@
 
 import logging
 import multiprocessing
+import re
 import threading
 import time
 
 import dagster as dg
 import pytest
 
-from data_pipeline.parallel.pool import ProcessPool, WorkerDiedError
+from data_pipeline.parallel.pool import PoolSettings, ProcessPool, WorkerDiedError
 from data_pipeline.parallel.progress import Progress
 from data_pipeline.parallel.worker_logs import WorkerLogRelay
 from data_pipeline_tests.deadlines import fails_if_it_hangs
@@ -18,6 +19,7 @@ from data_pipeline_tests.pool_tasks import (
     log_beside_another_thread,
     log_info_here_and_in_another_thread,
     log_then_die,
+    own_pid,
 )
 
 
@@ -106,7 +108,7 @@ def test_records_reach_a_plain_logger_including_a_dying_workers_last_words():
     with ProcessPool(2, log=log) as pool:
         list(pool.map(log_and_square, range(3)))
     count = len(records)
-    assert count == 3
+    assert len([record for record in records if "pool_tasks: squaring" in record]) == 3
     with pytest.raises(WorkerDiedError), ProcessPool(2, log=log) as pool:
         list(pool.map(log_then_die, range(4)))
     assert any("last words of task 1" in record for record in records[count:])
@@ -176,3 +178,23 @@ def test_closing_a_relay_whose_pool_never_started_does_not_wait_for_its_timeout(
     started = time.monotonic()
     relay.close(timeout=60)
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_each_worker_says_at_info_when_it_starts_and_the_run_what_it_did(start_method):
+    log, records = collecting_logger(f"test_each_worker_says_{start_method}")
+    settings = PoolSettings(2, start_method, mode="parallel")
+    run = settings.map(own_pid, range(6), log=log, label="squaring")
+    pids = set(run)
+    started = [record for record in records if "data_pipeline.parallel.worker: started" in record]
+    assert len(started) == 2, records
+    for pid in pids:
+        assert any(
+            f"pid {pid}] data_pipeline.parallel.worker: started (pid {pid}, {start_method})"
+            in record
+            for record in started
+        ), started
+        [done] = [record for record in records if f"worker pid {pid} done:" in record]
+        assert re.fullmatch(
+            rf"squaring: worker pid {pid} done: \d chunks, \d tasks, busy .+ s", done
+        )

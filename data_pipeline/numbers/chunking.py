@@ -7,6 +7,8 @@ contents never travel through pickling and no single process has to hold the who
 import os
 from dataclasses import dataclass
 
+from data_pipeline.numbers.storage import shown_path
+
 UTF8_BOM = b"\xef\xbb\xbf"
 _SCAN_BLOCK = 64 * 1024
 
@@ -22,7 +24,8 @@ class ByteRange:
     end: int
 
     def __str__(self) -> str:
-        return f"chunk {self.index} (bytes {self.start}-{self.end} of {self.path})"
+        # The file as the user named it, not the hidden snapshot a step may be reading.
+        return f"chunk {self.index} (bytes {self.start}-{self.end} of {shown_path(self.path)})"
 
 
 def plan_byte_ranges(

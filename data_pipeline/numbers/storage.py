@@ -65,6 +65,14 @@ _TEMPORARY = re.compile(
 )
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a person knows it: a hidden temporary name (the snapshot a step reads, say)
+    shown as the file it stands for."""
+    path = Path(path)
+    match = _TEMPORARY.match(path.name)
+    return str(path.with_name(match["name"]) if match else path)
+
+
 def remove_abandoned_temporaries(directory: Path) -> list[Path]:
     """Remove the temporary files and directories that a killed run left in ``directory``:
     only those made on this host by a process that no longer exists (a live writer's, or

@@ -196,10 +196,21 @@ class PoolRun(Generic[Task, Result]):
                 progress.update(count(result))
                 self.tasks_done += 1
                 yield result
+        if pool.workers > 1:
+            self._say_what_each_worker_did(pool.stats)
         self.settings.learn(
             self.decision, self.unit, self.preload_modules, time.perf_counter() - work_started
         )
         self.seconds = time.perf_counter() - started
+
+    def _say_what_each_worker_did(self, stats: PoolStats) -> None:
+        """One INFO line per worker once the pool is done: its share of the work."""
+        for pid in sorted(stats.busy_seconds_by_worker):
+            self.log.info(
+                f"{self.label}: worker pid {pid} done: {stats.chunks_by_worker.get(pid, 0)} "
+                f"chunks, {stats.items_by_worker.get(pid, 0):,} {self.progress_unit}, busy "
+                f"{stats.busy_seconds_by_worker[pid]:.2f} s"
+            )
 
     def _unchunked(self, first_task: list) -> list:
         """The first task as given (not the chunk it travels in)."""

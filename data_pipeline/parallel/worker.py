@@ -59,8 +59,10 @@ def initialize_worker(
     log_writers: list[Connection],
     log_level: int,
     import_paths: tuple[str, ...] = (),
+    start_method: str = "",
 ) -> None:
-    """Run once in each worker before its first task."""
+    """Run once in each worker before its first task; says so at INFO (the owner's log shows
+    it tagged with the worker)."""
     global _slot, _slots, _output
     # Where the owner's code location imports from (a working directory Dagster put on
     # sys.path only while loading it), so the tasks' functions unpickle here too.
@@ -90,6 +92,9 @@ def initialize_worker(
     # What the worker writes last (the traceback of a task it could not even unpickle, say)
     # is forwarded before it exits: multiprocessing runs these finalizers at a child's exit.
     multiprocessing.util.Finalize(None, _output.flush, exitpriority=100)
+    logging.getLogger(__name__).info(
+        "started (pid %d, %s), ready for tasks", os.getpid(), start_method or "unknown start"
+    )
 
 
 def _exit_when_owner_gone(lifeline: Connection) -> None:

@@ -117,6 +117,7 @@ class WorkerProcesses:
                     self._log_relay.writers,
                     self._log_level,
                     self.import_paths,
+                    self.start_method,
                 ),
             )
             with _STARTING, main_module_hidden(), native_threads_capped():
