@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
 from data_pipeline.definitions import defs
@@ -74,3 +78,17 @@ def test_the_parquet_assets_show_their_columns_before_any_materialization():
         columns = metadata["dagster/column_schema"].columns
         assert [column.name for column in columns] == schema.names, name
         assert all(column.description for column in columns), name
+
+
+def test_dagsters_current_cli_loads_the_definitions():
+    dg_command = Path(sys.executable).with_name("dg")
+    checked = subprocess.run(
+        [str(dg_command), "check", "defs"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    assert "does not match the virtual environment" not in checked.stdout + checked.stderr

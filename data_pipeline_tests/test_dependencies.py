@@ -10,7 +10,10 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parent.parent
 OWN_PACKAGES = {"data_pipeline", "data_pipeline_tests"}
 # Declared but not imported, on purpose.
-NOT_IMPORTED = {"dagster-webserver": "serves the UI; run as the `dagster dev` command"}
+NOT_IMPORTED = {
+    "dagster-webserver": "serves the UI; run as the `dagster dev` command",
+    "dagster-dg-cli": "Dagster's current CLI, run as the `dg` command",
+}
 
 
 def declared(group: str | None = None) -> set[str]:
