@@ -2,8 +2,11 @@
 127.0.0.1, started from workspace.yaml as the README says, driven through its GraphQL API."""
 
 import datetime
+import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -335,3 +338,48 @@ def test_a_schedule_tick_of_the_daemon_runs_the_day_before(dagster_dev_ticking_e
     assert tick_day in {(now - datetime.timedelta(days=1)).date(), now.date()}
     wait_for_run(server, run["runId"])
     assert latest_metadata(server, "cleaned_numbers")["accepted"] == 3
+
+
+def screenshot_script():
+    """docs/take_screenshots.py, whose browser the README's pictures come from too."""
+    spec = importlib.util.spec_from_file_location(
+        "take_screenshots", REPOSITORY / "docs" / "take_screenshots.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_real_browser_shows_every_asset_and_the_reports_answer_and_table(dagster_dev, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip(
+            "Debian's chromium is not installed: .ci/run installs it with apt-get when it can "
+            "(here it could not); `apt-get install chromium` to run this test"
+        )
+    server = dagster_dev
+    small = {"ops": {"numbers_file": {"config": {"count": 5_000}}}, **POOL_CONFIG}
+    launch_and_wait(server, LOCATION, "numbers_job", small)
+    launch_and_wait(server, LOCATION, "report_job", POOL_CONFIG)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    script = screenshot_script()
+    with script.headless_chromium(chromium) as open_page:
+        graph_page, graph_png = open_page(
+            f"{server.url}/locations/data_pipeline/asset-groups/numbers", 1400, 640
+        )
+        report_page, report_png = open_page(f"{server.url}/assets/parallelism_report", 1400, 1150)
+    (shots / "asset_graph.png").write_bytes(graph_png)
+    (shots / "report_metadata.png").write_bytes(report_png)
+    seen = f"(screenshots in {shots})"
+    for asset in ASSETS:
+        assert asset in graph_page, f"{asset} is not in the asset graph {seen}"
+    headline = re.search(
+        r"\d+\.\d\dx (faster|slower) on 2 of \d+ CPUs, outputs identical", report_page
+    )
+    assert headline, f"no headline on the report's page {seen}:\n{report_page[:3000]}"
+    assert "speedup" in report_page and "comparison" in report_page, seen
+    for column in ("stage", "run", "median_s", "fastest_s", "slowest_s", "pool_start_s"):
+        assert column in report_page, f"the comparison table's {column} is missing {seen}"
+    for row in ("cleaning", "transform", "both"):
+        assert row in report_page, seen

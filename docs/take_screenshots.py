@@ -12,6 +12,7 @@ webserver already installs) so it can dismiss the UI's first-visit dialog before
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import websockets
@@ -55,9 +57,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def screenshot(
-    debugger: str, url: str, width: int, height: int, click: str | None, target: Path
-) -> None:
+async def visit(
+    debugger: str, url: str, width: int, height: int, click: str | None
+) -> tuple[str, bytes]:
+    """Open ``url`` at ``width`` x ``height`` (dismissing the first-visit dialog, clicking
+    ``click`` if given): the page's text as a person sees it, and a PNG of it."""
     counter = itertools.count(1)
     async with websockets.connect(debugger, max_size=None) as browser:
 
@@ -83,24 +87,22 @@ async def screenshot(
         if click is not None:
             await call("Runtime.evaluate", expression=CLICK % json.dumps(click), awaitPromise=True)
         await asyncio.sleep(2)
+        text = await call(
+            "Runtime.evaluate", expression="document.body.innerText", returnByValue=True
+        )
         shot = await call("Page.captureScreenshot", format="png")
-        target.write_bytes(base64.b64decode(shot["data"]))
+        return text["result"].get("value", ""), base64.b64decode(shot["data"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:3000")
-    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
-    parser.add_argument("names", nargs="*", help=f"shots to take: {', '.join(SHOTS)}")
-    args = parser.parse_args()
-    if unknown := set(args.names) - set(SHOTS):
-        parser.error(f"no such shot: {', '.join(sorted(unknown))} (choose from {', '.join(SHOTS)})")
-    shots = {name: SHOTS[name] for name in args.names or SHOTS}
+@contextlib.contextmanager
+def headless_chromium(chromium: str) -> Iterator[Callable[..., tuple[str, bytes]]]:
+    """A headless Chromium for the block: yields ``visit(url, width, height, click=None)``,
+    which returns the page's text and a PNG (see :func:`visit`). The browser is gone after."""
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
         browser = subprocess.Popen(
             [
-                args.chromium,
+                chromium,
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
@@ -129,10 +131,11 @@ def main() -> None:
                         raise
                     time.sleep(0.2)
             debugger = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
-            for name, (path, width, height, click) in shots.items():
-                url = args.url + path
-                asyncio.run(screenshot(debugger, url, width, height, click, DOCS / name))
-                print(f"wrote {DOCS / name}")  # noqa: T201
+
+            def open_page(url: str, width: int, height: int, click: str | None = None):
+                return asyncio.run(visit(debugger, url, width, height, click))
+
+            yield open_page
         finally:
             browser.terminate()
             try:
@@ -140,6 +143,22 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 browser.kill()
                 browser.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    parser.add_argument("names", nargs="*", help=f"shots to take: {', '.join(SHOTS)}")
+    args = parser.parse_args()
+    if unknown := set(args.names) - set(SHOTS):
+        parser.error(f"no such shot: {', '.join(sorted(unknown))} (choose from {', '.join(SHOTS)})")
+    shots = {name: SHOTS[name] for name in args.names or SHOTS}
+    with headless_chromium(args.chromium) as open_page:
+        for name, (path, width, height, click) in shots.items():
+            _, png = open_page(args.url + path, width, height, click)
+            (DOCS / name).write_bytes(png)
+            print(f"wrote {DOCS / name}")  # noqa: T201
 
 
 if __name__ == "__main__":
