@@ -379,7 +379,7 @@ def test_a_real_browser_shows_every_asset_and_the_reports_answer_and_table(dagst
     )
     assert headline, f"no headline on the report's page {seen}:\n{report_page[:3000]}"
     assert "speedup" in report_page and "comparison" in report_page, seen
-    for column in ("stage", "run", "median_s", "fastest_s", "slowest_s", "pool_start_s"):
+    for column in ("stage", "run", "median_s", "range_s", "speedup", "cpu_wait"):
         assert column in report_page, f"the comparison table's {column} is missing {seen}"
     for row in ("cleaning", "transform", "both"):
         assert row in report_page, seen

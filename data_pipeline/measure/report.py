@@ -34,58 +34,45 @@ def cpu_wait_share(comparison: Comparison) -> float:
     )
 
 
-# The comparison as rows of a table: one per stage and run, as the UI renders it inline.
+# The comparison as rows of a table: one per stage and run, as the UI renders it inline
+# (narrow enough for the UI's metadata column: the verdict below it is not clipped).
 COMPARISON_COLUMNS = (
     ("stage", "string", "cleaning, transform, or both"),
     ("run", "string", "serial (one process) or pool"),
     ("items", "int", "lines (cleaning) or values (transform)"),
     ("median_s", "float", "median seconds over the repeats"),
-    ("fastest_s", "float", "fastest run, seconds"),
-    ("slowest_s", "float", "slowest run, seconds"),
+    ("range_s", "string", "fastest-slowest run, seconds"),
     ("speedup", "string", "median serial over median pool"),
-    ("pool_start_s", "float", "starting the pool, seconds (median)"),
     ("cpu_wait", "string", "share of the workers' task time spent off the CPU"),
 )
 
 
 def comparison_rows(comparison: Comparison) -> list[dict[str, object]]:
     """The figures of :data:`COMPARISON_COLUMNS`, seconds to two decimals."""
-    rows: list[dict[str, object]] = []
-    for stage in comparison.stages:
-        for run, measurement in (("serial", stage.serial), ("pool", stage.parallel)):
-            pool = run == "pool"
-            rows.append(
-                {
-                    "stage": stage.name,
-                    "run": run,
-                    "items": stage.items,
-                    "median_s": round(measurement.seconds.median, 2),
-                    "fastest_s": round(measurement.seconds.minimum, 2),
-                    "slowest_s": round(measurement.seconds.maximum, 2),
-                    "speedup": f"{stage.speedup:.2f}x" if pool else "",
-                    "pool_start_s": round(stage.pool_median("startup_seconds"), 2) if pool else 0.0,
-                    "cpu_wait": f"{stage.cpu_wait_share:.0%}" if pool else "",
-                }
-            )
-    for run, seconds in (
-        ("serial", comparison.serial_seconds),
-        ("pool", comparison.parallel_seconds),
-    ):
-        pool = run == "pool"
-        rows.append(
-            {
-                "stage": "both",
-                "run": run,
-                "items": comparison.cleaning.items,
-                "median_s": round(seconds, 2),
-                "fastest_s": round(_total_of(comparison, run, min), 2),
-                "slowest_s": round(_total_of(comparison, run, max), 2),
-                "speedup": f"{comparison.speedup:.2f}x" if pool else "",
-                "pool_start_s": round(comparison.total("startup_seconds"), 2) if pool else 0.0,
-                "cpu_wait": f"{cpu_wait_share(comparison):.0%}" if pool else "",
-            }
-        )
-    return rows
+    sides = [
+        (stage.name, run, stage.items, measurement.seconds.median, measurement.seconds.minimum,
+         measurement.seconds.maximum, stage.speedup, stage.cpu_wait_share)
+        for stage in comparison.stages
+        for run, measurement in (("serial", stage.serial), ("pool", stage.parallel))
+    ]  # fmt: skip
+    sides += [
+        ("both", run, comparison.cleaning.items, seconds, _total_of(comparison, run, min),
+         _total_of(comparison, run, max), comparison.speedup, cpu_wait_share(comparison))
+        for run, seconds in (("serial", comparison.serial_seconds),
+                             ("pool", comparison.parallel_seconds))
+    ]  # fmt: skip
+    return [
+        {
+            "stage": stage,
+            "run": run,
+            "items": items,
+            "median_s": round(median, 2),
+            "range_s": f"{fastest:.2f}-{slowest:.2f}",
+            "speedup": f"{speedup:.2f}x" if run == "pool" else "",
+            "cpu_wait": f"{wait:.0%}" if run == "pool" else "",
+        }
+        for stage, run, items, median, fastest, slowest, speedup, wait in sides
+    ]
 
 
 def _total_of(comparison: Comparison, run: str, pick) -> float:
