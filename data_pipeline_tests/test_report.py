@@ -203,7 +203,6 @@ def test_the_comparison_table_has_a_row_per_stage_and_run_then_both_stages():
     assert rows[1] == {
         "stage": "cleaning",
         "run": "pool",
-        "items": 1000,
         "median_s": 0.6,
         "range_s": "0.50-0.70",
         "speedup": "1.67x",

@@ -39,7 +39,6 @@ def cpu_wait_share(comparison: Comparison) -> float:
 COMPARISON_COLUMNS = (
     ("stage", "string", "cleaning, transform, or both"),
     ("run", "string", "serial (one process) or pool"),
-    ("items", "int", "lines (cleaning) or values (transform)"),
     ("median_s", "float", "median seconds over the repeats"),
     ("range_s", "string", "fastest-slowest run, seconds"),
     ("speedup", "string", "median serial over median pool"),
@@ -50,13 +49,13 @@ COMPARISON_COLUMNS = (
 def comparison_rows(comparison: Comparison) -> list[dict[str, object]]:
     """The figures of :data:`COMPARISON_COLUMNS`, seconds to two decimals."""
     sides = [
-        (stage.name, run, stage.items, measurement.seconds.median, measurement.seconds.minimum,
+        (stage.name, run, measurement.seconds.median, measurement.seconds.minimum,
          measurement.seconds.maximum, stage.speedup, stage.cpu_wait_share)
         for stage in comparison.stages
         for run, measurement in (("serial", stage.serial), ("pool", stage.parallel))
     ]  # fmt: skip
     sides += [
-        ("both", run, comparison.cleaning.items, seconds, _total_of(comparison, run, min),
+        ("both", run, seconds, _total_of(comparison, run, min),
          _total_of(comparison, run, max), comparison.speedup, cpu_wait_share(comparison))
         for run, seconds in (("serial", comparison.serial_seconds),
                              ("pool", comparison.parallel_seconds))
@@ -65,13 +64,12 @@ def comparison_rows(comparison: Comparison) -> list[dict[str, object]]:
         {
             "stage": stage,
             "run": run,
-            "items": items,
             "median_s": round(median, 2),
             "range_s": f"{fastest:.2f}-{slowest:.2f}",
             "speedup": f"{speedup:.2f}x" if run == "pool" else "",
             "cpu_wait": f"{wait:.0%}" if run == "pool" else "",
         }
-        for stage, run, items, median, fastest, slowest, speedup, wait in sides
+        for stage, run, median, fastest, slowest, speedup, wait in sides
     ]
 
 
