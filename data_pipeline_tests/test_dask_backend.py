@@ -121,6 +121,14 @@ def test_results_keep_input_order_when_later_tasks_finish_first():
     assert [square for square, _ in results] == [value * value for value in range(8)]
 
 
+def test_tasks_are_named_only_when_something_goes_wrong():
+    # Naming a byte range counts the lines before it: it must not happen once per task.
+    named = []
+    with DASK.open(4) as pool:
+        results = list(pool.map(pool_tasks.own_pid, range(8), describe=named.append))
+    assert len(results) == 8 and named == []
+
+
 def test_a_task_that_raises_names_its_chunk_and_carries_the_worker_traceback():
     with pytest.raises(ChunkFailedError) as failure, DASK.open(6) as pool:
         list(pool.map(pool_tasks.fail_on_three, range(6), describe=lambda v: f"chunk {v}"))

@@ -96,7 +96,8 @@ class DaskPool:
         self._prefix = f"data-pipeline-{uuid.uuid4().hex[:12]}"
         self._topic = f"{self._prefix}-logs"
         self._plugin_name = f"{self._prefix}-preparation"
-        self._running: dict[str, str] = {}  # key -> the task's description, while in flight
+        # key -> (task, how to name it), while in flight
+        self._running: dict[str, tuple[Any, Callable[[Any], str]]] = {}
         self._pid_by_address: dict[str, int] = {}
         self._maps = 0
         self._threads = workers
@@ -210,7 +211,7 @@ class DaskPool:
         address = message.get("worker", "?")
         # Runs beside the owner's thread, which removes finished tasks: read each key once.
         found = (self._running.get(key) for key in message.get("processing-tasks", ()))
-        ours = [description for description in found if description is not None]
+        ours = [_named(task, describe) for task, describe in filter(None, found)]
         pid = self._pid_by_address.get(address)
         who = f"Dask worker {address}" + (f" (pid {pid})" if pid else "")
         if ours:
@@ -252,7 +253,8 @@ class DaskPool:
 
         def submit(index: int, task: Any) -> None:
             key = f"{prefix}-{index}"
-            self._running[key] = describe(task)
+            # Named only when its worker dies: naming a byte range counts the lines before it.
+            self._running[key] = (task, describe)
             future = self._client.submit(
                 run_dask_task, function, task, self._topic, self.worker_log_level, key=key
             )
@@ -346,6 +348,14 @@ class DaskPool:
                     return
             time.sleep(0.01)
         self.log.warning("some log lines of the Dask workers did not arrive in time")
+
+
+def _named(task: Any, describe: Callable[[Any], str]) -> str:
+    """``describe(task)``, or its type if naming it fails (a warning must still go out)."""
+    try:
+        return describe(task)
+    except Exception:
+        return describe_by_type(task)
 
 
 def _format_traceback(future: Any) -> list[str]:
