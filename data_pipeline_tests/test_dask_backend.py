@@ -232,7 +232,7 @@ def test_worker_logs_and_prints_reach_the_owners_log_tagged_with_the_worker():
 
 def test_a_running_cluster_is_used_by_its_scheduler_address_and_left_running():
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     ) as cluster:
         settings = PoolSettings(
             workers=2, mode="parallel", backend="dask", scheduler_address=cluster.scheduler_address

@@ -186,7 +186,7 @@ class DaskPool:
                 processes=True,
                 host="127.0.0.1",
                 scheduler_port=0,
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # its HTTP routes on a free port
                 silence_logs=logging.WARNING,
             )
         _local_clusters_started += 1
