@@ -1,6 +1,9 @@
-"""Reading the process table (Linux /proc) for tests about leftover processes."""
+"""Reading the process table (Linux /proc) for tests about leftover processes, and how an
+interrupted command must end."""
 
 import os
+import subprocess
+from pathlib import Path
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -58,3 +61,10 @@ def process_group_alive(group: int) -> bool:
             if fields and int(fields[2]) == group and fields[0] not in "ZX":
                 return True
     return False
+
+
+def assert_ended_interrupted(job: subprocess.Popen, log: Path, data_directory: Path) -> None:
+    """The command failed as an interrupted run, and no temporary file is left behind."""
+    assert job.returncode != 0
+    assert "DagsterExecutionInterruptedError" in log.read_text()
+    assert not [path.name for path in data_directory.rglob("*.tmp")]

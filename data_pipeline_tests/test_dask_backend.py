@@ -28,7 +28,12 @@ from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parque
 from data_pipeline.parallel import dask_pool
 from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings, WorkerDiedError
 from data_pipeline_tests import pool_tasks
-from data_pipeline_tests.processes import command_line, descendants, process_group_alive
+from data_pipeline_tests.processes import (
+    assert_ended_interrupted,
+    command_line,
+    descendants,
+    process_group_alive,
+)
 
 distributed = pytest.importorskip(
     "distributed", reason="backend dask needs the extra: pip install -e '.[dask]'"
@@ -337,9 +342,7 @@ def test_interrupting_a_run_closes_its_dask_cluster_and_leaves_no_process(
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
-    assert job.returncode != 0
-    assert "DagsterExecutionInterruptedError" in log.read_text()
-    assert not [path.name for path in isolated_directories.rglob("*.tmp")]
+    assert_ended_interrupted(job, log, isolated_directories)
 
 
 def test_the_resource_refuses_backend_dask_without_the_extra_naming_it(monkeypatch):

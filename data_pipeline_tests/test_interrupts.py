@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE
-from data_pipeline_tests.processes import alive, children_by_parent, command_line, descendants
+from data_pipeline_tests.processes import (
+    alive,
+    assert_ended_interrupted,
+    children_by_parent,
+    command_line,
+    descendants,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +109,4 @@ def test_terminating_a_run_ends_its_pool_processes_and_leaves_no_temporary_file(
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
-    assert job.returncode != 0
-    assert "DagsterExecutionInterruptedError" in log.read_text()
-    assert not [path.name for path in isolated_directories.rglob("*.tmp")]
+    assert_ended_interrupted(job, log, isolated_directories)

@@ -6,8 +6,8 @@ changes. No Dagster here; ``distributed`` is imported only when a Dask pool star
 
 With ``scheduler_address`` it connects to a running cluster; without one it starts a
 ``LocalCluster`` on 127.0.0.1 (``workers`` processes of one thread each) for the pool's life.
-Tasks are coarse: one future per chunk, at most two per worker in flight, results in input
-order. Dask reruns the tasks of a worker that died (``restarts_on_worker_death`` times on a
+Tasks are coarse: one future per chunk, at most two per worker thread in flight, results in
+input order. Dask reruns the tasks of a worker that died (``restarts_on_worker_death`` times on a
 local cluster; a remote scheduler's ``allowed-failures`` otherwise), and the log says so.
 """
 
