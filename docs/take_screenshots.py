@@ -99,7 +99,8 @@ def headless_chromium(chromium: str) -> Iterator[Callable[..., tuple[str, bytes]
     """A headless Chromium for the block: yields ``visit(url, width, height, click=None)``,
     which returns the page's text and a PNG (see :func:`visit`). The browser is gone after."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as the browser ends.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [
                 chromium,
