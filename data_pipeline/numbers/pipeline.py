@@ -9,7 +9,7 @@ import itertools
 import os
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from data_pipeline.numbers.chunking import (
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
 from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk
-from data_pipeline.numbers.storage import CLEANED_SET, atomic_file_set, atomic_output
+from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.decision import Decision
 from data_pipeline.parallel.pool import PoolSettings
@@ -118,10 +118,18 @@ class CleaningSummary(_StepSummary):
     lines: int = 0
     accepted: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
+    # The first line (from 1) rejected for each reason, to show the user where to look.
+    first_line_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+    def note_rejections(self, chunk: CleanedChunk, first_line_number: int) -> None:
+        """Count a chunk's rejected lines by reason, keeping the first line of each."""
+        self.rejected_by_reason.update(chunk.rejected_reasons)
+        for position, reason in zip(chunk.rejected_positions, chunk.rejected_reasons):
+            self.first_line_by_reason.setdefault(reason, first_line_number + position)
 
 
 @dataclass
@@ -170,7 +178,7 @@ def clean_file(
         first_line_number = summary.lines + 1
         summary.lines += chunk.line_count
         summary.accepted += len(chunk.accepted_values)
-        summary.rejected_by_reason.update(chunk.rejected_reasons)
+        summary.note_rejections(chunk, first_line_number)
         yield _cleaned_batches(chunk, first_line_number)
 
 
@@ -313,24 +321,25 @@ def clean_to_parquet(
     chunk_bytes: int,
     log: Any = pool_logger,
     kernel: Kernel = PYTHON,
+    accept: Callable[[CleaningSummary], None] | None = None,
 ) -> CleaningSummary:
-    """Clean ``source`` into two Parquet files in one directory, streamed chunk by chunk.
-    The two appear together, complete, or not at all (the set ``cleaned``: see
-    :func:`atomic_file_set`)."""
-    if cleaned_path.parent != rejected_path.parent:
-        raise ValueError("the cleaned and the rejected file must be in one directory")
+    """Clean ``source`` into two Parquet files, streamed chunk by chunk; each appears
+    complete or not at all (:func:`atomic_output`). ``accept`` may refuse the result (raise)
+    before either file is in place."""
     summary = CleaningSummary()
-    names = [cleaned_path.name, rejected_path.name]
     with (
-        atomic_file_set(cleaned_path.parent, CLEANED_SET, names, summary.digests) as temporary,
-        ParquetOutput(temporary[cleaned_path.name], CLEANED_SCHEMA) as cleaned_writer,
-        ParquetOutput(temporary[rejected_path.name], REJECTED_SCHEMA) as rejected_writer,
+        atomic_output(cleaned_path, summary.digests) as cleaned_temporary,
+        atomic_output(rejected_path, summary.digests) as rejected_temporary,
+        ParquetOutput(cleaned_temporary, CLEANED_SCHEMA) as cleaned_writer,
+        ParquetOutput(rejected_temporary, REJECTED_SCHEMA) as rejected_writer,
     ):
         for accepted, rejected in clean_file(
             source, pool_settings, chunk_bytes, summary, log, kernel
         ):
             cleaned_writer.write(accepted)
             rejected_writer.write(rejected)
+        if accept is not None:
+            accept(summary)
     return summary
 
 
