@@ -1,19 +1,19 @@
 """The numbers assets. Each one only wires files, logging and metadata; the work lives in
 plain modules (``pipeline``, ``comparison``) that know nothing of Dagster."""
 
-import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from data_pipeline.defs.partitions import PARTITION_TAG, daily_partitions, seed_of
+from data_pipeline.defs.day_files import writing
+from data_pipeline.defs.partitions import daily_partitions, seed_of
 from data_pipeline.defs.resources import CPU_POOL, DataDirectoryResource, ProcessPoolResource
 from data_pipeline.measure.comparison import compare_serial_and_parallel, save_outputs
 from data_pipeline.measure.report import (
@@ -24,15 +24,21 @@ from data_pipeline.measure.report import (
     markdown_table,
     verdict,
 )
-from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import count_lines
 from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.input_gate import (
+    UnusableInputError,
+    check_input_file,
+    rejection_warning,
+    too_few_accepted,
+)
 from data_pipeline.numbers.kernel_choice import Kernel, start_seconds
 from data_pipeline.numbers.parsing import RejectReason
 from data_pipeline.numbers.pipeline import (
     CLEANED_SCHEMA,
     REJECTED_SCHEMA,
     TRANSFORMED_SCHEMA,
+    CleaningSummary,
     clean_to_parquet,
     transform_to_parquet,
 )
@@ -44,14 +50,14 @@ from data_pipeline.numbers.storage import (
     TRANSFORMED_NUMBERS_FILE,
     atomic_output,
     digest_key,
-    file_digest,
     pinned,
 )
 from data_pipeline.parallel.insight import rounded
-from data_pipeline.parallel.pool import ChunkFailedError
 from data_pipeline.parallel.stats import PoolStats
 
 GROUP = "numbers"
+# transformed_numbers' metadata: the digest of the cleaned values it was computed from.
+UPSTREAM_CLEANED_KEY = "upstream_cleaned_numbers_sha256"
 # Who answers for these assets, and how the catalog files them (Dagster's example projects
 # set both on every asset).
 OWNERS = ["team:data-engineering"]
@@ -143,6 +149,14 @@ class NumbersFileConfig(dg.Config):
         ),
     )
 
+    allow_empty: bool = Field(
+        default=False,
+        description=(
+            "Accept an empty input (a day with no lines). Off: an empty file fails the run "
+            "with 'input file is empty' before anything is replaced."
+        ),
+    )
+
     @field_validator("source_path")
     @classmethod
     def _readable_file(cls, source_path: str | None) -> str | None:
@@ -173,32 +187,30 @@ def numbers_file(
     # starts, so a bad setting fails the first step rather than the third.
     context.log.info(process_pool.describe_plan())
     day = context.partition_key
-    _sole_run_of_the_day(context)
-    target = data_directory.directory(day) / NUMBERS_FILE
     landed = data_directory.landing_directory() / f"{day}.txt"
     source = config.source_path or (str(landed) if landed.is_file() else None)
     metadata: dict[str, object] = {}
     digests: dict[str, str] = {}
-    if source:
-        metadata["source"] = dg.MetadataValue.path(source)
-        if target.exists() and os.path.samefile(source, target):
-            # Copying onto itself would rewrite the user's file: it is already in place.
-            context.log.info(f"{source} is already the day's input")
-            digests[digest_key(NUMBERS_FILE)] = file_digest(target)
-        else:
-            context.log.info(f"ingesting {source}")
-            with atomic_output(target, digests) as temporary:
-                shutil.copyfile(source, temporary)
-    else:
-        seed = seed_of(day) if config.seed is None else config.seed
+    with writing(context, data_directory) as files:
+        target = files.output(NUMBERS_FILE)
         with atomic_output(target, digests) as temporary:
-            dirt = write_numbers_file(temporary, config.count, seed, config.dirty_fraction)
-        metadata["source"] = f"generated (seed {seed}): no {landed} has arrived"
-        metadata["seed"] = seed
-        metadata["dirty_lines"] = sum(dirt.values())
-        metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
-    lines = count_lines(target)
-    context.log.info(f"wrote {lines:,} lines to {target}")
+            if source:
+                metadata["source"] = dg.MetadataValue.path(source)
+                context.log.info(f"ingesting {source}")
+                check_input_file(Path(source), config.allow_empty)
+                shutil.copyfile(source, temporary)
+            else:
+                seed = seed_of(day) if config.seed is None else config.seed
+                dirt = write_numbers_file(temporary, config.count, seed, config.dirty_fraction)
+                check_input_file(temporary, config.allow_empty, shown_as=f"generated {target}")
+                metadata["source"] = f"generated (seed {seed}): no {landed} has arrived"
+                metadata["seed"] = seed
+                metadata["dirty_lines"] = sum(dirt.values())
+                metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
+        lines = count_lines(target)
+        files.record(NUMBERS_FILE, digests[digest_key(NUMBERS_FILE)], lines)
+        context.log.info(f"wrote {lines:,} lines to {target}")
+        set_metadata = files.finish()
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(target)),
@@ -206,7 +218,24 @@ def numbers_file(
             "bytes": target.stat().st_size,
             **metadata,
             **digests,
+            **set_metadata,
         }
+    )
+
+
+class CleaningConfig(dg.Config):
+    """How much of the input must be numbers for the cleaning to stand."""
+
+    min_accepted_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Fail, before anything is replaced, when fewer than this share of the lines are "
+            "accepted (a binary file, another column, the wrong export): the message names "
+            "the three most frequent reasons with counts and the first line of each. 0 "
+            "accepts any file."
+        ),
     )
 
 
@@ -220,6 +249,7 @@ def numbers_file(
 )
 def cleaned_numbers(
     context: dg.AssetExecutionContext,
+    config: CleaningConfig,
     data_directory: DataDirectoryResource,
     process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
@@ -228,35 +258,48 @@ def cleaned_numbers(
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
     context.log.info(process_pool.describe_plan())
     kernel = _chosen_kernel(context, process_pool)
-    _sole_run_of_the_day(context)
-    directory = data_directory.directory(context.partition_key)
-    source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
-    context.log.info(
-        f"cleaning {source} ({source.stat().st_size:,} bytes) in chunks of "
-        f"{process_pool.chunk_bytes():,} bytes"
-    )
-    started = time.perf_counter()
-    with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
-        summary = clean_to_parquet(
-            snapshot,
-            directory / CLEANED_NUMBERS_FILE,
-            directory / REJECTED_LINES_FILE,
-            process_pool.settings(costs_directory=data_directory.directory()),
-            process_pool.chunk_bytes(),
-            context.log,
-            kernel,
+    with writing(context, data_directory) as files:
+        source = files.input(NUMBERS_FILE, "numbers_file")
+        cleaned, rejected = files.output(CLEANED_NUMBERS_FILE), files.output(REJECTED_LINES_FILE)
+        context.log.info(
+            f"cleaning {files.path_of(source)} ({files.path_of(source).stat().st_size:,} "
+            f"bytes) in chunks of {process_pool.chunk_bytes():,} bytes"
         )
-    seconds = time.perf_counter() - started
-    context.log.info(
-        f"{summary.lines:,} lines: {summary.accepted:,} accepted, {summary.rejected:,} rejected, "
-        f"{_pool_sentence(summary.pool)} in {seconds:.2f} s"
-    )
+        started = time.perf_counter()
+        with pinned(files.path_of(source), beside=files.directory) as snapshot:
+            summary = clean_to_parquet(
+                snapshot,
+                cleaned,
+                rejected,
+                process_pool.settings(costs_directory=data_directory.directory()),
+                process_pool.chunk_bytes(),
+                context.log,
+                kernel,
+                accept=functools.partial(_enough_accepted, config.min_accepted_share),
+            )
+        seconds = time.perf_counter() - started
+        upstream = {NUMBERS_FILE: source.sha256}
+        for name, rows in (
+            (CLEANED_NUMBERS_FILE, summary.accepted),
+            (REJECTED_LINES_FILE, summary.rejected),
+        ):
+            files.record(name, summary.digests[digest_key(name)], rows, upstream)
+        context.log.info(
+            f"{summary.lines:,} lines: {summary.accepted:,} accepted, {summary.rejected:,} "
+            f"rejected, {_pool_sentence(summary.pool)} in {seconds:.2f} s"
+        )
+        warning = rejection_warning(
+            summary.lines, summary.rejected_by_reason, summary.first_line_by_reason
+        )
+        if warning:
+            context.log.warning(warning)
+        set_metadata = files.finish()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": summary.accepted,
             "dagster/column_schema": column_schema(CLEANED_SCHEMA),
-            "path": dg.MetadataValue.path(str(directory / CLEANED_NUMBERS_FILE)),
-            "rejected_path": dg.MetadataValue.path(str(directory / REJECTED_LINES_FILE)),
+            "path": dg.MetadataValue.path(str(cleaned)),
+            "rejected_path": dg.MetadataValue.path(str(rejected)),
             "rejected_lines_column_schema": column_schema(REJECTED_SCHEMA),
             **_kernel_metadata(kernel),
             "lines": summary.lines,
@@ -265,8 +308,22 @@ def cleaned_numbers(
             **{f"rejected_{reason}": summary.rejected_by_reason[reason] for reason in RejectReason},
             **summary.run.metadata(seconds, dg.MetadataValue.md),
             **summary.digests,
+            "upstream_numbers_sha256": source.sha256,
+            **set_metadata,
         }
     )
+
+
+def _enough_accepted(min_share: float, summary: CleaningSummary) -> None:
+    refusal = too_few_accepted(
+        summary.lines,
+        summary.accepted,
+        summary.rejected_by_reason,
+        summary.first_line_by_reason,
+        min_share,
+    )
+    if refusal:
+        raise UnusableInputError(refusal)
 
 
 @dg.asset(
@@ -288,31 +345,41 @@ def transformed_numbers(
     `transformed_numbers.parquet`."""
     context.log.info(process_pool.describe_plan())
     kernel = _chosen_kernel(context, process_pool)
-    _sole_run_of_the_day(context)
-    directory = data_directory.directory(context.partition_key)
-    started = time.perf_counter()
-    with _retried_only_for_worker_deaths():
+    with writing(context, data_directory) as files:
+        source = files.input(CLEANED_NUMBERS_FILE, "cleaned_numbers")
+        target = files.output(TRANSFORMED_NUMBERS_FILE)
+        started = time.perf_counter()
         summary = transform_to_parquet(
-            _existing_input(directory / CLEANED_NUMBERS_FILE, "cleaned_numbers"),
-            directory / TRANSFORMED_NUMBERS_FILE,
+            files.path_of(source),
+            target,
             process_pool.settings(costs_directory=data_directory.directory()),
             process_pool.chunk_values_for(kernel),
             context.log,
             kernel,
         )
-    seconds = time.perf_counter() - started
-    context.log.info(
-        f"transformed {summary.rows:,} values, {_pool_sentence(summary.pool)} in {seconds:.2f} s"
-    )
+        seconds = time.perf_counter() - started
+        files.record(
+            TRANSFORMED_NUMBERS_FILE,
+            summary.digests[digest_key(TRANSFORMED_NUMBERS_FILE)],
+            summary.rows,
+            {CLEANED_NUMBERS_FILE: source.sha256},
+        )
+        context.log.info(
+            f"transformed {summary.rows:,} values, {_pool_sentence(summary.pool)} in "
+            f"{seconds:.2f} s"
+        )
+        set_metadata = files.finish()
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": summary.rows,
             "dagster/column_schema": column_schema(TRANSFORMED_SCHEMA),
-            "path": dg.MetadataValue.path(str(directory / TRANSFORMED_NUMBERS_FILE)),
+            "path": dg.MetadataValue.path(str(target)),
             **_kernel_metadata(kernel),
             "rows": summary.rows,
             **summary.run.metadata(seconds, dg.MetadataValue.md),
             **summary.digests,
+            UPSTREAM_CLEANED_KEY: source.sha256,
+            **set_metadata,
         }
     )
 
@@ -357,22 +424,22 @@ def parallelism_report(
     kernel = _chosen_kernel(context, process_pool)
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    _sole_run_of_the_day(context)
-    directory = data_directory.directory(context.partition_key)
-    source = _existing_input(directory / NUMBERS_FILE, "numbers_file")
-    with _retried_only_for_worker_deaths(), pinned(source) as snapshot:
-        comparison = compare_serial_and_parallel(
-            snapshot,
-            # A pool restarted mid-way would make the timings meaningless: fail instead, and let
-            # the step's retry policy run the whole comparison again.
-            dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
-            process_pool.chunk_bytes(),
-            process_pool.chunk_values_for(kernel),
-            config.repeats,
-            context.log,
-            kernel,
-        )
-    save_outputs(comparison, directory / REPORT_OUTPUTS_DIRECTORY)
+    with writing(context, data_directory) as files:
+        source = files.input(NUMBERS_FILE, "numbers_file")
+        directory = files.directory
+        with pinned(files.path_of(source), beside=directory) as snapshot:
+            comparison = compare_serial_and_parallel(
+                snapshot,
+                # A pool restarted mid-way would make the timings meaningless: fail instead, and let
+                # the step's retry policy run the whole comparison again.
+                dataclasses.replace(process_pool.settings(), restarts_on_worker_death=0),
+                process_pool.chunk_bytes(),
+                process_pool.chunk_values_for(kernel),
+                config.repeats,
+                context.log,
+                kernel,
+            )
+        save_outputs(comparison, directory / REPORT_OUTPUTS_DIRECTORY)
     table = markdown_table(comparison)
     context.log.info(verdict(comparison))
     details: dict[str, object] = {
@@ -392,6 +459,7 @@ def parallelism_report(
         "load_average_1m_before": load_before,
         "other_steps_running": ", ".join(other_steps) or "none",
         "rows_compared": sum(stage.rows_compared for stage in comparison.stages),
+        "input_sha256": source.sha256,
     }
     for stage in comparison.stages:
         details |= {
@@ -432,15 +500,6 @@ def parallelism_report(
     return dg.MaterializeResult(metadata=rounded(metadata))
 
 
-# The jobs and assets that write a day's files (a run of another project's job on the same
-# day does not count).
-_DAY_JOBS = {"numbers_job", "report_job"}
-_DAY_WRITERS = [
-    dg.AssetKey(name)
-    for name in ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
-]
-
-
 def _chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolResource):
     kernel = process_pool.chosen_kernel()
     how = (
@@ -461,82 +520,10 @@ def _kernel_metadata(kernel: Kernel) -> dict[str, object]:
     return {"kernel": kernel.name, "kernel_start_seconds": start_seconds(kernel.name)}
 
 
-def _existing_input(path: Path, producer: str) -> Path:
-    if not path.is_file():
-        raise dg.Failure(
-            f"{path} does not exist: materialize {producer} first (with the same data "
-            "directory), or materialize the whole numbers group together.",
-            allow_retries=False,
-        )
-    return path
-
-
-@contextlib.contextmanager
-def _retried_only_for_worker_deaths() -> Iterator[None]:
-    """A chunk that raised, or outputs that differ, would do the same again: no retry."""
-    try:
-        yield
-    except (ChunkFailedError, OutputMismatchError) as error:
-        raise dg.Failure(str(error), allow_retries=False) from error
-
-
 def _pool_sentence(pool: PoolStats) -> str:
     if pool.workers == 1:
         return "serially in the step process"
     return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
-
-
-# A run that has logged nothing for this long is taken as dead (killed with its process,
-# which leaves it STARTED for ever): it no longer holds its day.
-SILENT_RUN_SECONDS = 600
-_WRITING_STATUSES = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
-
-
-def _sole_run_of_the_day(context: dg.AssetExecutionContext) -> None:
-    """Fail before writing anything if an earlier run of the same day, that writes these
-    files, is still in progress: two runs of one day would interleave its files. Runs
-    launched through the UI, a sensor or the schedule wait in the queue instead (dagster.yaml
-    limits them to one per day); this catches runs started beside them, e.g. by
-    `dagster job execute`."""
-    instance, own_id, day = context.instance, context.run.run_id, context.partition_key
-    own = instance.get_run_record_by_id(own_id)
-    ours = set(_DAY_WRITERS)
-    for record in instance.get_run_records(
-        dg.RunsFilter(tags={PARTITION_TAG: day}, statuses=_WRITING_STATUSES)
-    ):
-        other = record.dagster_run
-        if other.run_id == own_id or (own and record.create_timestamp >= own.create_timestamp):
-            continue
-        if not (other.job_name in _DAY_JOBS or ours & set(other.asset_selection or ())):
-            continue  # another project's run of the same day: not our files
-        silent = _seconds_since_last_event(instance, other.run_id)
-        if silent > SILENT_RUN_SECONDS:
-            context.log.warning(
-                f"run {other.run_id[:8]} of {day} still shows as {other.status.value} but has "
-                f"logged nothing for {silent / 60:.0f} min: taken as dead (mark it failed in "
-                "the UI to tidy up)"
-            )
-            continue
-        raise dg.Failure(
-            f"Run {other.run_id[:8]} ({other.job_name}) of {day} is still in progress and "
-            "writes the same files: this run stopped before writing anything. Wait for it, or "
-            "launch runs through the UI or the daemon, which queue one run per day. (A run "
-            f"whose process is gone counts as dead after {SILENT_RUN_SECONDS // 60} min "
-            "without a log line; terminate it in the UI to free the day at once.)",
-            allow_retries=False,
-        )
-
-
-def _seconds_since_last_event(instance: dg.DagsterInstance, run_id: str) -> float:
-    records = instance.get_records_for_run(run_id, limit=1, ascending=False).records
-    if not records:
-        return float("inf")
-    return time.time() - records[0].event_log_entry.timestamp
 
 
 def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:
@@ -553,3 +540,12 @@ def _other_steps_running(context: dg.AssetExecutionContext) -> list[str]:
             event.step_key
         )
     return sorted(started - finished - {context.op_execution_context.node_handle.name})
+
+
+# The config classes whose values the executor checks before a run starts (executor.py), by
+# step.
+RUN_CONFIG_MODELS: dict[str, type[dg.Config]] = {
+    "numbers_file": NumbersFileConfig,
+    "cleaned_numbers": CleaningConfig,
+    "parallelism_report": ParallelismReportConfig,
+}

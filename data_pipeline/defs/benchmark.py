@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, field_validator
 
+from data_pipeline.defs.assets import RUN_CONFIG_MODELS
 from data_pipeline.defs.jobs import numbers_executor
 from data_pipeline.defs.resources import CPU_POOL, DataDirectoryResource, ProcessPoolResource
 from data_pipeline.numbers.pipeline import DEFAULT_TRANSFORM_CHUNK_VALUES
@@ -182,4 +183,9 @@ benchmark_job = dg.define_asset_job(
         "Time every strategy side by side, and sweep sizes and workers to find where the "
         "pool pays (minutes each; run it on request, not daily)."
     ),
+)
+
+# Checked by the executor before a run starts, like the numbers assets' config.
+RUN_CONFIG_MODELS.update(
+    parallelism_benchmark=ParallelismBenchmarkConfig, parallelism_sweep=ParallelismSweepConfig
 )

@@ -1,7 +1,9 @@
 """Asset checks: blocking, so a failure fails the run (and `dagster job execute` exits
 non-zero). They re-read the outputs from disk, independently of the code that wrote them,
-and first make sure each file is the one its asset's latest materialization wrote (by the
-SHA-256 recorded in its metadata): a later run cannot make an earlier check pass or fail."""
+through the day's set (the run's own files, else the current set), and first make sure
+each file is the one its asset's latest materialization wrote and was computed from the
+set's own upstream file (by the SHA-256s recorded in the set and in the metadata): a later
+run cannot make an earlier check pass or fail."""
 
 import contextlib
 from pathlib import Path
@@ -17,16 +19,15 @@ from data_pipeline.defs.assets import (
 from data_pipeline.defs.partitions import PARTITION_TAG
 from data_pipeline.defs.resources import DataDirectoryResource
 from data_pipeline.measure.comparison import output_pairs
+from data_pipeline.numbers.output_set import MANIFEST, resolve
 from data_pipeline.numbers.storage import (
     CLEANED_NUMBERS_FILE,
-    CLEANED_SET,
     NUMBERS_FILE,
     REJECTED_LINES_FILE,
     REPORT_OUTPUTS_DIRECTORY,
     TRANSFORMED_NUMBERS_FILE,
     digest_key,
     file_digest,
-    file_set,
     pinned,
 )
 from data_pipeline.numbers.verification import (
@@ -87,14 +88,18 @@ def _as_materialized(
     data_directory: DataDirectoryResource,
     files: dict[dg.AssetKey, list[str]],
 ):
-    """Yield (paths, problems): a pinned name (hard link) for each of the day's files, so that
-    no run can replace it while it is read, and why any file is not the one its asset's latest
-    materialization of the day wrote. A materialization that recorded no digest is taken as
-    it is."""
+    """Yield (paths, problems): a pinned name (hard link) for each file as the run's set
+    holds it (the files this run wrote, else the day's current set: see output_set), so
+    that no run can replace it while it is read, and why any file is not the one its
+    asset's latest materialization of the day wrote, or not computed from the set's own
+    upstream file. A materialization that recorded no digest is taken as it is."""
     day = _day(context)
     directory = data_directory.directory(day)
-    # The cleaned pair resolved once: both files of one version, never one of each.
-    cleaned_set = file_set(directory, CLEANED_SET)
+    run = context.run
+    run_ids = (run.run_id, run.parent_run_id, run.root_run_id)
+    entries = {
+        name: resolve(directory, name, run_ids) for names in files.values() for name in names
+    }
     paths: dict[str, Path] = {}
     problems: list[str] = []
     with contextlib.ExitStack() as stack:
@@ -105,21 +110,41 @@ def _as_materialized(
             event = latest[0].event_log_entry if latest else None
             recorded = event.asset_materialization.metadata if event else {}
             for name in names:
-                where = cleaned_set if name in _CLEANED else directory
-                if not (where / name).is_file():
-                    problems.append(f"{name} is missing: materialize {key.to_user_string()}")
+                entry = entries[name]
+                if entry is None or not (directory / entry.path).is_file():
+                    problems.append(
+                        f"{name} is not in the day's set ({directory / MANIFEST}): materialize "
+                        f"{key.to_user_string()}"
+                    )
                     continue
-                # The pin goes in the day's directory: a version directory may be removed.
-                paths[name] = stack.enter_context(pinned(where / name, beside=directory))
-                wanted = recorded.get(digest_key(name))
-                wanted = getattr(wanted, "value", wanted)
-                if wanted is not None and file_digest(paths[name]) != wanted:
+                # The pin goes in the day's directory: an old set's directory may be removed.
+                paths[name] = stack.enter_context(pinned(directory / entry.path, beside=directory))
+                if file_digest(paths[name]) != entry.sha256:
+                    problems.append(
+                        f"{name} ({entry.path}) no longer has the SHA-256 its set recorded: it "
+                        "was changed after it was written. Materialize it again"
+                    )
+                wanted = _value(recorded.get(digest_key(name)))
+                if wanted is not None and entry.sha256 != wanted:
                     problems.append(
                         f"{name} is not the file that {key.to_user_string()}'s latest "
-                        f"materialization (run {event.run_id[:8]}) wrote: another run replaced "
-                        "it since. Materialize again, one run at a time per data directory"
+                        f"materialization (run {event.run_id[:8]}) wrote: another run's set "
+                        "is current since. Materialize again, one run at a time per day"
                     )
+                for source, digest in entry.upstream.items():
+                    upstream = entries.get(source) or resolve(directory, source, run_ids)
+                    if upstream is None or upstream.sha256 != digest:
+                        problems.append(
+                            f"{name} was computed from other {source} data (SHA-256 "
+                            f"{digest[:12]}) than the set's "
+                            f"({upstream.sha256[:12] if upstream else 'none'}): materialize "
+                            f"{key.to_user_string()} again"
+                        )
         yield paths, problems
+
+
+def _value(metadata_value: object) -> object:
+    return getattr(metadata_value, "value", metadata_value)
 
 
 @dg.asset_check(asset=parallelism_report, blocking=True)

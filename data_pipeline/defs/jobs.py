@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from data_pipeline.defs.assets import GROUP, parallelism_report
+from data_pipeline.defs.assets import GROUP, RUN_CONFIG_MODELS, parallelism_report
+from data_pipeline.defs.executor import guarded_multiprocess_executor
 from data_pipeline.parallel.budget import cpu_plan
 
 # The CPU budget decides how many steps of a run execute at once (and, in the resource, how
@@ -14,7 +15,9 @@ from data_pipeline.parallel.budget import cpu_plan
 PLAN = cpu_plan()
 MAX_CONCURRENT_STEPS = PLAN.steps_at_once
 
-numbers_executor = dg.multiprocess_executor.configured(
+# Dagster's multiprocess executor, which first checks the run's config and takes the day's
+# writer lock in the run's own process (executor.py).
+numbers_executor = guarded_multiprocess_executor(RUN_CONFIG_MODELS).configured(
     {"max_concurrent": MAX_CONCURRENT_STEPS},
     name="numbers_executor",
 )

@@ -2,8 +2,10 @@
 
 import contextlib
 import datetime
+import errno
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -19,6 +21,7 @@ from data_pipeline.numbers.kernel_choice import (
     installed,
     kernel_named,
 )
+from data_pipeline.numbers.output_set import DEFAULT_KEEP_SETS
 from data_pipeline.numbers.pipeline import (
     default_cleaning_chunk_bytes,
     default_transform_chunk_values,
@@ -29,6 +32,7 @@ from data_pipeline.numbers.storage import (
     LANDING_DIRECTORY,
     REPOSITORY_DATA_DIR,
     remove_abandoned_temporaries,
+    shown_path,
 )
 from data_pipeline.parallel.budget import cpu_plan
 from data_pipeline.parallel.cpus import available_cpus
@@ -72,6 +76,16 @@ class DataDirectoryResource(dg.ConfigurableResource):
         ),
     )
 
+    keep_sets: int = Field(
+        default=DEFAULT_KEEP_SETS,
+        ge=1,
+        description=(
+            "Committed sets of a day's outputs to keep (sets/<run id>/ in the day's "
+            "directory), the current one included; older ones are removed a minute after a "
+            "newer one became current."
+        ),
+    )
+
     def directory(self, day: str | None = None) -> Path:
         """The data directory, or ``day``'s within it, created if needed and cleared of what
         killed runs left behind (temporary files whose writer is gone); a failure names the
@@ -82,14 +96,38 @@ class DataDirectoryResource(dg.ConfigurableResource):
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise dg.Failure(
-                f"cannot create the data directory {str(directory)!r} ({error.strerror}): set "
-                "DATA_PIPELINE_DATA_DIR, or resources.data_directory.config.path, to a "
-                "directory you can write",
-                allow_retries=False,
-            ) from error
+            raise dg.Failure(self.storage_problem(error, directory), allow_retries=False) from error
         remove_abandoned_temporaries(directory)
         return directory
+
+    def check_writable(self) -> None:
+        """Fail, in one sentence, unless files can be created in the data directory."""
+        directory = self.directory()
+        try:
+            with tempfile.TemporaryFile(dir=directory, prefix=".write-test-"):
+                pass
+        except OSError as error:
+            raise dg.Failure(self.storage_problem(error, directory), allow_retries=False) from error
+
+    def setting(self) -> str:
+        """Which setting chose the data directory, as a person would change it."""
+        variable = os.environ.get(DATA_DIR_VARIABLE)
+        if variable and Path(variable).expanduser() == Path(self.path).expanduser():
+            return DATA_DIR_VARIABLE
+        if Path(self.path) == REPOSITORY_DATA_DIR:
+            return f"the default, data/ in the repository ({DATA_DIR_VARIABLE} moves it)"
+        return "resources.data_directory.config.path"
+
+    def storage_problem(self, error: OSError, path: Path | str | None = None) -> str:
+        """One sentence for a failed file operation in the data directory: the path, the
+        operating system's reason, the setting that chose the directory, what to do."""
+        where = shown_path(path or error.filename or self.path)
+        doing = "create" if isinstance(error, FileNotFoundError) else "write"
+        advice = _STORAGE_ADVICE.get(error.errno, "point it at a directory you can write")
+        return (
+            f"cannot {doing} {where}: {error.strerror or error} (errno {error.errno}). The "
+            f"data directory {self.path} comes from {self.setting()}: {advice}"
+        )
 
     def landing_directory(self) -> Path:
         """Where daily exports arrive (not created: only read)."""
@@ -117,6 +155,31 @@ def data_directory_resource() -> DataDirectoryResource:
     if os.environ.get(DATA_DIR_VARIABLE):
         return DataDirectoryResource(path=dg.EnvVar(DATA_DIR_VARIABLE), landing_path=landing)
     return DataDirectoryResource(path=str(REPOSITORY_DATA_DIR), landing_path=landing)
+
+
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "free space on its disk, or point it at one with room",
+    errno.EDQUOT: "free space within your quota, or point it at a disk with room",
+    errno.EACCES: "make it writable for this user, or point it at a directory you can write",
+    errno.EPERM: "make it writable for this user, or point it at a directory you can write",
+    errno.EROFS: "it is on a read-only file system: point it at a writable one",
+    errno.ENOENT: "point it at a directory that exists or can be created",
+}
+
+
+def data_directory_for_run(run_config: dict[str, Any]) -> DataDirectoryResource:
+    """The data directory a run will use: its run config's, else the deployment's
+    (:func:`data_directory_resource`), with environment variables resolved."""
+    given = run_config.get("resources", {}).get("data_directory", {}).get("config", {})
+    resolved = {name: _resolved(value) for name, value in given.items()}
+    path = os.environ.get(DATA_DIR_VARIABLE) or str(REPOSITORY_DATA_DIR)
+    return DataDirectoryResource(**{"path": path, **resolved})
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"env"}:
+        return os.environ.get(value["env"], "")
+    return value
 
 
 # More workers than this per available CPU only adds start-up and switching costs.

@@ -1,4 +1,5 @@
-"""Where outputs live, and how they are written so a failed run never leaves half a file."""
+"""Where outputs live, and how each file is written so a failed run never leaves half of it
+(:mod:`.output_set` makes a run's files current together)."""
 
 import contextlib
 import hashlib
@@ -6,9 +7,8 @@ import os
 import re
 import shutil
 import socket
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 # The environment variable that moves the data directory (wired in definitions.py).
@@ -20,8 +20,6 @@ REPOSITORY_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 NUMBERS_FILE = "numbers.txt"
 CLEANED_NUMBERS_FILE = "cleaned_numbers.parquet"
 REJECTED_LINES_FILE = "rejected_lines.parquet"
-# cleaned_numbers.parquet and rejected_lines.parquet are one set: they change together.
-CLEANED_SET = "cleaned"
 TRANSFORMED_NUMBERS_FILE = "transformed_numbers.parquet"
 # The report's serial and parallel outputs, kept for its check to compare.
 REPORT_OUTPUTS_DIRECTORY = "parallelism_report"
@@ -55,11 +53,6 @@ def _host_tag() -> str:
 
 
 _HOST = _host_tag()
-# A committed version of a file set (atomic_file_set): not a temporary, whoever wrote it.
-# Versions no longer current are removed once they are this old (a reader may still be in
-# one it resolved just before a commit).
-VERSION_GRACE_SECONDS = 60
-_VERSION = re.compile(r"^\.\w+\.[0-9a-f]{32}$")
 _TEMPORARY = re.compile(
     r"^\.(?P<name>.+)\.(?P<host>\w+)-(?P<pid>\d+)\.[0-9a-f]{32}\.(tmp|old|reading)$"
 )
@@ -127,81 +120,9 @@ def atomic_output(path: Path, digests: dict[str, str] | None = None) -> Iterator
         if digests is not None:
             digests[digest_key(path.name)] = file_digest(temporary)
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_file_set(
-    directory: Path, set_name: str, names: Sequence[str], digests: dict[str, str] | None = None
-) -> Iterator[dict[str, Path]]:
-    """Yield a temporary path for each of ``names``; if the block succeeds, all of them replace
-    the files of those names in ``directory`` at once.
-
-    The files go into a new version directory, ``.<set_name>.<hex>``, and one atomic rename of
-    the symbolic link ``.<set_name>`` makes it current; each name in ``directory`` is a fixed
-    link through it (``cleaned_numbers.parquet -> .cleaned/cleaned_numbers.parquet``). A
-    reader that resolves the set once (:func:`file_set`) sees all old or all new files, never
-    one of each; after a failure or a kill the previous set stays current. The previous
-    version is kept for readers still in it; older ones are removed.
-    """
-    staging = _temporary_name(directory / set_name, "tmp")
-    staging.mkdir(parents=True)
-    try:
-        yield {name: staging / name for name in names}
-        for name in names:
-            with open(staging / name, "rb") as written:
-                os.fsync(written.fileno())
-            if digests is not None:
-                digests[digest_key(name)] = file_digest(staging / name)
-        _fsync_directory(staging)
-        version = directory / f".{set_name}.{uuid.uuid4().hex}"
-        os.rename(staging, version)
-        pointer = directory / f".{set_name}"
-        previous = os.readlink(pointer) if pointer.is_symlink() else None
-        _replace_with_link(pointer, version.name)  # the commit: one rename
-        for name in names:
-            target = f".{set_name}/{name}"
-            link = directory / name
-            if not (link.is_symlink() and os.readlink(link) == target):
-                _replace_with_link(link, target)
-        _fsync_directory(directory)
-        _remove_old_versions(directory, set_name, keep={version.name, previous})
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _remove_old_versions(directory: Path, set_name: str, keep: set[str | None]) -> None:
-    """Versions of the set that nobody should be reading: not current (read again, as another
-    writer may have committed since), not ``keep``, and older than a minute."""
-    pointer = directory / f".{set_name}"
-    with contextlib.suppress(OSError):
-        keep = keep | {os.readlink(pointer)}
-    for old in directory.glob(f".{set_name}.*"):
-        if not _VERSION.match(old.name) or old.name in keep:
-            continue
-        with contextlib.suppress(OSError):
-            if time.time() - old.stat().st_mtime > VERSION_GRACE_SECONDS:
-                shutil.rmtree(old, ignore_errors=True)
-
-
-def file_set(directory: Path, set_name: str) -> Path:
-    """The directory that holds the current files of ``set_name``, resolved once: read every
-    file of the set from it to see one version of all of them (``directory`` itself for files
-    written one by one)."""
-    pointer = directory / f".{set_name}"
-    return directory / os.readlink(pointer) if pointer.is_symlink() else directory
-
-
-def _replace_with_link(path: Path, target: str) -> None:
-    link = _temporary_name(path, "tmp")
-    os.symlink(target, link)
-    try:
-        os.replace(link, path)
-    except OSError:
-        link.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -217,7 +138,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         if path.exists():
             os.replace(path, replaced)
         os.replace(staging, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(replaced, ignore_errors=True)
@@ -244,7 +165,8 @@ def pinned(path: Path, beside: Path | None = None) -> Iterator[Path]:
         link.unlink(missing_ok=True)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform can)."""
     with contextlib.suppress(OSError):  # not every platform can open a directory
         descriptor = os.open(directory, os.O_RDONLY)
         try:

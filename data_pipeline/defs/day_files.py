@@ -1,0 +1,134 @@
+"""A run's view of a day's files: it reads its own set first (then its parent's, on a
+re-execution), else the day's current set; it writes only into its own set directory; its
+last writing step commits the set; and while it writes it holds the day's writer lock.
+Failures that would repeat on a retry (a full disk, a permission, unusable input, a busy
+day) become one-sentence ``dg.Failure``s without retries."""
+
+import contextlib
+import errno
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from data_pipeline.defs.resources import DataDirectoryResource
+from data_pipeline.measure.timing import OutputMismatchError
+from data_pipeline.numbers.input_gate import UnusableInputError
+from data_pipeline.numbers.output_set import (
+    MANIFEST,
+    SetFile,
+    commit,
+    record_file,
+    remove_run_directory,
+    resolve,
+    run_directory,
+)
+from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writer
+from data_pipeline.parallel.pool import ChunkFailedError
+
+# The assets whose files make up a day's set, upstream first; the run's last of them to
+# run commits the set.
+SET_WRITERS = ("numbers_file", "cleaned_numbers", "transformed_numbers")
+# Every step that writes in a day's directory, and so holds its writer lock.
+DAY_WRITERS = frozenset({*SET_WRITERS, "parallelism_report"})
+# Errors of the file system that no retry can mend.
+_LASTING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class DayFiles:
+    """The day's files as one run sees them."""
+
+    def __init__(self, context: dg.AssetExecutionContext, data_directory: DataDirectoryResource):
+        self.context, self.data_directory = context, data_directory
+        self.directory = data_directory.directory(context.partition_key)
+        run = context.run
+        self.run_id = run.run_id
+        self.run_ids = (run.run_id, run.parent_run_id, run.root_run_id)
+
+    def input(self, name: str, producer: str) -> SetFile:
+        """The file ``name`` this run should read: its own, else the current set's."""
+        entry = resolve(self.directory, name, self.run_ids)
+        if entry is None or not self.path_of(entry).is_file():
+            raise dg.Failure(
+                f"the day's current set has no {name} (see {self.directory / MANIFEST}): "
+                f"materialize {producer} first, with the same data directory, or the whole "
+                "numbers group together",
+                allow_retries=False,
+            )
+        return entry
+
+    def path_of(self, entry: SetFile) -> Path:
+        return self.directory / entry.path
+
+    def output(self, name: str) -> Path:
+        """Where this run writes ``name``: its own set directory, unseen until it commits."""
+        return run_directory(self.directory, self.run_id) / name
+
+    def record(
+        self, name: str, sha256: str, rows: int, upstream: dict[str, str] | None = None
+    ) -> None:
+        record_file(self.directory, self.run_id, name, sha256, rows, upstream)
+
+    def finish(self) -> dict[str, object]:
+        """Commit the run's set if this is its last writing step; metadata saying so."""
+        own = run_directory(self.directory, self.run_id)
+        if not _last_set_writer(self.context):
+            return {"set_directory": dg.MetadataValue.path(str(own)), "set_committed": False}
+        done = commit(self.directory, self.run_id, self.data_directory.keep_sets)
+        files = ", ".join(
+            f"{name} ({entry.rows:,} rows)" for name, entry in done.current.files.items()
+        )
+        self.context.log.info(f"committed the day's set {own.name}: {files}")
+        for name, reason in done.left_out.items():
+            self.context.log.warning(f"{name} is not in the new set: {reason}; materialize it")
+        if done.removed:
+            self.context.log.info(f"removed {len(done.removed)} older set(s)")
+        return {
+            "set_directory": dg.MetadataValue.path(str(own)),
+            "set_committed": True,
+            "manifest": dg.MetadataValue.path(str(self.directory / MANIFEST)),
+        }
+
+
+@contextlib.contextmanager
+def writing(
+    context: dg.AssetExecutionContext, data_directory: DataDirectoryResource
+) -> Iterator[DayFiles]:
+    """The day's files for a writing step, under the day's writer lock. Failures that a
+    retry would repeat are raised as ``dg.Failure(allow_retries=False)``, in one sentence;
+    a worker death keeps the step's retry."""
+    files = DayFiles(context, data_directory)
+    try:
+        with exclusive_writer(files.directory, files.run_id):
+            yield files
+    except (DirectoryBusyError, UnusableInputError, ChunkFailedError, OutputMismatchError) as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
+    except OSError as error:
+        if not _lasting(error, data_directory):
+            raise
+        if error.errno in {errno.ENOSPC, errno.EDQUOT}:
+            remove_run_directory(files.directory, files.run_id)  # it only takes space
+        problem = data_directory.storage_problem(error)
+        raise dg.Failure(
+            f"{problem}. The day's current set is unchanged", allow_retries=False
+        ) from error
+
+
+def _lasting(error: OSError, data_directory: DataDirectoryResource) -> bool:
+    if error.errno in _LASTING_ERRNOS:
+        return True
+    root = Path(data_directory.path).expanduser().resolve()
+    with contextlib.suppress(TypeError, ValueError):
+        return Path(error.filename).resolve().is_relative_to(root)
+    return False
+
+
+def _last_set_writer(context: dg.AssetExecutionContext) -> bool:
+    """Whether this step is the run's last one writing the set (then it commits it)."""
+    run = context.run
+    if run.asset_selection:
+        planned = {key.to_user_string() for key in run.asset_selection}
+    else:
+        planned = set(run.step_keys_to_execute or context.job_def.graph.node_dict)
+    writers = [name for name in SET_WRITERS if name in planned]
+    return bool(writers) and writers[-1] == context.asset_key.to_user_string()

@@ -1,0 +1,124 @@
+"""Dagster's multiprocess executor, with two things done in the run's own process before any
+step starts: the run's config is checked for every value this project validates (ranges,
+installed kernels, a usable data directory), so a bad value fails the run in one sentence
+instead of a resource's stack trace inside a step; and the day's writer lock is taken for
+the whole run, so a second run of the same day is refused even between the first one's
+steps. The lock is an ``fcntl.flock``, released by the kernel when this process dies."""
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pydantic
+
+from data_pipeline.defs.day_files import DAY_WRITERS
+from data_pipeline.defs.partitions import PARTITION_TAG
+from data_pipeline.defs.resources import ProcessPoolResource, data_directory_for_run
+from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writer
+
+
+class RunRefusedError(Exception):
+    """The run cannot start as configured, or its day is being written by another run."""
+
+
+class GuardedExecutor(dg.Executor):
+    """Runs the plan on ``inner`` (the multiprocess executor) once the run's config holds
+    and the day's writer lock is this run's."""
+
+    def __init__(self, inner: dg.Executor, config_models: dict[str, type[pydantic.BaseModel]]):
+        self._inner, self._config_models = inner, config_models
+
+    @property
+    def retries(self):
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan) -> Iterator[dg.DagsterEvent]:
+        run_config = plan_context.run_config or {}
+        steps = set(execution_plan.step_keys_to_execute)
+        problems = run_config_problems(run_config, self._config_models, steps)
+        if problems:
+            raise RunRefusedError("; ".join(problems))
+        with _day_lock(plan_context.dagster_run, run_config, steps):
+            yield from self._inner.execute(plan_context, execution_plan)
+
+
+def run_config_problems(
+    run_config: dict[str, Any], config_models: dict[str, type[pydantic.BaseModel]], steps: set[str]
+) -> list[str]:
+    """A sentence for each value of the run's config that this project's code would refuse
+    (field, value, what is allowed), for the resources and the ops of ``steps``."""
+    problems = []
+    resources = run_config.get("resources", {})
+    pool_config = resources.get("process_pool", {}).get("config", {})
+    problems += _problems(ProcessPoolResource, pool_config, "resources.process_pool.config")
+    try:
+        data_directory = data_directory_for_run(run_config)
+    except pydantic.ValidationError as error:
+        problems += _described(error, {}, "resources.data_directory.config")
+    else:
+        if steps & DAY_WRITERS:
+            try:
+                data_directory.check_writable()
+            except dg.Failure as failure:
+                problems.append(failure.description)
+    for name, model in config_models.items():
+        if name in steps:
+            given = run_config.get("ops", {}).get(name, {}).get("config", {})
+            problems += _problems(model, given, f"ops.{name}.config")
+    return problems
+
+
+def _problems(model: type[pydantic.BaseModel], given: dict[str, Any], where: str) -> list[str]:
+    try:
+        model(**given)
+    except pydantic.ValidationError as error:
+        return _described(error, given, where)
+    return []
+
+
+def _described(error: pydantic.ValidationError, given: dict[str, Any], where: str) -> list[str]:
+    sentences = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if field:
+            value = given.get(problem["loc"][0], problem.get("input"))
+            sentences.append(f"{where}.{field} = {value!r}: {message}")
+        else:
+            sentences.append(f"{where}: {message}")
+    return sentences
+
+
+@contextlib.contextmanager
+def _day_lock(run: dg.DagsterRun, run_config: dict[str, Any], steps: set[str]) -> Iterator[None]:
+    """The day's writer lock for the run, if any of its steps writes the day's files."""
+    day = run.tags.get(PARTITION_TAG)
+    if not day or not steps & DAY_WRITERS:
+        yield
+        return
+    directory = data_directory_for_run(run_config).directory(day)
+    try:
+        with exclusive_writer(directory, run.run_id):
+            yield
+    except DirectoryBusyError as error:  # only ever raised on entry
+        raise RunRefusedError(str(error)) from None
+
+
+def guarded_multiprocess_executor(config_models: dict[str, type[pydantic.BaseModel]]):
+    """An executor definition like ``dg.multiprocess_executor`` (same config), guarded."""
+
+    @dg.executor(
+        name="guarded_multiprocess",
+        config_schema=dg.multiprocess_executor.config_schema,
+        requirements=dg.multiple_process_executor_requirements(),
+    )
+    def guarded_multiprocess(init_context: dg.InitExecutorContext) -> dg.Executor:
+        inner = dg.multiprocess_executor.executor_creation_fn(init_context)
+        return GuardedExecutor(inner, config_models)
+
+    return guarded_multiprocess
