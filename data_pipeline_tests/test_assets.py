@@ -1,3 +1,4 @@
+import json
 import re
 
 import dagster as dg
@@ -13,6 +14,7 @@ from data_pipeline.defs.checks import (
     serial_and_parallel_outputs_identical,
 )
 from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.numbers.output_set import MANIFEST, current_file, current_set
 from data_pipeline.numbers.storage import digest_key, file_digest
 
 ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
@@ -66,13 +68,19 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
     report = metadata_of(result, "parallelism_report")
 
     assert numbers["lines"] == 3_000
-    assert numbers["bytes"] == (data / "numbers.txt").stat().st_size
+    assert numbers["bytes"] == (current_file(data, "numbers.txt")).stat().st_size
     assert numbers["dirty_lines"] == sum(
         v for k, v in numbers.items() if k.startswith("dirty_lines_")
     )
     assert cleaned["accepted"] + cleaned["rejected"] == 3_000
-    assert cleaned["accepted"] == pq.read_metadata(data / "cleaned_numbers.parquet").num_rows
-    assert cleaned["rejected"] == pq.read_metadata(data / "rejected_lines.parquet").num_rows
+    assert (
+        cleaned["accepted"]
+        == pq.read_metadata(current_file(data, "cleaned_numbers.parquet")).num_rows
+    )
+    assert (
+        cleaned["rejected"]
+        == pq.read_metadata(current_file(data, "rejected_lines.parquet")).num_rows
+    )
     assert cleaned["workers"] == 2 and cleaned["chunks"] > 2
     assert transformed["rows"] == cleaned["accepted"]
     # Dagster's standard metadata: the catalog shows rows and columns of each Parquet file.
@@ -91,7 +99,10 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         assert pooled["load_imbalance"] >= 1.0
         assert "compute" in pooled["conclusion"] and "start-up" in pooled["conclusion"]
         assert "| worker | pid |" in pooled["workers_table"]
-    assert transformed["rows"] == pq.read_metadata(data / "transformed_numbers.parquet").num_rows
+    assert (
+        transformed["rows"]
+        == pq.read_metadata(current_file(data, "transformed_numbers.parquet")).num_rows
+    )
     details = report["details"]
     for pooled in (cleaned, transformed, details):
         # auto picks the compiled kernel; its start (compile or cache load) is not compute.
@@ -133,13 +144,20 @@ def test_the_whole_graph_materializes_into_the_data_directory(isolated_directori
         report["speedup"] / 2, abs=1e-3
     )  # rounded to 4 decimals
     assert "| transform |" in report["summary"]
-    assert sorted(p.name for p in data.iterdir() if not p.name.startswith(".cleaned")) == [
+    assert sorted(p.name for p in data.iterdir() if not p.name.startswith(".")) == [
+        MANIFEST,
+        "parallelism_report",
+        "sets",
+    ]
+    current = current_set(data)
+    assert sorted(current.files) == [
         "cleaned_numbers.parquet",
         "numbers.txt",
-        "parallelism_report",
         "rejected_lines.parquet",
         "transformed_numbers.parquet",
     ]
+    assert {entry.run_id for entry in current.files.values()} == {result.run_id}
+    assert transformed["path"] == str(current.path("transformed_numbers.parquet"))
     assert sorted(p.name for p in (data / "parallelism_report").iterdir()) == [
         f"{output}_{run}.parquet"
         for output in ("cleaned", "rejected", "transformed")
@@ -153,7 +171,9 @@ def test_an_existing_file_is_ingested_and_left_untouched(tmp_path, isolated_dire
     result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
     assert result.success
     assert source.read_bytes() == b"1\r\n2\n\nthree\n4"
-    assert (isolated_directories / DAY / "numbers.txt").read_bytes() == source.read_bytes()
+    assert (
+        current_file(isolated_directories / DAY, "numbers.txt")
+    ).read_bytes() == source.read_bytes()
     cleaned = metadata_of(result, "cleaned_numbers")
     assert (cleaned["lines"], cleaned["accepted"], cleaned["rejected"]) == (5, 3, 2)
     assert (cleaned["rejected_blank"], cleaned["rejected_not_a_number"]) == (1, 1)
@@ -260,7 +280,9 @@ def test_each_blocking_check_fails_the_run_on_a_corrupted_file(
     isolated_directories, check, damaged_file, damage, complaint
 ):
     assert materialize({"count": 2_000}).success
-    damage(isolated_directories / DAY / damaged_file)
+    day = isolated_directories / DAY
+    in_set = not damaged_file.startswith("parallelism_report/")
+    damage(current_file(day, damaged_file) if in_set else day / damaged_file)
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         tags={"dagster/partition": DAY},  # a check alone: the day is its tag
@@ -272,6 +294,9 @@ def test_each_blocking_check_fails_the_run_on_a_corrupted_file(
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert complaint in evaluation.description, evaluation.description
+    if in_set:
+        assert f"{damaged_file} (sets/" in evaluation.description
+        assert "no longer has the SHA-256 its set recorded" in evaluation.description
 
 
 def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
@@ -284,20 +309,26 @@ def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
         )
 
 
-def test_a_source_that_already_is_the_input_file_is_not_rewritten(isolated_directories):
-    source = isolated_directories / DAY / "numbers.txt"
-    source.parent.mkdir()
-    source.write_bytes(b"1\n2\n")
+def test_the_current_input_ingested_again_is_only_read(isolated_directories):
+    assert materialize({"count": 50}, ProcessPoolResource(workers=1)).success
+    source = current_file(isolated_directories / DAY, "numbers.txt")
     inode, modified = source.stat().st_ino, source.stat().st_mtime_ns
     result = materialize({"source_path": str(source)}, ProcessPoolResource(workers=1))
     assert result.success
     assert (source.stat().st_ino, source.stat().st_mtime_ns) == (inode, modified)
+    assert file_digest(current_file(isolated_directories / DAY, "numbers.txt")) == file_digest(
+        source
+    )
 
 
 def test_the_outputs_read_back_with_pandas_as_the_readme_shows(isolated_directories):
     assert materialize({"count": 500, "seed": 3}, ProcessPoolResource(workers=1)).success
-    transformed = pandas.read_parquet(isolated_directories / DAY / "transformed_numbers.parquet")
-    cleaned = pandas.read_parquet(isolated_directories / DAY / "cleaned_numbers.parquet")
+    transformed = pandas.read_parquet(
+        current_file(isolated_directories / DAY, "transformed_numbers.parquet")
+    )
+    cleaned = pandas.read_parquet(
+        current_file(isolated_directories / DAY, "cleaned_numbers.parquet")
+    )
     assert list(transformed.columns[:2]) == ["line_number", "value"]
     assert transformed["value"].tolist() == cleaned["value"].tolist()
     exact_squares = [int(square) for square in transformed["square"]]
@@ -325,6 +356,7 @@ def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directori
 
 def test_each_output_records_the_digest_of_exactly_the_file_it_wrote(isolated_directories):
     result = materialize({"count": 2_000})
+    current = current_set(isolated_directories / DAY)
     for asset, files in {
         "numbers_file": ["numbers.txt"],
         "cleaned_numbers": ["cleaned_numbers.parquet", "rejected_lines.parquet"],
@@ -332,14 +364,21 @@ def test_each_output_records_the_digest_of_exactly_the_file_it_wrote(isolated_di
     }.items():
         metadata = metadata_of(result, asset)
         for name in files:
-            assert metadata[digest_key(name)] == file_digest(isolated_directories / DAY / name)
+            assert metadata[digest_key(name)] == file_digest(current.path(name))
+            assert metadata[digest_key(name)] == current.files[name].sha256
+    transformed = metadata_of(result, "transformed_numbers")
+    cleaned_digest = current.files["cleaned_numbers.parquet"].sha256
+    assert transformed["upstream_cleaned_numbers_sha256"] == cleaned_digest
+    assert metadata_of(result, "cleaned_numbers")["upstream_numbers_sha256"] == (
+        current.files["numbers.txt"].sha256
+    )
 
 
-def test_a_check_fails_when_another_run_replaced_the_file_it_is_to_check(isolated_directories):
-    with dg.instance_for_test() as instance:
+def test_a_check_fails_when_another_runs_set_became_current_since(isolated_directories):
+    with dg.instance_for_test() as instance, dg.instance_for_test() as elsewhere:
         assert materialize({"count": 2_000, "seed": 1}, instance=instance).success
-        # Something else (a run on another instance, a person) replaces one file of the pair.
-        lose_first_row(isolated_directories / DAY / "rejected_lines.parquet")
+        # A run on another instance, with the same data directory, commits its own set.
+        assert materialize({"count": 2_000, "seed": 2}, instance=elsewhere).success
         result = dg.materialize(
             [*ASSETS, *CHECKS],
             tags={"dagster/partition": DAY},  # a check alone: the day is its tag
@@ -350,7 +389,30 @@ def test_a_check_fails_when_another_run_replaced_the_file_it_is_to_check(isolate
         )
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
-    assert "rejected_lines.parquet is not the file that cleaned_numbers's latest" in (
+    assert "numbers.txt is not the file that numbers_file's latest" in evaluation.description
+    assert "another run's set is current since" in evaluation.description
+
+
+def test_transformed_values_from_other_cleaned_data_than_the_sets_fail_their_check(
+    isolated_directories,
+):
+    assert materialize({"count": 2_000, "seed": 1}).success
+    day = isolated_directories / DAY
+    # The set's cleaned pair is replaced by another one, as if written by hand.
+    manifest = json.loads((day / MANIFEST).read_text())
+    entry = manifest["files"]["cleaned_numbers.parquet"]
+    lose_first_row(day / entry["path"])
+    entry["sha256"] = file_digest(day / entry["path"])
+    (day / MANIFEST).write_text(json.dumps(manifest))
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        tags={"dagster/partition": DAY},
+        resources=resources(),
+        selection=dg.AssetSelection.checks(one_transformed_row_per_accepted_value),
+        raise_on_error=False,
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "transformed_numbers.parquet was computed from other cleaned_numbers.parquet" in (
         evaluation.description
     )
-    assert "another run replaced it since" in evaluation.description

@@ -6,6 +6,8 @@ that share the CPUs across runs."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from data_pipeline.definitions import defs
 from data_pipeline.defs.partitions import PARTITION_TAG, seed_of
 from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
 from data_pipeline.defs.schedules import landing_files_sensor
+from data_pipeline.numbers.output_set import current_file, current_set
 from data_pipeline.numbers.storage import file_digest
 from data_pipeline_tests.ticks import daily_schedule_tick
 
@@ -51,7 +54,9 @@ def test_each_day_has_its_own_files_generated_from_a_seed_derived_from_the_date(
         "no " in metadata_of(first)["source"]
         and "2026-11-20.txt has arrived" in (metadata_of(first)["source"])
     )
-    one, other = (tmp_path / day / "numbers.txt" for day in ("2026-11-20", "2026-11-21"))
+    one, other = (
+        current_file(tmp_path / day, "numbers.txt") for day in ("2026-11-20", "2026-11-21")
+    )
     assert one.read_bytes() != other.read_bytes(), "a day never overwrites another"
     again = materialize_numbers(tmp_path, "2026-11-20")
     assert metadata_of(again)["numbers_sha256"] == file_digest(one), "the same day, the same file"
@@ -62,7 +67,7 @@ def test_the_days_export_is_ingested_from_the_landing_directory_when_it_has_arri
     landing.mkdir()
     (landing / "2026-11-20.txt").write_bytes(b"1\n2\nthree\n")
     result = materialize_numbers(tmp_path, "2026-11-20")
-    assert (tmp_path / "2026-11-20" / "numbers.txt").read_bytes() == b"1\n2\nthree\n"
+    assert current_file(tmp_path / "2026-11-20", "numbers.txt").read_bytes() == b"1\n2\nthree\n"
     assert metadata_of(result)["source"] == str(landing / "2026-11-20.txt")
     assert metadata_of(result)["lines"] == 3
 
@@ -154,24 +159,43 @@ def materialize_all(root: Path, day: str, instance: dg.DagsterInstance):
     )
 
 
+HOLD_THE_DAY = """
+import sys, time
+from pathlib import Path
+from data_pipeline.numbers.writer_lock import exclusive_writer
+day = Path(sys.argv[1])
+day.mkdir(parents=True, exist_ok=True)
+with exclusive_writer(day, "0badc0de-run-in-progress"):
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
 def test_a_second_run_of_a_day_fails_before_writing_while_the_first_is_in_progress(tmp_path):
-    with dg.instance_for_test() as instance:
-        # A run of the day that `dagster job execute` started, still going.
-        earlier = instance.create_run_for_job(
-            defs.resolve_job_def("numbers_job"),
-            tags={PARTITION_TAG: "2026-11-20"},
-            status=dg.DagsterRunStatus.STARTED,
+    before = materialize_numbers(tmp_path, "2026-11-20")
+    # A run of the day (on any instance: the lock is the directory's) holds its writer lock.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_DAY, str(tmp_path / "2026-11-20")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "writing\n"
+        clash = materialize_numbers(
+            tmp_path, "2026-11-20", {"count": 300, "seed": 99}, raise_on_error=False
         )
-        clash = materialize_numbers(tmp_path, "2026-11-20", instance=instance, raise_on_error=False)
-        other_day = materialize_numbers(tmp_path, "2026-11-21", instance=instance)
-        instance.report_run_failed(earlier)  # it ended: the day is free again
-        after = materialize_numbers(tmp_path, "2026-11-20", instance=instance)
+        other_day = materialize_numbers(tmp_path, "2026-11-21")
+    finally:
+        holder.kill()  # however the holder ends, the kernel frees the day
+        holder.wait()
+    after = materialize_numbers(tmp_path, "2026-11-20", {"count": 300, "seed": 99})
     assert not clash.success
     [failure] = [event for event in clash.all_events if event.is_step_failure]
     message = str(failure.event_specific_data.error)
-    assert f"Run {earlier.run_id[:8]} (numbers_job) of 2026-11-20 is still in progress" in message
+    assert "run 0badc0de is writing" in message
     assert "stopped before writing anything" in message
-    assert not (tmp_path / "2026-11-20" / "numbers.txt").exists() or after.success
+    assert not (tmp_path / "2026-11-20" / "sets" / clash.run_id).exists()
+    assert current_set(tmp_path / "2026-11-20").run_id == after.run_id != before.run_id
     assert other_day.success and after.success
 
 

@@ -209,9 +209,9 @@ def test_a_second_writer_is_refused_naming_the_holder_until_the_holder_dies(tmp_
     )
     try:
         assert holder.stdout.readline() == "holding\n"
-        with pytest.raises(DirectoryBusyError, match=r"run run-hold is writing .* stopped before"):
-            with exclusive_writer(tmp_path, "run-other"):
-                pass
+        refused = r"run run-hold is writing .* stopped before"
+        with pytest.raises(DirectoryBusyError, match=refused), exclusive_writer(tmp_path, "run-x"):
+            pass
         with exclusive_writer(tmp_path, "run-holder") as took:
             assert took is False, "the holder's own run goes on under the lock it holds"
     finally:

@@ -46,9 +46,10 @@ def every_line_accepted_or_rejected(
     outputs strictly increase and together cover every line exactly once."""
     files = {numbers_file.key: [NUMBERS_FILE], cleaned_numbers.key: _CLEANED}
     with _as_materialized(context, data_directory, files) as (paths, problems):
-        if problems:
+        if len(paths) < len(_LINE_CHECK_FILES):
             return _result(Verdict(False, "; ".join(problems), {}))
-        return _result(every_line_accounted_for(*(paths[name] for name in _LINE_CHECK_FILES)))
+        verdict = every_line_accounted_for(*(paths[name] for name in _LINE_CHECK_FILES))
+        return _result(verdict, problems)
 
 
 @dg.asset_check(asset=transformed_numbers, additional_deps=[cleaned_numbers], blocking=True)
@@ -59,11 +60,12 @@ def one_transformed_row_per_accepted_value(
     the same order."""
     files = {cleaned_numbers.key: _CLEANED, transformed_numbers.key: [TRANSFORMED_NUMBERS_FILE]}
     with _as_materialized(context, data_directory, files) as (paths, problems):
-        if problems:
+        if not {CLEANED_NUMBERS_FILE, TRANSFORMED_NUMBERS_FILE} <= set(paths):
             return _result(Verdict(False, "; ".join(problems), {}))
-        return _result(
-            one_row_per_accepted_value(paths[CLEANED_NUMBERS_FILE], paths[TRANSFORMED_NUMBERS_FILE])
+        verdict = one_row_per_accepted_value(
+            paths[CLEANED_NUMBERS_FILE], paths[TRANSFORMED_NUMBERS_FILE]
         )
+        return _result(verdict, problems)
 
 
 _CLEANED = [CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE]
@@ -174,7 +176,9 @@ def serial_and_parallel_outputs_identical(
     )
 
 
-def _result(verdict: Verdict) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=verdict.passed, description=verdict.explanation, metadata=verdict.figures
-    )
+def _result(verdict: Verdict, problems: list[str] = ()) -> dg.AssetCheckResult:
+    """The verdict on the contents, failed also by any problem with where the files came
+    from; the description says both."""
+    passed = verdict.passed and not problems
+    explanation = "; ".join([verdict.explanation, *problems]) if problems else verdict.explanation
+    return dg.AssetCheckResult(passed=passed, description=explanation, metadata=verdict.figures)

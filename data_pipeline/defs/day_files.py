@@ -102,16 +102,21 @@ def writing(
         with exclusive_writer(files.directory, files.run_id):
             yield files
     except (DirectoryBusyError, UnusableInputError, ChunkFailedError, OutputMismatchError) as error:
-        raise dg.Failure(str(error), allow_retries=False) from error
+        raise _lasting_failure(context, str(error)) from error
     except OSError as error:
         if not _lasting(error, data_directory):
             raise
         if error.errno in {errno.ENOSPC, errno.EDQUOT}:
             remove_run_directory(files.directory, files.run_id)  # it only takes space
         problem = data_directory.storage_problem(error)
-        raise dg.Failure(
-            f"{problem}. The day's current set is unchanged", allow_retries=False
-        ) from error
+        raise _lasting_failure(context, f"{problem}. The day's current set is unchanged") from error
+
+
+def _lasting_failure(context: dg.AssetExecutionContext, sentence: str) -> dg.Failure:
+    """A failure no retry would mend; logged first, so it is the first line a reader of the
+    run's log sees, above Dagster's stack traces."""
+    context.log.error(sentence)
+    return dg.Failure(sentence, allow_retries=False)
 
 
 def _lasting(error: OSError, data_directory: DataDirectoryResource) -> bool:

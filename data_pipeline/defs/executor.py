@@ -41,10 +41,15 @@ class GuardedExecutor(dg.Executor):
         run_config = plan_context.run_config or {}
         steps = set(execution_plan.step_keys_to_execute)
         problems = run_config_problems(run_config, self._config_models, steps)
-        if problems:
-            raise RunRefusedError("; ".join(problems))
-        with _day_lock(plan_context.dagster_run, run_config, steps):
-            yield from self._inner.execute(plan_context, execution_plan)
+        try:
+            if problems:
+                raise RunRefusedError("; ".join(problems))
+            with _day_lock(plan_context.dagster_run, run_config, steps):
+                yield from self._inner.execute(plan_context, execution_plan)
+        except RunRefusedError as refusal:
+            # The first line of the run's log that a reader sees, above the stack trace.
+            plan_context.log.error(f"the run did not start: {refusal}")
+            raise
 
 
 def run_config_problems(

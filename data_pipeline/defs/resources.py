@@ -96,7 +96,8 @@ class DataDirectoryResource(dg.ConfigurableResource):
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise dg.Failure(self.storage_problem(error, directory), allow_retries=False) from error
+            problem = self.storage_problem(error, directory, doing="create")
+            raise dg.Failure(problem, allow_retries=False) from error
         remove_abandoned_temporaries(directory)
         return directory
 
@@ -118,11 +119,12 @@ class DataDirectoryResource(dg.ConfigurableResource):
             return f"the default, data/ in the repository ({DATA_DIR_VARIABLE} moves it)"
         return "resources.data_directory.config.path"
 
-    def storage_problem(self, error: OSError, path: Path | str | None = None) -> str:
+    def storage_problem(
+        self, error: OSError, path: Path | str | None = None, doing: str = "write"
+    ) -> str:
         """One sentence for a failed file operation in the data directory: the path, the
         operating system's reason, the setting that chose the directory, what to do."""
         where = shown_path(path or error.filename or self.path)
-        doing = "create" if isinstance(error, FileNotFoundError) else "write"
         advice = _STORAGE_ADVICE.get(error.errno, "point it at a directory you can write")
         return (
             f"cannot {doing} {where}: {error.strerror or error} (errno {error.errno}). The "

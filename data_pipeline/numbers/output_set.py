@@ -106,6 +106,15 @@ def current_set(directory: Path) -> OutputSet:
     return _parsed(directory, manifest, text)
 
 
+def current_file(directory: Path, name: str) -> Path:
+    """The current set's file ``name`` in the day's ``directory``: what a reader opens. For
+    several files from one set, read :func:`current_set` once and take each from it."""
+    path = current_set(directory).path(name)
+    if path is None:
+        raise FileNotFoundError(f"the current set in {directory} has no {name} ({MANIFEST})")
+    return path
+
+
 def run_directory(directory: Path, run_id: str) -> Path:
     """The run's own directory, ``sets/<run id>/``, created if needed."""
     path = directory / SETS_DIRECTORY / _checked_run_id(run_id)

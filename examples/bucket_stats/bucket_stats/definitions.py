@@ -13,6 +13,7 @@ from data_pipeline.defs.resources import (
     ProcessPoolResource,
     data_directory_resource,
 )
+from data_pipeline.numbers.output_set import current_file
 
 
 @dg.asset(
@@ -29,8 +30,9 @@ def last_digit_statistics(
 ) -> dg.MaterializeResult:
     """Count, mean, median and mean Collatz steps of the day's cleaned values, per last
     digit."""
+    # Read through the day's manifest: the files of the last complete run, never half of one.
     day_directory = data_directory.directory(context.partition_key)
-    cleaned = pd.read_parquet(day_directory / "cleaned_numbers.parquet")
+    cleaned = pd.read_parquet(current_file(day_directory, "cleaned_numbers.parquet"))
     buckets = [
         (int(digit), group.tolist())
         for digit, group in cleaned["value"].groupby(cleaned["value"].abs() % 10)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.output_set import commit, record_file, run_directory
 from data_pipeline.numbers.pipeline import clean_to_parquet
-from data_pipeline.numbers.storage import DATA_DIR_VARIABLE
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, file_digest
 from data_pipeline.parallel.pool import PoolSettings
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -40,15 +41,25 @@ def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_
     (tmp_path / "config.yaml").write_text(RUN_CONFIG.format(start_method=start_method))
     data = tmp_path / "data"
     day = data / DAY  # the day's files, as data_pipeline's numbers_job leaves them
-    day.mkdir(parents=True)
-    write_numbers_file(day / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
-    clean_to_parquet(
-        day / "numbers.txt",
-        day / "cleaned_numbers.parquet",
-        day / "rejected_lines.parquet",
+    own = run_directory(day, "run-1")
+    write_numbers_file(own / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
+    cleaning = clean_to_parquet(
+        own / "numbers.txt",
+        own / "cleaned_numbers.parquet",
+        own / "rejected_lines.parquet",
         PoolSettings(1),
         64 * 1024,
     )
+    numbers = file_digest(own / "numbers.txt")
+    record_file(day, "run-1", "numbers.txt", numbers, 4_000)
+    for name in ("cleaned_numbers.parquet", "rejected_lines.parquet"):
+        record_file(day, "run-1", name, file_digest(own / name), 0, {"numbers.txt": numbers})
+    assert set(commit(day, "run-1").current.files) == {
+        "numbers.txt",
+        "cleaned_numbers.parquet",
+        "rejected_lines.parquet",
+    }
+    assert cleaning.accepted > 3_000
     environment = {
         **os.environ,
         DATA_DIR_VARIABLE: str(data),
