@@ -108,7 +108,7 @@ def writing(
             raise
         if error.errno in {errno.ENOSPC, errno.EDQUOT}:
             remove_run_directory(files.directory, files.run_id)  # it only takes space
-        problem = data_directory.storage_problem(error)
+        problem = data_directory.storage_problem(error, error.filename or files.directory)
         raise _lasting_failure(context, f"{problem}. The day's current set is unchanged") from error
 
 

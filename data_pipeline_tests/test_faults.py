@@ -1,0 +1,216 @@
+"""Faults through the real command line (`dagster job execute`, the real multiprocess
+executor): an interrupt mid-transform, a full disk, a read-only or uncreatable data
+directory, two runs of one day at once, a bad config value. After each, the day's manifest
+names a complete set (the earlier one), every file it names has its recorded digest, and
+the first ERROR line of the run's output says what went wrong in one sentence."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_pipeline.numbers.generation import write_numbers_file
+from data_pipeline.numbers.output_set import current_set
+from data_pipeline.numbers.pipeline import clean_to_parquet
+from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, file_digest
+from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline_tests.test_interrupts import busy_pool
+
+pytestmark = pytest.mark.slow
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+DAY = "2026-11-20"
+
+
+def start_run(tmp_path: Path, data: Path, config: str, name: str = "run") -> subprocess.Popen:
+    """`dagster job execute` of numbers_job for DAY in its own session, logging to a file."""
+    (tmp_path / f"{name}.yaml").write_text(config)
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("DATA_PIPELINE_")
+    }
+    environment[DATA_DIR_VARIABLE] = str(data)
+    command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
+    command += ["--tags", json.dumps({"dagster/partition": DAY}), "-c", f"{name}.yaml"]
+    with open(tmp_path / f"{name}.log", "w") as output:
+        return subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=environment,
+            start_new_session=True,
+        )
+
+
+def finish(run: subprocess.Popen, timeout: float = 300) -> int:
+    try:
+        return run.wait(timeout=timeout)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+def run(tmp_path: Path, data: Path, config: str, name: str = "run") -> tuple[int, str]:
+    code = finish(start_run(tmp_path, data, config, name))
+    return code, (tmp_path / f"{name}.log").read_text()
+
+
+def small(count: int = 20_000, seed: int = 1, workers: int = 2) -> str:
+    return (
+        f"ops: {{numbers_file: {{config: {{count: {count}, seed: {seed}}}}}}}\n"
+        f"resources: {{process_pool: {{config: {{workers: {workers}}}}}}}\n"
+    )
+
+
+def first_error(log: str) -> str:
+    """The text of the first ERROR line of a run's output."""
+    for line in log.splitlines():
+        if " - ERROR - " in line:
+            return line.split(" - ")[-1]
+    raise AssertionError(f"no ERROR line:\n{log[-3000:]}")
+
+
+def assert_whole(day: Path):
+    """The manifest names a complete set, each file with the digest it records."""
+    current = current_set(day)
+    assert sorted(current.files) == [
+        "cleaned_numbers.parquet",
+        "numbers.txt",
+        "rejected_lines.parquet",
+        "transformed_numbers.parquet",
+    ]
+    for name, entry in current.files.items():
+        assert file_digest(day / entry.path) == entry.sha256, name
+    return current
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A mount point for a small tmpfs (needs root and mount; skipped where not allowed)."""
+    mounted = []
+
+    def mount(size: str = "2m", read_only: bool = False) -> Path:
+        point = tmp_path / f"mount{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'})")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_an_interrupt_mid_transform_leaves_the_earlier_set_current(tmp_path):
+    data = tmp_path / "data"
+    code, _ = run(tmp_path, data, small(), "first")
+    assert code == 0
+    earlier = assert_whole(data / DAY)
+    config = (
+        "ops: {numbers_file: {config: {count: 300000, seed: 2}}}\n"
+        "resources: {process_pool: {config: {workers: 2, kernel: python}}}\n"
+    )
+    job = start_run(tmp_path, data, config, "interrupted")
+    try:
+        busy_pool(job.pid, tmp_path / "interrupted.log")
+        os.kill(job.pid, signal.SIGINT)
+        assert finish(job, timeout=60) != 0
+    finally:
+        finish(job, timeout=1)
+    assert assert_whole(data / DAY) == earlier, "the interrupted run committed nothing"
+
+
+def test_a_full_disk_fails_once_without_retry_and_leaves_the_earlier_set_current(tmp_path, tmpfs):
+    data = tmpfs("2m")
+    code, _ = run(tmp_path, data, small(count=10_000), "first")
+    assert code == 0
+    earlier = assert_whole(data / DAY)
+    # The input and the cleaned pair fit (about 1.2 MB); the transformed file does not.
+    code, log = run(tmp_path, data, small(count=100_000, seed=2), "full")
+    assert code == 1
+    assert " - transformed_numbers - cannot write " in log, "the disk fills mid-transform"
+    message = first_error(log)
+    assert message.startswith(f"cannot write {data / DAY}"), message
+    assert "No space left on device (errno 28)" in message
+    assert f"comes from {DATA_DIR_VARIABLE}: free space on its disk" in message
+    assert "STEP_UP_FOR_RETRY" not in log, "a full disk does not go away on retry"
+    assert assert_whole(data / DAY) == earlier
+    assert sorted(path.name for path in (data / DAY / "sets").iterdir()) == [earlier.run_id]
+
+
+def test_a_read_only_data_directory_fails_before_any_step_naming_the_setting(tmp_path, tmpfs):
+    data = tmpfs("1m", read_only=True)
+    code, log = run(tmp_path, data, small(count=100))
+    assert code == 1
+    message = first_error(log)
+    assert message.startswith(f"the run did not start: cannot write {data}: Read-only file")
+    assert f"comes from {DATA_DIR_VARIABLE}" in message
+    assert "STEP_START" not in log
+
+
+def test_a_data_directory_that_cannot_be_created_names_the_variable(tmp_path):
+    code, log = run(tmp_path, Path("/proc/no-such-directory/data"), small(count=100))
+    assert code == 1
+    message = first_error(log)
+    assert message.startswith("the run did not start: cannot create /proc/no-such-directory/data")
+    assert f"comes from {DATA_DIR_VARIABLE}" in message
+
+
+def test_a_bad_config_value_is_the_first_error_naming_field_value_and_what_is_allowed(tmp_path):
+    config = "resources: {process_pool: {config: {workers: 0, cleaning_chunk_bytes: 0}}}\n"
+    code, log = run(tmp_path, tmp_path / "data", config)
+    assert code == 1
+    assert first_error(log) == (
+        "the run did not start: resources.process_pool.config.workers = 0: Input should be "
+        "greater than or equal to 1; resources.process_pool.config.cleaning_chunk_bytes = 0: "
+        "Input should be greater than or equal to 1"
+    )
+    assert "STEP_START" not in log
+
+
+def accepted_for(tmp_path: Path, count: int, seed: int) -> int:
+    source = tmp_path / f"expected-{seed}.txt"
+    write_numbers_file(source, count, seed, dirty_fraction=0.05)  # the asset's default
+    summary = clean_to_parquet(
+        source,
+        tmp_path / f"c{seed}.parquet",
+        tmp_path / f"r{seed}.parquet",
+        PoolSettings(1),
+        1 << 20,
+    )
+    return summary.accepted
+
+
+def test_two_runs_of_one_day_at_once_never_mix(tmp_path):
+    data = tmp_path / "data"
+    runs = {seed: start_run(tmp_path, data, small(seed=seed), f"seed{seed}") for seed in (7, 8)}
+    codes = {seed: finish(job) for seed, job in runs.items()}
+    logs = {seed: (tmp_path / f"seed{seed}.log").read_text() for seed in runs}
+    run_ids = {seed: re.search(r" - ([0-9a-f-]{36}) - ", logs[seed]).group(1) for seed in runs}
+    for seed in runs:
+        if codes[seed] == 0:
+            reported = re.search(r"([\d,]+) accepted, [\d,]+ rejected", logs[seed]).group(1)
+            assert int(reported.replace(",", "")) == accepted_for(tmp_path, 20_000, seed)
+        else:
+            other = run_ids[15 - seed]
+            assert first_error(logs[seed]).startswith(
+                f"the run did not start: run {other[:8]} is writing {data / DAY}"
+            ), first_error(logs[seed])
+            assert not (data / DAY / "sets" / run_ids[seed]).exists()
+    assert 0 in codes.values()
+    current = assert_whole(data / DAY)
+    assert {entry.run_id for entry in current.files.values()} == {current.run_id}
+    assert current.run_id in {run_ids[seed] for seed in runs if codes[seed] == 0}
