@@ -14,6 +14,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from data_pipeline.numbers.output_set import current_set
+
 pytestmark = pytest.mark.slow
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -83,11 +85,12 @@ def test_numbers_job_runs_every_step_in_its_own_process_and_the_report_job_repor
     assert "parallelism_report" not in step_pids.values(), "measured only when asked"
 
     data = isolated_directories / DAY
-    cleaned = pq.read_metadata(data / "cleaned_numbers.parquet").num_rows
-    rejected = pq.read_metadata(data / "rejected_lines.parquet").num_rows
+    current = current_set(data)  # what readers open: the manifest's set
+    cleaned = pq.read_metadata(current.path("cleaned_numbers.parquet")).num_rows
+    rejected = pq.read_metadata(current.path("rejected_lines.parquet")).num_rows
     assert cleaned + rejected == 20_000
-    assert pq.read_metadata(data / "transformed_numbers.parquet").num_rows == cleaned
-    assert not [path.name for path in data.iterdir() if path.name.endswith(".tmp")]
+    assert pq.read_metadata(current.path("transformed_numbers.parquet")).num_rows == cleaned
+    assert not [path.name for path in data.rglob("*.tmp")]
 
     report_run = execute_job(tmp_path, count=0, job="report_job")
     assert report_run.returncode == 0, report_run.stderr[-3000:]
@@ -118,8 +121,14 @@ def test_a_failing_step_makes_the_command_exit_non_zero_without_dagster_home(tmp
     missing = tmp_path / "missing.txt"
     result = execute_job(tmp_path, count=10, extra=f"source_path: {missing}", env=env)
     assert result.returncode != 0
-    assert "source_path" in result.stderr + result.stdout
-    assert "RUN_FAILURE" in result.stderr + result.stdout
+    log = result.stderr + result.stdout
+    assert "RUN_FAILURE" in log
+    # Checked before any step starts: the run's first ERROR line is the sentence.
+    first_error = next(line for line in log.splitlines() if " - ERROR - " in line)
+    assert first_error.endswith(
+        f"the run did not start: ops.numbers_file.config.source_path = '{missing}': source_path "
+        f"'{missing}' does not exist"
+    ), first_error
 
 
 def test_the_dagster_command_is_installed_beside_this_python():
