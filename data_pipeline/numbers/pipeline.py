@@ -128,7 +128,7 @@ class CleaningSummary(_StepSummary):
     def note_rejections(self, chunk: CleanedChunk, first_line_number: int) -> None:
         """Count a chunk's rejected lines by reason, keeping the first line of each."""
         self.rejected_by_reason.update(chunk.rejected_reasons)
-        for position, reason in zip(chunk.rejected_positions, chunk.rejected_reasons):
+        for position, reason in zip(chunk.rejected_positions, chunk.rejected_reasons, strict=True):
             self.first_line_by_reason.setdefault(reason, first_line_number + position)
 
 
