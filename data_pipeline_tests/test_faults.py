@@ -214,3 +214,40 @@ def test_two_runs_of_one_day_at_once_never_mix(tmp_path):
     current = assert_whole(data / DAY)
     assert {entry.run_id for entry in current.files.values()} == {current.run_id}
     assert current.run_id in {run_ids[seed] for seed in runs if codes[seed] == 0}
+
+
+HOLD_THE_DAY = """
+import sys, time
+from pathlib import Path
+from data_pipeline.numbers.writer_lock import exclusive_writer
+day = Path(sys.argv[1])
+day.mkdir(parents=True)
+with exclusive_writer(day, "0badc0de-another-run"):
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_asset_materialize_is_refused_while_another_run_writes_the_day(tmp_path):
+    data = tmp_path / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_DAY, str(data / DAY)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "writing\n"
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("DATA_PIPELINE_")
+        }
+        environment[DATA_DIR_VARIABLE] = str(data)
+        command = [DAGSTER, "asset", "materialize", "-m", "data_pipeline.definitions"]
+        command += ["--select", "numbers_file", "--partition", DAY]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=120
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1
+    message = first_error(done.stdout + done.stderr)
+    assert message.startswith(f"the run did not start: run 0badc0de is writing {data / DAY}")
+    assert not (data / DAY / "sets").exists()

@@ -47,9 +47,11 @@ class GuardedExecutor(dg.Executor):
             with _day_lock(plan_context.dagster_run, run_config, steps):
                 yield from self._inner.execute(plan_context, execution_plan)
         except RunRefusedError as refusal:
-            # The first line of the run's log that a reader sees, above the stack trace.
-            plan_context.log.error(f"the run did not start: {refusal}")
-            raise
+            # The first line of the run's log that a reader sees, above the stack trace; the
+            # same sentence is the description of the run's failure.
+            sentence = f"the run did not start: {refusal}"
+            plan_context.log.error(sentence)
+            raise dg.Failure(sentence, allow_retries=False) from None
 
 
 def run_config_problems(
