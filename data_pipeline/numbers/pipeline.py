@@ -31,20 +31,31 @@ from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.decision import Decision
 from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
-from data_pipeline.parallel.pool_run import PoolRun
+from data_pipeline.parallel.pool_run import LONG_TASK_SECONDS, PoolRun
 from data_pipeline.parallel.stats import PoolStats
 
 # Measured on a 2-core machine (see benchmarks/): parsing costs ~2 µs a line and a task
 # round trip ~0.2 ms, so 256 KiB (~35,000 lines, ~70 ms of work) keeps the per-chunk cost
 # under 1 % while still giving a few chunks per worker for a 3 MB file to balance the load.
 DEFAULT_CLEANING_CHUNK_BYTES = 256 * 1024
-# The transform costs ~25 µs a value: 2,000 values are ~50 ms of work per task, so the
-# ~0.2 ms round trip and the pickling of 2,000 ints (16 kB) stay under 1 %, and a default
-# input gives ~200 tasks, which keeps both workers busy until the end.
+# The python kernel costs 20-23 µs a value of the default input (medians, 2 cores, shared):
+# 2,000 values are ~45 ms of work per task, so the ~0.2 ms round trip and the pickling of
+# 2,000 ints (16 kB) stay under 1 %, and a default input gives ~200 tasks, which keeps both
+# workers busy until the end.
 DEFAULT_TRANSFORM_CHUNK_VALUES = 2_000
-# A compiled kernel needs 0.4-1.3 µs a value: 2,000 values would be about the ~0.3 ms a task's
-# round trip costs. 50,000 values are 20-65 ms of work per task.
+# Compiled kernels: numba 0.75 µs a value, numpy 1.6 µs in chunks of 50,000 (4.9 µs in chunks
+# of 2,000, about the ~0.3 ms a task's round trip costs). 50,000 values are 40-80 ms of work.
 COMPILED_TRANSFORM_CHUNK_VALUES = 50_000
+# Values are not all that cheap: a prime near 2**63 costs 50-60 ms in every kernel (trial
+# division to 2**20 and a Miller-Rabin test, in the reference, to which the compiled kernels
+# hand such values), 2,500 times a default value. So tasks are cut by what the values cost,
+# once measured (see _CostSizedPieces): about this long each, never more values than a chunk.
+# Long enough that a task's round trip is nothing; short enough that a small file of costly
+# values spreads over every worker, and the last task does not keep one worker busy alone.
+TARGET_TASK_SECONDS = 0.5
+# Before anything is measured, the first tasks hold this many values, then twice that, and so
+# on: 4 costly values are ~0.2 s, which `mode: auto` spends in the step process as its sample.
+FIRST_TASK_VALUES = 4
 
 
 # On a Dask cluster a task costs far more: a ~5 ms round trip, and the scheduler's own work,
@@ -73,12 +84,11 @@ def default_cleaning_chunk_bytes(backend: str = "local") -> int:
 
 
 # With `mode: auto`, the step first cleans (transforms) a few tasks itself, timed, until the
-# ones after the first took ~10 ms (parallel.pool_run): plans start with pieces this small,
-# doubling up to the chunk size, so the sample costs ~5 ms of the reference parser and ~12 ms
-# of the reference transform, and a compiled kernel doubles on. Every sample's output is
-# used, not thrown away.
+# ones after the first took ~10 ms (parallel.pool_run): cleaning plans start with ranges this
+# small, doubling up to the chunk size, so the sample costs ~5 ms of the reference parser; the
+# transform's first tasks are FIRST_TASK_VALUES, then sized by their cost. Every sample's
+# output is used, not thrown away.
 DECISION_SAMPLE_BYTES = 16 * 1024
-DECISION_SAMPLE_VALUES = 500
 CLEANED_SCHEMA = pa.schema([("line_number", pa.int64()), ("value", pa.int64())])
 REJECTED_SCHEMA = pa.schema(
     [("line_number", pa.int64()), ("raw", pa.string()), ("reason", pa.string())]
@@ -240,35 +250,39 @@ def transform_cleaned(
     kernel: Kernel = PYTHON,
     total_values: int | None = None,
     label: str = "transform",
+    *,
+    long_chunk_seconds: float = LONG_TASK_SECONDS,
 ) -> Iterator[pa.RecordBatch]:
-    """Transform cleaned (line_number, value) batches on a pool with the kernel's transform,
-    one task per batch; yield the transformed batches in the same order. With ``mode: auto``
-    the first batch is cut into small pieces that run in this process, timed, and decide for
-    the rest (``total_values`` sharpens the prediction; without it, every batch is taken to
-    be as long as the first)."""
-    cleaned = iter(cleaned)
-    first = next((batch for batch in cleaned if batch.num_rows), None)
-    if first is None:
-        batches: list[pa.RecordBatch] = []
-    elif pool_settings.mode == "auto":
-        batches = _growing_pieces(first, DECISION_SAMPLE_VALUES)
-    else:
-        batches = [first]
+    """Transform cleaned (line_number, value) batches on a pool with the kernel's transform;
+    yield the transformed batches in the same order. Tasks are pieces of the batches, cut by
+    what the values cost (see :class:`_CostSizedPieces`), so costly values spread over every
+    worker; with ``mode: auto`` the first ones run in this process, timed, and decide for the
+    rest (``total_values`` sharpens the prediction; without it, every batch is taken to be as
+    long as the first). A chunk running ``long_chunk_seconds`` is named in the log."""
+    cleaned = (batch for batch in cleaned if batch.num_rows)
+    first = next(cleaned, None)
+    batches = () if first is None else itertools.chain([first], cleaned)
+    batch_values = first.num_rows if first is not None else 0
+    total_values = total_values or chunk_count * batch_values
+    # On Dask a task costs ~5 ms of scheduling: its first tasks are whole chunks.
+    first_values = None if pool_settings.backend == "dask" else FIRST_TASK_VALUES
+    pieces = _CostSizedPieces(first_values, batch_values, lambda: summary.run.seconds_per_unit())
     waiting: deque[pa.RecordBatch] = deque()
 
     def tasks() -> Iterator[ValueChunk]:
-        for index, batch in enumerate(itertools.chain(batches, cleaned)):
-            if batch.num_rows:
-                line_numbers = batch.column("line_number")
-                waiting.append(batch)
-                yield ValueChunk(
-                    index=index,
-                    first_line_number=line_numbers[0].as_py(),
-                    last_line_number=line_numbers[-1].as_py(),
-                    values=array("q", batch.column("value").to_pylist()),
-                )
+        values_cut = 0
+        for index, batch in enumerate(pieces.cut(batches)):
+            values_cut += batch.num_rows
+            summary.run.expect_tasks(index + 1 + pieces.count_for(total_values - values_cut))
+            line_numbers = batch.column("line_number")
+            waiting.append(batch)
+            yield ValueChunk(
+                index=index,
+                first_line_number=line_numbers[0].as_py(),
+                last_line_number=line_numbers[-1].as_py(),
+                values=array("q", batch.column("value").to_pylist()),
+            )
 
-    total_tasks = max(0, chunk_count - 1) + len(batches)
     summary.run = pool_settings.map(
         kernel.transform,
         tasks(),
@@ -278,9 +292,10 @@ def transform_cleaned(
         describe=str,
         size_of=_value_count,
         count_items=_row_count,
-        total_size=total_values or chunk_count * (first.num_rows if first is not None else 0),
-        total_tasks=total_tasks,
+        total_size=total_values,
+        total_tasks=pieces.count_for(total_values),
         preload_modules=kernel.worker_modules,
+        long_task_seconds=long_chunk_seconds,
     )
     for columns in summary.run:
         # Results come back in task order, so the oldest waiting batch is their input.
@@ -290,13 +305,52 @@ def transform_cleaned(
         yield batch
 
 
-def _growing_pieces(batch: pa.RecordBatch, first_rows: int) -> list[pa.RecordBatch]:
-    """``batch`` cut into pieces of ``first_rows``, twice that, and so on, then the rest."""
-    pieces, done, size = [], 0, first_rows
-    while done + size < batch.num_rows:
-        pieces.append(batch.slice(done, size))
-        done, size = done + size, 2 * size
-    return [*pieces, batch.slice(done)]
+class _CostSizedPieces:
+    """Batches cut into the transform's tasks. Until a task has finished, tasks hold
+    ``first_values``, then twice that, and so on (whole batches if None); then as many values
+    as take TARGET_TASK_SECONDS at the cost per value ``seconds_per_value()`` measured last.
+    A task never holds more than its batch (a chunk), nor fewer than one value, so cheap
+    values go in whole chunks, as planned, and costly ones in pieces of a few."""
+
+    def __init__(
+        self,
+        first_values: int | None,
+        batch_values: int,
+        seconds_per_value: Callable[[], float | None],
+    ):
+        self._values = first_values
+        self._growing = first_values is not None
+        self._batch_values = max(1, batch_values)
+        self._seconds_per_value = seconds_per_value
+
+    def cut(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            done = 0
+            while done < batch.num_rows:
+                piece = batch.slice(done, self._next_values(batch.num_rows - done))
+                done += piece.num_rows
+                yield piece
+
+    def _next_values(self, rows_left: int) -> int:
+        seconds = self._seconds_per_value()
+        if seconds is not None:
+            self._growing = False
+            self._values = max(1, int(TARGET_TASK_SECONDS / seconds)) if seconds > 0 else None
+        values = rows_left if self._values is None else min(self._values, rows_left)
+        if self._growing:
+            self._values = 2 * self._values
+        return values
+
+    def count_for(self, values: int) -> int:
+        """The tasks ``values`` more would make, if tasks keep being cut as now."""
+        whole_batches = -(-values // self._batch_values)
+        if self._values is None or not self._growing:
+            size = self._values or self._batch_values
+            return max(whole_batches, -(-values // size))
+        count, size = 0, self._values
+        while values > 0:  # growing: a few dozen turns at most
+            values, size, count = values - min(size, self._batch_values), 2 * size, count + 1
+        return count
 
 
 def _value_count(task: ValueChunk) -> int:

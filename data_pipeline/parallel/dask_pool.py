@@ -230,19 +230,22 @@ class DaskPool:
         tasks: Iterable[Any],
         describe: Callable[[Any], str] | None = None,
         count_items: Callable[[Any], int] | None = None,
+        on_finished: Callable[[Any, float], None] | None = None,
+        long_tasks: Any = None,
     ) -> Iterator[Any]:
         """Yield ``function(task)`` for every task, in the order of ``tasks``: see
-        :meth:`ProcessPool.map <data_pipeline.parallel.pool.ProcessPool.map>`."""
+        :meth:`ProcessPool.map <data_pipeline.parallel.pool.ProcessPool.map>`. Not watched
+        for ``long_tasks``: a future does not say when its task started on the cluster."""
         if self._client is None:
             raise RuntimeError("use the pool inside a 'with' block")
         describe = describe or describe_by_type
         started = time.monotonic()
         try:
-            yield from self._map(function, tasks, describe, count_items)
+            yield from self._map(function, tasks, describe, count_items, on_finished)
         finally:
             self.stats.map_seconds += time.monotonic() - started
 
-    def _map(self, function, tasks, describe, count_items) -> Iterator[Any]:
+    def _map(self, function, tasks, describe, count_items, on_finished) -> Iterator[Any]:
         from data_pipeline.parallel.dask_worker import run_dask_task
 
         numbered = enumerate(tasks)
@@ -271,6 +274,8 @@ class DaskPool:
                 future.release()  # the cluster may forget the result now
                 with self._lines_lock:
                     self._lines_sent += lines
+                if on_finished is not None:
+                    on_finished(task, timing[2] - timing[1])
                 yield from self._collect(result, timing, count_items)
                 for next_index, next_task in islice(numbered, 1):
                     submit(next_index, next_task)

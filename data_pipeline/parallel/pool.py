@@ -11,7 +11,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from data_pipeline.parallel.calibration import corrections, learn, pool_costs
 from data_pipeline.parallel.cpus import available_cpus_recently, effective_workers
 from data_pipeline.parallel.decision import Decision, Mode, WorkSample, forced, predicted
+from data_pipeline.parallel.progress import LongTasks
 from data_pipeline.parallel.stats import PoolStats
-from data_pipeline.parallel.worker import timed_call
+from data_pipeline.parallel.worker import IDLE, timed_call
 from data_pipeline.parallel.worker_logs import this_threads_records_to
 from data_pipeline.parallel.worker_processes import WorkerProcesses
 
@@ -225,6 +226,9 @@ class ProcessPool:
         self.worker_pids: set[int] = set()
         self._workers: WorkerProcesses | None = None
         self._count_items: Callable[[Any], int] | None = None
+        self._on_finished: Callable[[Any, float], None] | None = None
+        # Task index -> when this process first saw a worker running it (see _running_tasks).
+        self._running_since: dict[int, float] = {}
         self._created_at = 0.0
 
     def __enter__(self) -> "ProcessPool":
@@ -279,10 +283,16 @@ class ProcessPool:
         tasks: Iterable[Task],
         describe: Callable[[Task], str] | None = None,
         count_items: Callable[[Result], int] | None = None,
+        on_finished: Callable[[Task, float], None] | None = None,
+        long_tasks: LongTasks | None = None,
     ) -> Iterator[Result]:
         """Yield ``function(task)`` for every task, in the order of ``tasks``.
 
         ``count_items(result)`` tells how many items a result holds, for per-worker insight.
+        ``on_finished(task, seconds)`` hears how long each task ran, before its result is
+        yielded (so ``tasks``, read lazily, can be cut by what earlier ones cost).
+        ``long_tasks`` hears, while this process waits for a result, which tasks the workers
+        are running and since when (not in-process: the task holds this thread).
 
         At most two tasks per worker are in flight, so memory stays bounded however many
         tasks there are. A task that raises ends the map with :class:`ChunkFailedError`
@@ -292,17 +302,17 @@ class ProcessPool:
         describe = describe or describe_by_type
         if self._workers is None and self.workers > 1:
             raise RuntimeError("use the pool inside a 'with' block")
-        self._count_items = count_items
+        self._count_items, self._on_finished = count_items, on_finished
         started = time.monotonic()
         try:
             if self._workers is None:
                 yield from self._map_in_process(function, tasks, describe)
             else:
-                yield from self._map_in_workers(function, tasks, describe)
+                yield from self._map_in_workers(function, tasks, describe, long_tasks)
         finally:
             self.stats.map_seconds += time.monotonic() - started
 
-    def _map_in_workers(self, function, tasks, describe) -> Iterator:
+    def _map_in_workers(self, function, tasks, describe, long_tasks) -> Iterator:
         if function.__module__ == "__main__":
             raise ValueError(
                 f"{function.__qualname__} is defined in __main__, which pool workers do not "
@@ -325,6 +335,8 @@ class ProcessPool:
         while in_flight:
             index, task, future = in_flight[0]
             try:
+                if long_tasks is not None:
+                    self._wait_watching(future, in_flight, describe, long_tasks)
                 result, timing = future.result()
             except BrokenProcessPool as error:
                 if _remote_traceback(error):
@@ -349,9 +361,30 @@ class ProcessPool:
             except Exception as error:
                 raise ChunkFailedError(failure_message(describe(task), error)) from error
             in_flight.popleft()
-            yield from self._collect(result, timing)
+            yield from self._collect(result, timing, task)
             for next_index, next_task in islice(numbered_tasks, 1):
                 submit(next_index, next_task)
+
+    def _wait_watching(
+        self, future: Future, in_flight: deque, describe: Callable, long_tasks: LongTasks
+    ) -> None:
+        """Wait until ``future`` is done, telling ``long_tasks`` what runs meanwhile."""
+        while True:
+            running = self._running_tasks(in_flight, describe)
+            if future.done():
+                return
+            long_tasks.check(running)
+            wait([future], timeout=long_tasks.poll_seconds, return_when=FIRST_COMPLETED)
+
+    def _running_tasks(self, in_flight: deque, describe: Callable) -> list[tuple[str, float]]:
+        """(description, since when) of each task a worker runs now, read from the slot
+        table the workers write; since when is when this process first saw it there."""
+        slots = self._workers._slots  # each worker's (pid, index of the task it runs)
+        now_running = {slots[2 * slot + 1] for slot in range(self.workers)} - {IDLE}
+        now = time.monotonic()
+        since = {index: self._running_since.get(index, now) for index in now_running}
+        self._running_since = since
+        return [(describe(task), since[index]) for index, task, _ in in_flight if index in since]
 
     def _describe_death(self, in_flight: deque, describe: Callable[[Any], str]) -> str:
         """Which worker died, how, and which chunk it was running."""
@@ -375,9 +408,11 @@ class ProcessPool:
                     result, timing = timed_call(function, task)
             except Exception as error:
                 raise ChunkFailedError(failure_message(describe(task), error)) from error
-            yield from self._collect(result, timing)
+            yield from self._collect(result, timing, task)
 
-    def _collect(self, result: Result, timing: tuple[int, float, float, float]) -> Iterator[Result]:
+    def _collect(
+        self, result: Result, timing: tuple[int, float, float, float], task: Any
+    ) -> Iterator[Result]:
         pid, started, finished, cpu_seconds = timing
         stats = self.stats
         stats.chunks += 1
@@ -389,6 +424,8 @@ class ProcessPool:
         if self._count_items is not None:
             items = self._count_items(result)
             stats.items_by_worker[pid] = stats.items_by_worker.get(pid, 0) + items
+        if self._on_finished is not None:
+            self._on_finished(task, finished - started)
         handed_over = time.monotonic()
         yield result
         stats.collect_seconds += time.monotonic() - handed_over

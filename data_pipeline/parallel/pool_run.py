@@ -8,6 +8,10 @@ thrown away), until the ones after the first add up to ``SAMPLE_SECONDS`` (or th
 takes ``HEAVY_TASK_SECONDS``); the rest go to a pool only if it is predicted to be faster
 (:mod:`.decision`). Give small tasks first (the pipeline's plans start small) and the sample
 costs next to nothing.
+
+While it runs, :meth:`PoolRun.seconds_per_unit` says what the last tasks cost, so that lazily
+read tasks can be cut to a size that takes about as long as wanted (the transform does), and
+a task that runs for ``long_task_seconds`` is named in the log until it ends.
 """
 
 import functools
@@ -17,6 +21,7 @@ import os
 import pickle
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -24,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from data_pipeline.parallel.decision import Decision, WorkSample
 from data_pipeline.parallel.insight import insight_markdown, pool_insight, rounded
 from data_pipeline.parallel.pool import PoolSettings, ProcessPool
-from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.progress import LongTasks, Progress
 from data_pipeline.parallel.stats import PoolStats
 
 logger = logging.getLogger(__name__)
@@ -34,6 +39,11 @@ Result = TypeVar("Result")
 SAMPLE_SECONDS = 0.01
 # A first task this long is sample enough: sampling a second would run it serially too.
 HEAVY_TASK_SECONDS = 0.1
+# A task running this long gets a log line (and another every as long) until it ends.
+LONG_TASK_SECONDS = 10.0
+# seconds_per_unit() is over this many of the last tasks: recent enough to follow a change
+# in cost, more than one so that one worker's first call does not decide alone.
+COST_WINDOW_TASKS = 4
 _WHAT_TO_DO = (
     "define it with `def` at the top level of a module that the workers can import (a module "
     "of your package or code location), then pass that function"
@@ -96,7 +106,8 @@ class PoolRun(Generic[Task, Result]):
     and ``total_tasks`` spare reading ``tasks`` ahead (else it is read into a list first),
     ``count_items(result)`` is a result's items (in ``progress_unit``) for progress and
     insight, and ``describe(task)`` names a task in errors. ``chunk_size`` > 1 sends tasks
-    to the workers that many at a time (for tasks of well under 10 ms each)."""
+    to the workers that many at a time (for tasks of well under 10 ms each). A task running
+    ``long_task_seconds`` or more is named in an INFO line every as long until it ends."""
 
     def __init__(
         self,
@@ -116,6 +127,7 @@ class PoolRun(Generic[Task, Result]):
         preload_modules: Iterable[str] = (),
         markdown: Callable[[str], Any] = str,
         chunk_size: int = 1,
+        long_task_seconds: float = LONG_TASK_SECONDS,
     ):
         check_sendable(function)
         if chunk_size < 1:
@@ -145,6 +157,25 @@ class PoolRun(Generic[Task, Result]):
         self.stats: PoolStats | None = None
         self.tasks_done = 0
         self.seconds = 0.0
+        self._long_task_seconds = long_task_seconds
+        self._costs: deque[tuple[int, float]] = deque(maxlen=COST_WINDOW_TASKS)
+        self._progress: Progress | None = None
+
+    def seconds_per_unit(self) -> float | None:
+        """What a unit of ``size_of`` cost in the last tasks that finished (time inside the
+        task); None before any has."""
+        units = sum(size for size, _ in self._costs)
+        return sum(seconds for _, seconds in self._costs) / units if units else None
+
+    def expect_tasks(self, total_tasks: int) -> None:
+        """A new estimate of the tasks there are in all, for tasks planned as they are read
+        (progress lines and ``auto``'s decision use it)."""
+        self.total_tasks = total_tasks
+        if self._progress is not None:
+            self._progress.total_chunks = total_tasks
+
+    def _note_cost(self, task: Any, seconds: float) -> None:
+        self._costs.append((self.size_of(task), seconds))
 
     def __iter__(self) -> Iterator[Result]:
         if self._chunk_size > 1:
@@ -159,6 +190,7 @@ class PoolRun(Generic[Task, Result]):
         tasks, self._tasks = iter(self._tasks), None
         started = time.perf_counter()
         progress = Progress(self.log, self.label, self.total_tasks, self.progress_unit)
+        self._progress = progress
         count = self.count_items
         first_task: list[Task] = []
         sampler: PoolStats | None = None
@@ -192,7 +224,15 @@ class PoolRun(Generic[Task, Result]):
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:
                 self.stats.absorb(sampler)  # the same process ran both
-            for result in pool.map(self.function, tasks, self.describe, self.count_items):
+            long_tasks = LongTasks(self.log, self.label, self._long_task_seconds)
+            for result in pool.map(
+                self.function,
+                tasks,
+                self.describe,
+                self.count_items,
+                on_finished=self._note_cost,
+                long_tasks=long_tasks,
+            ):
                 progress.update(count(result))
                 self.tasks_done += 1
                 yield result
@@ -268,7 +308,13 @@ class _Sampling:
         run = self.run
         pool = ProcessPool(1, log=run.log, worker_log_level=run.settings.worker_log_level)
         self.stats = pool.stats
-        results = pool.map(run.function, self._tasks_until_enough(), run.describe, run.count_items)
+        results = pool.map(
+            run.function,
+            self._tasks_until_enough(),
+            run.describe,
+            run.count_items,
+            on_finished=run._note_cost,
+        )
         clock = time.perf_counter
         while True:
             started = clock()

@@ -1,7 +1,8 @@
-"""Progress lines for long pooled steps, so a materialization is never silent."""
+"""Progress lines for long pooled steps, so a materialization is never silent: as chunks
+complete, and while a chunk runs long."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -46,3 +47,45 @@ class Progress:
             f"{self.label}: {self.chunks}/{self.total_chunks} chunks ({done:.0%}), "
             f"{self.items / elapsed:,.0f} {self.unit}/s, ETA {remaining:.0f} s"
         )
+
+
+class LongTasks:
+    """Says which tasks have been running for ``threshold_seconds`` or more: one line at most
+    every ``every_seconds`` while any is, so a chunk of costly values is never silent.
+
+    The pool calls :meth:`check` with what is running whenever it has waited ``poll_seconds``
+    for a result.
+    """
+
+    def __init__(
+        self,
+        log: Any,
+        label: str,
+        threshold_seconds: float = 10.0,
+        every_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.log, self.label, self.threshold_seconds = log, label, threshold_seconds
+        self.every_seconds = threshold_seconds if every_seconds is None else every_seconds
+        self._clock = clock
+        self._last_time = -float("inf")
+
+    @property
+    def poll_seconds(self) -> float:
+        return min(1.0, max(0.01, self.threshold_seconds / 4))
+
+    def check(self, running: Iterable[tuple[str, float]]) -> None:
+        """``running``: each task's description and when it started (on this clock)."""
+        now = self._clock()
+        long = [(name, now - started) for name, started in running]
+        long = [(name, seconds) for name, seconds in long if seconds >= self.threshold_seconds]
+        if long and now - self._last_time >= self.every_seconds:
+            self._last_time = now
+            self.log.info(
+                f"{self.label}: "
+                + ", ".join(f"{name} running for {_seconds(seconds)}" for name, seconds in long)
+            )
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
