@@ -348,10 +348,15 @@ def test_by_default_a_step_decides_for_itself_and_records_why(isolated_directori
     cleaned, transformed = (metadata_of(result, name) for name in ASSET_NAMES[1:3])
     # The file is smaller than a chunk: its first 16 KiB and the rest, both sampled.
     assert cleaned["decision_reason"] == "serial: all 2 tasks ran while sampling"
-    # Three chunks, the first cut in two: each ran in the step, timed, and together they
-    # never added up to the 10 ms a sample needs, so no pool was worth considering.
-    assert transformed["decision_reason"] == "serial: all 4 tasks ran while sampling"
-    assert transformed["chunks"] == 4
+    # Three chunks, the first cut small to time the values. How many tasks the sample took
+    # depends on the machine's pace; what is left after it is too little for any pool.
+    assert transformed["chunks"] >= 4
+    assert re.fullmatch(
+        r"serial: (all \d tasks ran while sampling"
+        r"|one chunk, nothing to split \(after the first, timed in the step\)"
+        r"|.* less than any pool takes to start .*)",
+        transformed["decision_reason"],
+    ), transformed["decision_reason"]
 
 
 def test_each_output_records_the_digest_of_exactly_the_file_it_wrote(isolated_directories):

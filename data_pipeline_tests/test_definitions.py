@@ -3,8 +3,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.executor.multiprocess import MultiprocessExecutor
 
 from data_pipeline.definitions import defs
+from data_pipeline.defs.executor import GuardedExecutor
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
 from data_pipeline.defs.resources import data_directory_resource
 from data_pipeline.numbers.pipeline import CLEANED_SCHEMA, TRANSFORMED_SCHEMA
@@ -32,9 +35,26 @@ def test_the_report_runs_after_both_pooled_steps():
 def test_the_job_and_ui_materializations_share_the_multiprocess_executor():
     job = defs.resolve_job_def("numbers_job")
     assert job.executor_def is defs.executor
-    assert job.executor_def.executor_creation_fn.__name__ == "multiprocess_executor"
     assert job.executor_def.name == "numbers_executor"
+    executor = _executor_of(job)
+    assert isinstance(executor, GuardedExecutor), "checks config and takes the day's lock first"
+    assert isinstance(executor.inner, MultiprocessExecutor), "then runs each step in a process"
     assert MAX_CONCURRENT_STEPS == 1, "each pooled step already uses every CPU"
+
+
+def _executor_of(job: dg.JobDefinition) -> dg.Executor:
+    """The executor a run of ``job`` gets, built as Dagster builds it (default config)."""
+    config = job.executor_def.apply_config_mapping({}).value["config"]
+    reconstructable = ReconstructableRepository.for_module(
+        "data_pipeline.definitions", "defs"
+    ).get_reconstructable_job(job.name)
+    context = dg.InitExecutorContext(
+        job=reconstructable,
+        executor_def=job.executor_def,
+        executor_config=config,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return job.executor_def.executor_creation_fn(context)
 
 
 def test_the_data_directory_comes_from_the_environment_variable_when_set(monkeypatch, tmp_path):

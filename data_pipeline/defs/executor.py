@@ -30,6 +30,10 @@ class GuardedExecutor(dg.Executor):
         self._inner, self._config_models = inner, config_models
 
     @property
+    def inner(self) -> dg.Executor:
+        return self._inner
+
+    @property
     def retries(self):
         return self._inner.retries
 
