@@ -4,7 +4,6 @@ directory, two runs of one day at once, a bad config value. After each, the day'
 names a complete set (the earlier one), every file it names has its recorded digest, and
 the first ERROR line of the run's output says what went wrong in one sentence."""
 
-import json
 import os
 import re
 import signal
@@ -19,41 +18,19 @@ from data_pipeline.numbers.output_set import current_set
 from data_pipeline.numbers.pipeline import clean_to_parquet
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, file_digest
 from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline_tests.cli_runs import (
+    DAGSTER,
+    DAY,
+    create_instance,
+    finish,
+    first_line_at,
+    mount_tmpfs,
+    start_run,
+    unmount,
+)
 from data_pipeline_tests.test_interrupts import busy_pool
 
 pytestmark = pytest.mark.slow
-
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-DAY = "2026-11-20"
-
-
-def start_run(tmp_path: Path, data: Path, config: str, name: str = "run") -> subprocess.Popen:
-    """`dagster job execute` of numbers_job for DAY in its own session, logging to a file."""
-    (tmp_path / f"{name}.yaml").write_text(config)
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("DATA_PIPELINE_")
-    }
-    environment[DATA_DIR_VARIABLE] = str(data)
-    command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
-    command += ["--tags", json.dumps({"dagster/partition": DAY}), "-c", f"{name}.yaml"]
-    with open(tmp_path / f"{name}.log", "w") as output:
-        return subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=environment,
-            start_new_session=True,
-        )
-
-
-def finish(run: subprocess.Popen, timeout: float = 300) -> int:
-    try:
-        return run.wait(timeout=timeout)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
 
 
 def run(tmp_path: Path, data: Path, config: str, name: str = "run") -> tuple[int, str]:
@@ -70,10 +47,9 @@ def small(count: int = 20_000, seed: int = 1, workers: int = 2) -> str:
 
 def first_error(log: str) -> str:
     """The text of the first ERROR line of a run's output."""
-    for line in log.splitlines():
-        if " - ERROR - " in line:
-            return line.split(" - ")[-1]
-    raise AssertionError(f"no ERROR line:\n{log[-3000:]}")
+    message = first_line_at(log, "ERROR")
+    assert message is not None, f"no ERROR line:\n{log[-3000:]}"
+    return message
 
 
 def assert_whole(day: Path):
@@ -97,21 +73,15 @@ def tmpfs(tmp_path):
 
     def mount(size: str = "2m", read_only: bool = False) -> Path:
         point = tmp_path / f"mount{len(mounted)}"
-        point.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'})")
+        refused = mount_tmpfs(point, size, read_only)
+        if refused:
+            pytest.skip(f"cannot mount a tmpfs here ({refused})")
         mounted.append(point)
         return point
 
     yield mount
     for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], check=False)
+        unmount(point)
 
 
 def test_an_interrupt_mid_transform_leaves_the_earlier_set_current(tmp_path):
@@ -196,6 +166,7 @@ def accepted_for(tmp_path: Path, count: int, seed: int) -> int:
 
 def test_two_runs_of_one_day_at_once_never_mix(tmp_path):
     data = tmp_path / "data"
+    create_instance()
     runs = {seed: start_run(tmp_path, data, small(seed=seed), f"seed{seed}") for seed in (7, 8)}
     codes = {seed: finish(job) for seed, job in runs.items()}
     logs = {seed: (tmp_path / f"seed{seed}.log").read_text() for seed in runs}
