@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -22,6 +23,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+# The fault tests' helpers (data_pipeline_tests is not installed: it is found from the checkout).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_pipeline.numbers.output_set import ManifestError, current_set
 from data_pipeline.numbers.storage import file_digest
@@ -61,7 +65,9 @@ def current_run(day: Path) -> str:
     try:
         current = current_set(day)
     except (ManifestError, OSError) as error:
-        return f"none ({type(error).__name__})"
+        return f"unreadable ({type(error).__name__})"
+    if current.run_id is None:
+        return "none"
     whole = all(file_digest(day / f.path) == f.sha256 for f in current.files.values())
     return f"{current.run_id[:8]} ({len(current.files)} files, {'whole' if whole else 'DAMAGED'})"
 
@@ -88,13 +94,14 @@ def timed_run(work: Path, data: Path, run_config: str, name: str) -> tuple[int, 
 
 def case(name: str, work: Path, data: Path, run_config: str, count: int) -> Outcome:
     """A good run first (unless the data directory cannot hold one), then the case."""
-    day = data / DAY
+    day, slug = data / DAY, re.sub(r"\W+", "-", name)
     if not day.exists() and os.access(data.parent, os.W_OK):
-        with contextlib.suppress(OSError):
-            finish(start_run(work, data, config(count), f"{name}-good"))
+        finish(start_run(work, data, config(count), f"{slug}-good"))
     before = current_run(day)
-    code, log, seconds = timed_run(work, data, run_config, name)
-    return Outcome(name, code, first_message(log), before, current_run(day), seconds)
+    code, log, seconds = timed_run(work, data, run_config, slug)
+    outcome = Outcome(name, code, first_message(log), before, current_run(day), seconds)
+    print(outcome, file=sys.stderr, flush=True)
+    return outcome
 
 
 def interrupted(work: Path, count: int) -> Outcome:

@@ -101,6 +101,11 @@ def test_an_interrupt_mid_transform_leaves_the_earlier_set_current(tmp_path):
     finally:
         finish(job, timeout=1)
     assert assert_whole(data / DAY) == earlier, "the interrupted run committed nothing"
+    assert first_error((tmp_path / "interrupted.log").read_text()) == (
+        "the run was interrupted (Ctrl-C, a termination signal, or Terminate in the UI) and "
+        f"committed nothing: {DAY}'s current set is still {earlier.describe()}; run it again "
+        "to replace it"
+    )
 
 
 def test_a_full_disk_fails_once_without_retry_and_leaves_the_earlier_set_current(tmp_path, tmpfs):

@@ -15,6 +15,7 @@ import pydantic
 from data_pipeline.defs.day_files import DAY_WRITERS
 from data_pipeline.defs.partitions import PARTITION_TAG
 from data_pipeline.defs.resources import ProcessPoolResource, data_directory_for_run
+from data_pipeline.numbers.output_set import ManifestError, current_set
 from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writer
 
 
@@ -50,6 +51,10 @@ class GuardedExecutor(dg.Executor):
                 raise RunRefusedError("; ".join(problems))
             with _day_lock(plan_context.dagster_run, run_config, steps):
                 yield from self._inner.execute(plan_context, execution_plan)
+        except dg.DagsterExecutionInterruptedError:
+            # Dagster's own RUN_FAILURE follows; this line says what it means for the day.
+            plan_context.log.error(_interrupted(plan_context.dagster_run, run_config))
+            raise
         except RunRefusedError as refusal:
             # The first line of the run's log that a reader sees, above the stack trace; the
             # same sentence is the description of the run's failure.
@@ -103,6 +108,25 @@ def _described(error: pydantic.ValidationError, given: dict[str, Any], where: st
         else:
             sentences.append(f"{where}: {message}")
     return sentences
+
+
+def _interrupted(run: dg.DagsterRun, run_config: dict[str, Any]) -> str:
+    sentence = "the run was interrupted (Ctrl-C, a termination signal, or Terminate in the UI)"
+    day = run.tags.get(PARTITION_TAG)
+    if not day:
+        return f"{sentence}: run it again to finish its work"
+    try:
+        current = current_set(data_directory_for_run(run_config).directory(day))
+    except (OSError, ManifestError, dg.Failure):
+        return f"{sentence}: run it again to finish {day}"
+    if current.run_id is None:
+        return f"{sentence} and committed nothing: {day} has no set yet; run it again"
+    if current.run_id == run.run_id:
+        return f"{sentence} after it committed {day}'s set; run it again to finish the rest"
+    return (
+        f"{sentence} and committed nothing: {day}'s current set is still {current.describe()}; "
+        "run it again to replace it"
+    )
 
 
 @contextlib.contextmanager
