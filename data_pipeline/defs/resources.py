@@ -126,8 +126,8 @@ class DataDirectoryResource(dg.ConfigurableResource):
         operating system's reason, the setting that chose the directory, what to do."""
         where = shown_path(path or error.filename or self.path)
         advice = _STORAGE_ADVICE.get(error.errno, "point it at a directory you can write")
-        # Arrow's errors carry the errno but no strerror, and a message of their own.
-        reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+        # The system's words for the errno: Arrow's errors put a message of their own there.
+        reason = os.strerror(error.errno) if error.errno else (error.strerror or str(error))
         return (
             f"cannot {doing} {where}: {reason} (errno {error.errno}). The "
             f"data directory {self.path} comes from {self.setting()}: {advice}"
