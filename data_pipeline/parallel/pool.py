@@ -22,7 +22,7 @@ from data_pipeline.parallel.cpus import available_cpus_recently, effective_worke
 from data_pipeline.parallel.decision import Decision, Mode, WorkSample, forced, predicted
 from data_pipeline.parallel.progress import LongTasks
 from data_pipeline.parallel.stats import PoolStats
-from data_pipeline.parallel.worker import IDLE, timed_call
+from data_pipeline.parallel.worker import timed_call
 from data_pipeline.parallel.worker_logs import this_threads_records_to
 from data_pipeline.parallel.worker_processes import WorkerProcesses
 
@@ -379,8 +379,7 @@ class ProcessPool:
     def _running_tasks(self, in_flight: deque, describe: Callable) -> list[tuple[str, float]]:
         """(description, since when) of each task a worker runs now, read from the slot
         table the workers write; since when is when this process first saw it there."""
-        slots = self._workers._slots  # each worker's (pid, index of the task it runs)
-        now_running = {slots[2 * slot + 1] for slot in range(self.workers)} - {IDLE}
+        now_running = self._workers.running_tasks()
         now = time.monotonic()
         since = {index: self._running_since.get(index, now) for index in now_running}
         self._running_since = since

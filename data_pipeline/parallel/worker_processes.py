@@ -166,6 +166,13 @@ class WorkerProcesses:
         finally:
             self._release()
 
+    def running_tasks(self) -> set[int]:
+        """The index of each task a worker runs now, as the workers' slot table says."""
+        slots = self._slots
+        if slots is None:
+            return set()
+        return {slots[2 * slot + 1] for slot in range(self.workers)} - {IDLE}
+
     def deaths(self) -> list[tuple[int, int | None, int]]:
         """Once the executor broke: (pid, exit code, index of the task it was running or IDLE)
         of each worker that died on its own.
