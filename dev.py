@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -29,13 +30,29 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed-pyproject-sha256"
 
 
+def create_venv() -> None:
+    """.venv/ with pip in it: from Python's own ensurepip, or, where the system's Python
+    has none (Debian's python3 without python3-venv), from the pip this Python runs."""
+    try:
+        venv.create(VENV, with_pip=True)
+        return
+    except subprocess.CalledProcessError:
+        print("ensurepip is not available here: installing pip into .venv/ with this pip")
+    shutil.rmtree(VENV)
+    venv.create(VENV, with_pip=False)
+    bootstrap = [sys.executable, "-m", "pip", "--python", str(BIN / "python"), "install"]
+    if subprocess.run([*bootstrap, "--quiet", "pip"]).returncode:
+        shutil.rmtree(VENV)
+        sys.exit("cannot create .venv/ with pip: install python3-venv (or pip 22.3 or newer)")
+
+
 def ensure_installed() -> None:
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():
         print(f"creating {VENV.name}/ ...", flush=True)
-        venv.create(VENV, with_pip=True)
+        create_venv()
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     print("installing data_pipeline and its dependencies (about a minute) ...", flush=True)
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
