@@ -29,13 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_pipeline.numbers.output_set import ManifestError, current_set
 from data_pipeline.numbers.storage import file_digest
-from data_pipeline_tests.cli_runs import DAY, finish, first_line_at, mount_tmpfs, start_run, unmount
+from data_pipeline_tests.cli_runs import (
+    DAY,
+    finish,
+    first_line_at,
+    mount_tmpfs,
+    run,
+    start_run,
+    unmount,
+)
 
 
 @dataclass
 class Outcome:
     case: str
-    exit_code: int | str
+    exit_code: int
     message: str
     before: str
     after: str
@@ -86,19 +94,15 @@ def tmpfs(work: Path, size: str, read_only: bool = False) -> Iterator[Path | Non
         unmount(point)
 
 
-def timed_run(work: Path, data: Path, run_config: str, name: str) -> tuple[int, str, float]:
-    started = time.perf_counter()
-    code = finish(start_run(work, data, run_config, name), timeout=600)
-    return code, (work / f"{name}.log").read_text(), time.perf_counter() - started
-
-
 def case(name: str, work: Path, data: Path, run_config: str, count: int) -> Outcome:
     """A good run first (unless the data directory cannot hold one), then the case."""
     day, slug = data / DAY, re.sub(r"\W+", "-", name)
     if not day.exists() and os.access(data.parent, os.W_OK):
         finish(start_run(work, data, config(count), f"{slug}-good"))
     before = current_run(day)
-    code, log, seconds = timed_run(work, data, run_config, slug)
+    started = time.perf_counter()
+    code, log = run(work, data, run_config, slug, timeout=600)
+    seconds = time.perf_counter() - started
     outcome = Outcome(name, code, first_message(log), before, current_run(day), seconds)
     print(outcome, file=sys.stderr, flush=True)
     return outcome
@@ -112,6 +116,8 @@ def interrupted(work: Path, count: int) -> Outcome:
     job = start_run(work, data, config(300_000, seed=2, kernel="python"), "interrupt")
     log = work / "interrupt.log"
     while " - transformed_numbers - STEP_START - " not in log.read_text():
+        if job.poll() is not None:  # ended before its transform: shown as it ended
+            break
         time.sleep(0.1)
     time.sleep(2)  # the transform's pool is busy by now
     os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
@@ -133,19 +139,17 @@ def two_at_once(work: Path, count: int) -> list[Outcome]:
     before = current_run(data / DAY)
     started = time.perf_counter()
     jobs = {seed: start_run(work, data, config(count, seed=seed), f"seed{seed}") for seed in (7, 8)}
-    outcomes = []
-    for seed, job in jobs.items():
-        code = finish(job)
-        log = (work / f"seed{seed}.log").read_text()
-        message = first_message(log)
-        if code == 0:
-            counts = [line for line in log.splitlines() if " accepted, " in line]
-            message = counts[0].split(" - ")[-1] if counts else message
-        outcomes.append(Outcome(f"two runs at once: seed {seed}", code, message, before, "", 0.0))
+    codes = {seed: finish(job) for seed, job in jobs.items()}
     seconds = time.perf_counter() - started
     after = current_run(data / DAY)
-    for outcome in outcomes:
-        outcome.after, outcome.seconds = after, seconds
+    outcomes = []
+    for seed, code in codes.items():
+        log = (work / f"seed{seed}.log").read_text()
+        counts = [line.split(" - ")[-1] for line in log.splitlines() if " accepted, " in line]
+        message = counts[0] if code == 0 and counts else first_message(log)
+        outcomes.append(
+            Outcome(f"two runs at once: seed {seed}", code, message, before, after, seconds)
+        )
     return outcomes
 
 

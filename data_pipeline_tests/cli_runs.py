@@ -55,6 +55,12 @@ def finish(run: subprocess.Popen, timeout: float = 300) -> int:
             run.wait()
 
 
+def run(work: Path, data: Path, config: str, name: str = "run", timeout: float = 300):
+    """:func:`start_run` and :func:`finish`: the exit code and the run's whole output."""
+    code = finish(start_run(work, data, config, name), timeout)
+    return code, (work / f"{name}.log").read_text()
+
+
 def first_line_at(log: str, level: str) -> str | None:
     """The message of the first line of a run's output at ``level`` (ERROR, WARNING)."""
     for line in log.splitlines():

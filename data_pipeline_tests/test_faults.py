@@ -25,17 +25,13 @@ from data_pipeline_tests.cli_runs import (
     finish,
     first_line_at,
     mount_tmpfs,
+    run,
     start_run,
     unmount,
 )
 from data_pipeline_tests.test_interrupts import busy_pool
 
 pytestmark = pytest.mark.slow
-
-
-def run(tmp_path: Path, data: Path, config: str, name: str = "run") -> tuple[int, str]:
-    code = finish(start_run(tmp_path, data, config, name))
-    return code, (tmp_path / f"{name}.log").read_text()
 
 
 def small(count: int = 20_000, seed: int = 1, workers: int = 2) -> str:
