@@ -340,9 +340,9 @@ def transformed_numbers(
     process_pool: ProcessPoolResource,
 ) -> dg.MaterializeResult:
     """Each accepted value with its square, digit sum, Collatz step count, smallest and
-    largest prime factor and primality, computed per value in plain Python on a process pool
-    (the reference any faster strategy must match). Written in input order to
-    `transformed_numbers.parquet`."""
+    largest prime factor and primality, computed by the chosen kernel (by default the fastest
+    installed one; plain Python is the reference every kernel must match), in the step or on a
+    process pool as `mode` decides. Written in input order to `transformed_numbers.parquet`."""
     context.log.info(process_pool.describe_plan())
     kernel = _chosen_kernel(context, process_pool)
     with writing(context, data_directory) as files:
