@@ -21,12 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_pipeline.numbers.kernel_choice import kernel_named
-from data_pipeline.numbers.pipeline import (
-    CLEANED_SCHEMA,
-    DEFAULT_TRANSFORM_CHUNK_VALUES,
-    transform_to_parquet,
-)
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.numbers.stages.chunk_sizes import DEFAULT_TRANSFORM_CHUNK_VALUES
+from data_pipeline.numbers.stages.parquet_output import CLEANED_SCHEMA
+from data_pipeline.numbers.stages.transform import transform_to_parquet
+from data_pipeline.parallel.settings import PoolSettings
 
 COSTLY_PRIME = 9_223_372_036_854_775_783
 MODES = ("serial", "parallel", "auto")

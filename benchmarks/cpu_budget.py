@@ -17,13 +17,11 @@ from multiprocessing import get_context
 import pyarrow as pa
 
 from data_pipeline.measure.timing import Outcome, measure_alternately
-from data_pipeline.numbers.pipeline import (
-    DEFAULT_TRANSFORM_CHUNK_VALUES,
-    TransformSummary,
-    transform_cleaned,
-)
+from data_pipeline.numbers.stages.chunk_sizes import DEFAULT_TRANSFORM_CHUNK_VALUES
+from data_pipeline.numbers.stages.summaries import TransformSummary
+from data_pipeline.numbers.stages.transform import transform_cleaned
 from data_pipeline.parallel.budget import STEPS_VARIABLE, cpu_plan
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 
 
 def one_step(task: tuple[int, int]) -> int:

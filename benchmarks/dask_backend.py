@@ -26,14 +26,14 @@ import distributed
 from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import kernel_named
-from data_pipeline.numbers.pipeline import (
-    clean_to_parquet,
+from data_pipeline.numbers.stages.chunk_sizes import (
     default_cleaning_chunk_bytes,
     default_transform_chunk_values,
-    transform_to_parquet,
 )
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.transform import transform_to_parquet
 from data_pipeline.parallel.cpus import available_cpus
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 
 
 def strategies(workers: int) -> dict[str, PoolSettings]:

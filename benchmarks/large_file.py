@@ -20,8 +20,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.pipeline import DEFAULT_CLEANING_CHUNK_BYTES, clean_to_parquet
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.numbers.stages.chunk_sizes import DEFAULT_CLEANING_CHUNK_BYTES
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.parallel.settings import PoolSettings
 
 BLOCK_LINES = 9_000_000  # about 64 MiB of generated lines
 

@@ -21,13 +21,14 @@ from pathlib import Path
 from data_pipeline.measure.comparison import compare_serial_and_parallel
 from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.pipeline import (
+from data_pipeline.numbers.stages.chunk_sizes import (
     DEFAULT_CLEANING_CHUNK_BYTES,
     DEFAULT_TRANSFORM_CHUNK_VALUES,
 )
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.parallel.cpus import available_cpus
-from data_pipeline.parallel.pool import DEFAULT_START_METHOD, PoolSettings, ProcessPool
+from data_pipeline.parallel.local.process_pool import ProcessPool
+from data_pipeline.parallel.settings import DEFAULT_START_METHOD, PoolSettings
 
 CEILING_VALUES = list(range(100_000, 160_000))
 

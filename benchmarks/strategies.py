@@ -17,9 +17,9 @@ import numba
 import numpy
 import pyarrow
 
-from data_pipeline.measure.strategies import compare_strategies
+from data_pipeline.measure.strategies.compare import compare_strategies
 from data_pipeline.parallel.cpus import available_cpus
-from data_pipeline.parallel.pool import DEFAULT_START_METHOD
+from data_pipeline.parallel.settings import DEFAULT_START_METHOD
 
 
 def machine() -> str:

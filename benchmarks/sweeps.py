@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_pipeline.measure.sweeps import (
+from data_pipeline.measure.sweeps.sweep import (
     PYTHON_TRANSFORM_MAX_SIZE,
     SECONDS_PER_SIZE,
     SIZES,
@@ -26,7 +26,7 @@ from data_pipeline.measure.sweeps import (
 )
 from data_pipeline.numbers.kernel_choice import PYTHON, kernel_named
 from data_pipeline.parallel.cpus import available_cpus
-from data_pipeline.parallel.pool import DEFAULT_START_METHOD
+from data_pipeline.parallel.settings import DEFAULT_START_METHOD
 
 
 def machine() -> str:

@@ -2,21 +2,21 @@
 
 import dagster as dg
 
-from data_pipeline.defs.assets import (
-    cleaned_numbers,
-    numbers_file,
-    parallelism_report,
-    transformed_numbers,
-)
-from data_pipeline.defs.benchmark import benchmark_job, parallelism_benchmark, parallelism_sweep
+from data_pipeline.defs.assets.benchmarks import parallelism_benchmark, parallelism_sweep
+from data_pipeline.defs.assets.cleaned_numbers import cleaned_numbers
+from data_pipeline.defs.assets.numbers_file import numbers_file
+from data_pipeline.defs.assets.parallelism_report import parallelism_report
+from data_pipeline.defs.assets.transformed_numbers import transformed_numbers
 from data_pipeline.defs.checks import (
     every_line_accepted_or_rejected,
     one_transformed_row_per_accepted_value,
     serial_and_parallel_outputs_identical,
 )
-from data_pipeline.defs.jobs import numbers_executor, numbers_job, report_job
-from data_pipeline.defs.resources import ProcessPoolResource, data_directory_resource
-from data_pipeline.defs.schedules import landing_files_sensor, numbers_daily_schedule
+from data_pipeline.defs.jobs import benchmark_job, numbers_executor, numbers_job, report_job
+from data_pipeline.defs.resources.data_directory import data_directory_resource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
+from data_pipeline.defs.schedules import numbers_daily_schedule
+from data_pipeline.defs.sensors import landing_files_sensor
 
 defs = dg.Definitions(
     assets=[

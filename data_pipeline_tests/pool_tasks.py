@@ -94,8 +94,8 @@ def clean_into(task: tuple[str, str]) -> int:
     """Clean one file into fixed output paths (a 'run' for the concurrent-writers test)."""
     from pathlib import Path
 
-    from data_pipeline.numbers.pipeline import clean_to_parquet
-    from data_pipeline.parallel.pool import PoolSettings
+    from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+    from data_pipeline.parallel.settings import PoolSettings
 
     source, directory = Path(task[0]), Path(task[1])
     summary = clean_to_parquet(
@@ -112,7 +112,7 @@ def sleep_for(seconds: float) -> float:
 def own_a_busy_pool(start_method: str) -> None:
     """Run in a process of its own: start a pool, print the worker pids, stay busy (tasks of
     ten minutes)."""
-    from data_pipeline.parallel.pool import ProcessPool
+    from data_pipeline.parallel.local.process_pool import ProcessPool
 
     with ProcessPool(2, start_method) as pool:
         print(" ".join(map(str, sorted(pool.worker_pids))), flush=True)  # noqa: T201
@@ -136,8 +136,8 @@ def own_a_pool_that_outlasts_sigterm(start_method: str, markers: str) -> None:
     """Run in a process of its own: print the worker pids, run tasks that ignore SIGTERM,
     print ``interrupted`` once a KeyboardInterrupt has ended the pool, then stay alive (the
     workers' lifeline stays open) until stdin closes."""
-    from data_pipeline.parallel import worker_processes
-    from data_pipeline.parallel.pool import ProcessPool
+    from data_pipeline.parallel.local import worker_processes
+    from data_pipeline.parallel.local.process_pool import ProcessPool
 
     # Longer than the test waits: only the reaction to a second interrupt can end the workers.
     worker_processes.TERMINATE_GRACE_SECONDS = 600.0
@@ -159,7 +159,7 @@ def report_what_workers_saw_at_import(start_method: str) -> None:
     process imported it, the worker's pid, and this process's limits after the pool."""
     import json
 
-    from data_pipeline.parallel.pool import ProcessPool
+    from data_pipeline.parallel.local.process_pool import ProcessPool
     from data_pipeline_tests import environment_at_import
 
     module = environment_at_import.__name__

@@ -13,7 +13,8 @@ from data_pipeline.defs.checks import (
     one_transformed_row_per_accepted_value,
     serial_and_parallel_outputs_identical,
 )
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import MANIFEST, current_file, current_set
 from data_pipeline.numbers.storage import digest_key, file_digest
 

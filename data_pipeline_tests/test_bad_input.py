@@ -8,8 +8,8 @@ import pytest
 
 from data_pipeline.numbers.chunking import UTF8_BOM, count_lines
 from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.pipeline import clean_to_parquet
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.pool_tasks import clean_into
 
 NASTY_LINES = [

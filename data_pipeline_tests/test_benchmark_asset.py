@@ -7,12 +7,13 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
-from data_pipeline.defs.benchmark import (
+from data_pipeline.defs.assets.benchmarks import (
     SCALING_CHART_FILE,
     parallelism_benchmark,
     parallelism_sweep,
 )
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 
 BENCHMARKS = ("parallelism_benchmark", "parallelism_sweep")
 

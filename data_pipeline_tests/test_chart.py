@@ -7,7 +7,7 @@ import io
 import matplotlib.image
 import pytest
 
-from data_pipeline.measure.chart import (
+from data_pipeline.measure.sweeps.chart import (
     DOTS_PER_INCH,
     FIGURE_INCHES,
     SizePoint,

@@ -9,22 +9,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.pipeline import (
-    CLEANED_SCHEMA,
-    FIRST_TASK_VALUES,
-    TARGET_TASK_SECONDS,
-    _CostSizedPieces,
-    clean_to_parquet,
-    transform_to_parquet,
-)
+from data_pipeline.numbers.stages.chunk_sizes import FIRST_TASK_VALUES, TARGET_TASK_SECONDS
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.parquet_output import CLEANED_SCHEMA
+from data_pipeline.numbers.stages.transform import CostSizedPieces, transform_to_parquet
 from data_pipeline.numbers.transforms import transform_values
-from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
+from data_pipeline.parallel.pool_run import map_tasks
 from data_pipeline.parallel.progress import LongTasks
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.pool_tasks import sleep_for
 from data_pipeline_tests.test_progress import FakeClock, Recorder
 
-# Trial division to 2**20 and a Miller-Rabin test: ~55 ms in every kernel (pipeline.py).
+# Trial division to 2**20 and a Miller-Rabin test: ~55 ms in every kernel (stages/chunk_sizes.py).
 COSTLY_PRIME = 9_223_372_036_854_775_783
 
 
@@ -46,7 +43,7 @@ def batch_of(rows: int) -> pa.RecordBatch:
 
 
 def piece_sizes(batches, first_values, seconds_per_value) -> list[int]:
-    pieces = _CostSizedPieces(first_values, batches[0].num_rows, lambda: seconds_per_value)
+    pieces = CostSizedPieces(first_values, batches[0].num_rows, lambda: seconds_per_value)
     return [piece.num_rows for piece in pieces.cut(batches)]
 
 
@@ -74,7 +71,7 @@ def test_tasks_hold_as_many_values_as_take_the_target_time(
 
 def test_pieces_keep_every_row_in_order():
     batches = [batch_of(100), batch_of(37)]
-    pieces = _CostSizedPieces(FIRST_TASK_VALUES, 100, lambda: 0.055)
+    pieces = CostSizedPieces(FIRST_TASK_VALUES, 100, lambda: 0.055)
     joined = pa.Table.from_batches(list(pieces.cut(batches)))
     assert joined.equals(pa.Table.from_batches(batches))
 
@@ -134,7 +131,8 @@ def test_cheap_values_keep_their_chunks(tmp_path):
 def test_a_chunk_running_long_is_named_while_it_runs(caplog):
     settings = PoolSettings(2, mode="parallel")
     with caplog.at_level(logging.INFO, logger=pool_logger.name):
-        run = settings.map(
+        run = map_tasks(
+            settings,
             sleep_for,
             [1.5, 0.01, 0.01],
             describe=lambda seconds: f"a nap of {seconds} s",
@@ -169,7 +167,7 @@ def test_tasks_shorter_than_the_threshold_stay_quiet():
 
 
 def test_the_measured_cost_is_of_the_last_tasks():
-    run = PoolSettings(1).map(sleep_for, [0.0], size_of=lambda seconds: 2)
+    run = map_tasks(PoolSettings(1), sleep_for, [0.0], size_of=lambda seconds: 2)
     assert run.seconds_per_unit() is None
     for seconds in (1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0):
         run._note_cost(seconds, seconds)

@@ -19,14 +19,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from data_pipeline.defs.resources import ProcessPoolResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.chunking import ByteRange
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import kernel_named
 from data_pipeline.numbers.parsing import clean_byte_range
-from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
-from data_pipeline.parallel import dask_pool
-from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings, WorkerDiedError
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.transform import transform_to_parquet
+from data_pipeline.parallel.dask_cluster import dask_pool, distributed_module
+from data_pipeline.parallel.errors import ChunkFailedError, WorkerDiedError
+from data_pipeline.parallel.pool import open_pool
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests import pool_tasks
 from data_pipeline_tests.processes import (
     assert_ended_interrupted,
@@ -121,7 +124,7 @@ def test_cleaning_and_transform_on_dask_write_the_local_pools_files_byte_for_byt
 
 def test_results_keep_input_order_when_later_tasks_finish_first():
     tasks = [(value, 0.3 if value == 0 else 0.0) for value in range(8)]
-    with DASK.open(8) as pool:
+    with open_pool(DASK, 8) as pool:
         results = list(pool.map(pool_tasks.square_after_delay, tasks))
     assert [square for square, _ in results] == [value * value for value in range(8)]
 
@@ -129,13 +132,13 @@ def test_results_keep_input_order_when_later_tasks_finish_first():
 def test_tasks_are_named_only_when_something_goes_wrong():
     # Naming a byte range counts the lines before it: it must not happen once per task.
     named = []
-    with DASK.open(4) as pool:
+    with open_pool(DASK, 4) as pool:
         results = list(pool.map(pool_tasks.own_pid, range(8), describe=named.append))
     assert len(results) == 8 and named == []
 
 
 def test_a_task_that_raises_names_its_chunk_and_carries_the_worker_traceback():
-    with pytest.raises(ChunkFailedError) as failure, DASK.open(6) as pool:
+    with pytest.raises(ChunkFailedError) as failure, open_pool(DASK, 6) as pool:
         list(pool.map(pool_tasks.fail_on_three, range(6), describe=lambda v: f"chunk {v}"))
     message = str(failure.value)
     assert message.startswith("chunk 3 failed on a Dask worker: ValueError: cannot handle 3")
@@ -144,7 +147,7 @@ def test_a_task_that_raises_names_its_chunk_and_carries_the_worker_traceback():
 
 def test_a_file_the_workers_cannot_open_says_where_the_input_must_be(tmp_path):
     missing = ByteRange(str(tmp_path / "not_here.txt"), 0, 0, 100)
-    with pytest.raises(ChunkFailedError) as failure, DASK.open(2) as pool:
+    with pytest.raises(ChunkFailedError) as failure, open_pool(DASK, 2) as pool:
         list(pool.map(clean_byte_range, [missing, missing], describe=str))
     message = str(failure.value)
     assert "chunk 0 (bytes 0-100 of" in message and "FileNotFoundError" in message
@@ -205,10 +208,9 @@ def kernel_killing_a_worker_once(marker: Path):
 def test_no_worker_process_or_listening_port_is_left_after_the_pool(ending):
     failing = ending == "by an exception"
     expected = pytest.raises(RuntimeError) if failing else contextlib.nullcontext()
-    with expected, DASK.open(4) as pool:
-        client = pool._client
-        addresses = [client.scheduler.address, *client.scheduler_info()["workers"]]
-        addresses += [info["nanny"] for info in client.scheduler_info()["workers"].values()]
+    with expected, open_pool(DASK, 4) as pool:
+        addresses = pool.cluster_addresses()
+        assert len(addresses) == 1 + 2 * 2, "the scheduler, and each worker with its nanny"
         workers = set(pool.worker_pids)
         assert workers <= spawned_workers()
         list(pool.map(pool_tasks.square_after_delay, [(value, 0.05) for value in range(4)]))
@@ -221,7 +223,7 @@ def test_no_worker_process_or_listening_port_is_left_after_the_pool(ending):
 def test_worker_logs_and_prints_reach_the_owners_log_tagged_with_the_worker():
     log = ListLog()
     settings = PoolSettings(workers=2, mode="parallel", backend="dask")
-    with settings.open(2, log=log) as pool:
+    with open_pool(settings, 2, log=log) as pool:
         pids = list(pool.map(pool_tasks.print_then_wait, [0.1, 0.1]))
         squares = list(pool.map(pool_tasks.log_and_square, [2, 3]))
     assert squares == [4, 9]
@@ -242,7 +244,7 @@ def test_a_running_cluster_is_used_by_its_scheduler_address_and_left_running():
         settings = PoolSettings(
             workers=2, mode="parallel", backend="dask", scheduler_address=cluster.scheduler_address
         )
-        with settings.open(4) as pool:
+        with open_pool(settings, 4) as pool:
             results = list(pool.map(pool_tasks.own_pid, range(6)))
         assert set(results) <= set(pool.worker_pids)
         assert pool.stats.workers == 2
@@ -257,14 +259,16 @@ def test_an_unreachable_scheduler_fails_naming_the_address(monkeypatch):
         workers=2, mode="parallel", backend="dask", scheduler_address="tcp://127.0.0.1:9"
     )
     refused = pytest.raises(RuntimeError, match=r"cannot connect to the Dask scheduler at 'tcp://")
-    with refused, settings.open(2):
+    with refused, open_pool(settings, 2):
         pass
 
 
 def test_without_distributed_the_backend_fails_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    missing = pytest.raises(dask_pool.DaskUnavailableError, match=r"pip install -e '\.\[dask\]'")
-    with missing, DASK.open(2):
+    missing = pytest.raises(
+        distributed_module.DaskUnavailableError, match=r"pip install -e '\.\[dask\]'"
+    )
+    with missing, open_pool(DASK, 2):
         pass
 
 

@@ -16,8 +16,9 @@ import pytest
 
 from data_pipeline.definitions import defs
 from data_pipeline.defs.partitions import PARTITION_TAG, seed_of
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
-from data_pipeline.defs.schedules import landing_files_sensor
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
+from data_pipeline.defs.sensors import landing_files_sensor
 from data_pipeline.numbers.output_set import current_file, current_set
 from data_pipeline.numbers.storage import file_digest
 from data_pipeline_tests.ticks import daily_schedule_tick

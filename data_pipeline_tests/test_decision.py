@@ -11,7 +11,8 @@ import pytest
 
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import PYTHON
-from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.transform import transform_to_parquet
 from data_pipeline.parallel.calibration import COSTS_FILE, corrections, learn, pool_costs
 from data_pipeline.parallel.decision import (
     Corrections,
@@ -21,7 +22,7 @@ from data_pipeline.parallel.decision import (
     forced,
     predicted,
 )
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 
 KEY = "v2: forkserver, 2 workers, preloading nothing"
 # A machine where a pool costs 0.3 s to start cold, 0.05 s warm, and 0.3 ms a task.

@@ -3,14 +3,13 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.executor.multiprocess import MultiprocessExecutor
+import pytest
 
 from data_pipeline.definitions import defs
 from data_pipeline.defs.executor import GuardedExecutor
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
-from data_pipeline.defs.resources import data_directory_resource
-from data_pipeline.numbers.pipeline import CLEANED_SCHEMA, TRANSFORMED_SCHEMA
+from data_pipeline.defs.resources.data_directory import data_directory_resource
+from data_pipeline.numbers.stages.parquet_output import CLEANED_SCHEMA, TRANSFORMED_SCHEMA
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, REPOSITORY_DATA_DIR
 from data_pipeline_tests.ticks import daily_schedule_tick
 
@@ -36,25 +35,35 @@ def test_the_job_and_ui_materializations_share_the_multiprocess_executor():
     job = defs.resolve_job_def("numbers_job")
     assert job.executor_def is defs.executor
     assert job.executor_def.name == "numbers_executor"
-    executor = _executor_of(job)
+    executor = _executor_of(job, job.executor_def)
     assert isinstance(executor, GuardedExecutor), "checks config and takes the day's lock first"
-    assert isinstance(executor.inner, MultiprocessExecutor), "then runs each step in a process"
+    multiprocess = _executor_of(job, dg.multiprocess_executor)
+    assert type(executor.inner) is type(multiprocess), "then runs each step in a process"
     assert MAX_CONCURRENT_STEPS == 1, "each pooled step already uses every CPU"
 
 
-def _executor_of(job: dg.JobDefinition) -> dg.Executor:
-    """The executor a run of ``job`` gets, built as Dagster builds it (default config)."""
-    config = job.executor_def.apply_config_mapping({}).value["config"]
-    reconstructable = ReconstructableRepository.for_module(
-        "data_pipeline.definitions", "defs"
-    ).get_reconstructable_job(job.name)
+def numbers_job_definition() -> dg.JobDefinition:
+    """numbers_job as the run's own process loads it (for dg.reconstructable)."""
+    return defs.resolve_job_def("numbers_job")
+
+
+def _executor_of(job: dg.JobDefinition, executor_def: dg.ExecutorDefinition) -> dg.Executor:
+    """The executor ``executor_def`` makes for a run of ``job`` with the job's default
+    executor config, built as Dagster builds it."""
+    [config] = dg.validate_run_config(job)["execution"].values()
     context = dg.InitExecutorContext(
-        job=reconstructable,
-        executor_def=job.executor_def,
+        job=dg.reconstructable(numbers_job_definition),
+        executor_def=executor_def,
         executor_config=config,
         instance=dg.DagsterInstance.ephemeral(),
     )
-    return job.executor_def.executor_creation_fn(context)
+    return executor_def.executor_creation_fn(context)
+
+
+def test_a_run_config_value_of_the_wrong_type_is_refused_naming_its_field():
+    job = defs.resolve_job_def("numbers_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="ops:numbers_file:config:count"):
+        dg.validate_run_config(job, {"ops": {"numbers_file": {"config": {"count": "many"}}}})
 
 
 def test_the_data_directory_comes_from_the_environment_variable_when_set(monkeypatch, tmp_path):

@@ -15,9 +15,9 @@ import pytest
 
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.output_set import current_set
-from data_pipeline.numbers.pipeline import clean_to_parquet
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
 from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, file_digest
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.cli_runs import (
     DAGSTER,
     DAY,

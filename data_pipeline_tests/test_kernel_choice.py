@@ -1,11 +1,16 @@
-"""Choosing a kernel: `auto` takes the fastest that passes its self-check; a kernel that
-cannot run fails naming what can."""
+"""Choosing a kernel: `auto` takes the fastest that passes its self-check, saying once why it
+passed over one; a kernel that cannot run fails naming what can."""
+
+import dataclasses
+import logging
 
 import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
+from data_pipeline.numbers import kernel_choice
 from data_pipeline.numbers.kernel_choice import (
     KERNEL_NAMES,
     PYTHON,
@@ -55,3 +60,59 @@ def test_every_installed_kernel_can_be_chosen_by_name(name):
     if not installed(name):
         pytest.skip(f"{name} is not installed")
     assert kernel_named(name).name == name
+
+
+@pytest.fixture
+def numba_self_check_raises(monkeypatch):
+    """The numba kernel as on a machine where its transform raises; self-checks run afresh."""
+    if not (installed("numba") and installed("numpy")):
+        pytest.skip("needs the numba and numpy kernels installed")
+
+    def transform(chunk):
+        raise RuntimeError("no AVX2 on this CPU")
+
+    numba = dataclasses.replace(kernel_choice._KERNELS["numba"], transform=transform)
+    monkeypatch.setitem(kernel_choice._KERNELS, "numba", numba)
+    monkeypatch.setattr(kernel_choice, "_FAILURES_LOGGED", set())
+    kernel_choice._self_check_failure.cache_clear()
+    yield
+    kernel_choice._self_check_failure.cache_clear()
+
+
+def self_check_warnings(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == kernel_choice.__name__ and record.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.usefixtures("numba_self_check_raises")
+def test_auto_passes_over_a_kernel_whose_self_check_raises():
+    assert kernel_named("auto").name == "numpy"
+
+
+@pytest.mark.usefixtures("numba_self_check_raises")
+def test_auto_logs_the_kernel_it_passed_over_with_the_exception_and_its_fallback(caplog):
+    kernel_named("auto")
+    assert self_check_warnings(caplog) == [
+        "kernel 'numba' failed its self-check (RuntimeError: no AVX2 on this CPU): "
+        "auto falls back to 'numpy'"
+    ]
+
+
+@pytest.mark.usefixtures("numba_self_check_raises")
+def test_a_failed_self_check_is_logged_once_per_process(caplog):
+    for _ in range(3):
+        kernel_named("auto")
+    assert len(self_check_warnings(caplog)) == 1
+
+
+@pytest.mark.usefixtures("numba_self_check_raises")
+def test_a_kernel_asked_for_by_name_that_fails_its_self_check_is_refused_naming_the_others():
+    with pytest.raises(
+        KernelUnavailableError,
+        match=r"kernel='numba' failed its self-check here: available kernels are python, numpy "
+        r"\(or auto\)",
+    ):
+        kernel_named("numba")

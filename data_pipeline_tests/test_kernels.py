@@ -1,6 +1,6 @@
-"""The numpy and numba kernels give exactly the reference transform's columns: the same
-values, the same Python types and so the same Arrow arrays, on hard cases and random int64
-lists; the numba kernel's compile is paid by its warm-up, never by a task."""
+"""The numpy and numba kernels, as a pool worker runs them, give exactly the reference
+transform's columns (the same Arrow arrays) on hard cases and random int64 lists; the numba
+kernel's compile is paid by its warm-up, never by a task."""
 
 from array import array
 
@@ -10,15 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from data_pipeline.numbers.kernel_choice import Kernel, installed, kernel_named
 from data_pipeline.numbers.kernels import columns
-from data_pipeline.numbers.kernels.numpy_kernel import (
-    transform_columns_numpy,
-    transform_values_numpy,
-)
-from data_pipeline.numbers.pipeline import TRANSFORMED_SCHEMA
+from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA
 from data_pipeline.numbers.transforms import (
     TRANSFORM_COLUMNS,
     TRIAL_DIVISION_LIMIT,
+    ValueChunk,
     transform_values,
 )
 
@@ -60,31 +58,27 @@ HARD_VALUES = [value for value, _ in HARD_CASES]
 
 
 @pytest.fixture(scope="module", params=["numpy", "numba"])
-def kernel(request):
-    """Each fast kernel's transform; the numba one only where numba is installed."""
-    if request.param == "numpy":
-        return transform_values_numpy
-    return pytest.importorskip("data_pipeline.numbers.kernels.numba_kernel").transform_values_numba
+def kernel(request) -> Kernel:
+    """Each fast kernel as the pipeline chooses it; numba only where it is installed."""
+    if not installed(request.param):
+        pytest.skip(f"{request.param} is not installed")
+    return kernel_named(request.param)
 
 
-def assert_same_as_reference(kernel, values) -> None:
-    """The lists equal the reference's, item types included, and so do the Arrow columns a
-    pool worker sends back instead."""
+def transformed(kernel: Kernel, values) -> dict[str, pa.Array]:
+    """The kernel's columns for ``values``, as a pool worker sends them back."""
+    return kernel.transform(ValueChunk(0, 1, len(values), values))
+
+
+def assert_same_as_reference(kernel: Kernel, values) -> None:
+    """Every column is the reference's as an Arrow array of the output's type: the same
+    values, nulls where the reference has None."""
     expected = transform_values([int(value) for value in values])
-    result = kernel(values)
-    assert result == expected
-    arrow_columns = arrow_columns_of(kernel)(values)
+    result = transformed(kernel, values)
+    assert list(result) == list(TRANSFORM_COLUMNS)
     for name in TRANSFORM_COLUMNS:
-        assert [type(item) for item in result[name]] == [type(item) for item in expected[name]]
         arrow_type = TRANSFORMED_SCHEMA.field(name).type
-        assert pa.array(result[name], arrow_type).equals(pa.array(expected[name], arrow_type))
-        assert arrow_columns[name].equals(pa.array(expected[name], arrow_type)), name
-
-
-def arrow_columns_of(kernel):
-    if kernel is transform_values_numpy:
-        return transform_columns_numpy
-    return pytest.importorskip("data_pipeline.numbers.kernels.numba_kernel").transform_columns_numba
+        assert result[name].equals(pa.array(expected[name], arrow_type)), name
 
 
 @pytest.mark.parametrize("value", HARD_VALUES, ids=[f"{value}: {why}" for value, why in HARD_CASES])
@@ -97,9 +91,10 @@ def test_hard_cases_among_common_values_are_spliced_back_in_order(kernel):
     assert_same_as_reference(kernel, [*common[:500], *HARD_VALUES, *common[500:]])
 
 
-def test_an_empty_input_gives_empty_columns(kernel):
-    assert kernel([]) == transform_values([]) == {name: [] for name in TRANSFORM_COLUMNS}
-    assert kernel(np.array([], dtype=np.int64)) == transform_values([])
+@pytest.mark.parametrize("empty", [[], np.array([], dtype=np.int64)], ids=["list", "ndarray"])
+def test_an_empty_input_gives_empty_columns(kernel, empty):
+    assert_same_as_reference(kernel, empty)
+    assert all(len(column) == 0 for column in transformed(kernel, empty).values())
 
 
 @pytest.mark.parametrize(
@@ -127,7 +122,7 @@ def test_an_empty_input_gives_empty_columns(kernel):
 )
 def test_every_input_type_gives_the_same_columns(kernel, as_input):
     values = [5, -7, 1_000_000, 2**61 - 1, INT64_MIN, 3_037_000_500]
-    assert kernel(as_input(values)) == transform_values(values)
+    assert_same_as_reference(kernel, as_input(values))
 
 
 def test_the_default_input_range_never_needs_the_reference(kernel, monkeypatch):
@@ -136,7 +131,7 @@ def test_the_default_input_range_never_needs_the_reference(kernel, monkeypatch):
 
     monkeypatch.setattr(columns, "transform_values", refuse)
     values = np.random.default_rng(11).integers(DEFAULT_LOW, DEFAULT_HIGH + 1, 20_000)
-    kernel(values)
+    transformed(kernel, values)
 
 
 @settings(max_examples=60, deadline=None, database=None)
@@ -167,8 +162,8 @@ def test_the_numba_warm_up_pays_the_compile_so_a_task_compiles_nothing():
     assert compiled and filled
     values = np.random.default_rng(3).integers(DEFAULT_LOW, DEFAULT_HIGH + 1, 10_000)
     for as_input in (list, lambda values: array("q", values), np.asarray):
-        numba_kernel.transform_values_numba(as_input(values.tolist()))
-    numba_kernel.transform_values_numba(np.frombuffer(values.tobytes(), dtype=np.int64))
+        numba_kernel.transform_columns_numba(as_input(values.tolist()))
+    numba_kernel.transform_columns_numba(np.frombuffer(values.tobytes(), dtype=np.int64))
     # As a worker writing into shared memory calls it: squares as decimal128's low words.
     outputs = [np.empty(len(values), np.int64) for _ in range(4)]
     squares = np.empty((len(values), 2), np.int64)[:, 0]

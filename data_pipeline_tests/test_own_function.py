@@ -9,9 +9,11 @@ import logging
 import dagster as dg
 import pytest
 
-from data_pipeline.defs.resources import ProcessPoolResource
-from data_pipeline.parallel.pool import ChunkFailedError, PoolSettings
-from data_pipeline.parallel.pool_run import NotSendableError, check_sendable
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
+from data_pipeline.parallel.errors import ChunkFailedError
+from data_pipeline.parallel.pool_run import map_tasks
+from data_pipeline.parallel.sendable import NotSendableError, check_sendable
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.worker_logs import MAX_LINE_CHARACTERS
 from data_pipeline_tests.pool_tasks import (
     print_a_megabyte,
@@ -80,7 +82,7 @@ def test_a_megabyte_on_one_line_does_not_block_and_arrives_whole():
         def __getattr__(self, name):
             return lambda message: None
 
-    run = PoolSettings(2, mode="parallel").map(print_a_megabyte, [1_000_000, 10], log=Log())
+    run = map_tasks(PoolSettings(2, mode="parallel"), print_a_megabyte, [1_000_000, 10], log=Log())
     assert list(run) == [1_000_000, 10]
     pieces = [message.split("stdout: ", 1)[1] for message in received if "stdout: " in message]
     assert "".join(pieces).count("x") == 1_000_010
@@ -100,7 +102,7 @@ def test_a_task_that_raises_fails_the_step_naming_it_without_retries():
 
 def test_results_keep_input_order_whatever_finishes_first():
     tasks = [(value, 0.2 if value % 2 else 0.0) for value in range(8)]
-    run = PoolSettings(2, mode="parallel").map(square_after_delay, tasks)
+    run = map_tasks(PoolSettings(2, mode="parallel"), square_after_delay, tasks)
     assert [square for square, _ in run] == [value * value for value in range(8)]
     assert run.metadata()["chunks"] == 8 and run.decision.parallel
 
@@ -122,7 +124,7 @@ def _closure_maker():
 )
 def test_functions_workers_cannot_import_are_refused_before_any_worker_starts(function, named):
     with pytest.raises(NotSendableError, match=named) as refused:
-        PoolSettings(2, mode="parallel").map(function, [1, 2])
+        map_tasks(PoolSettings(2, mode="parallel"), function, [1, 2])
     assert "top level of a module" in str(refused.value)
 
 
@@ -137,14 +139,18 @@ def test_a_function_of_main_is_refused_saying_what_to_do():
 
 def test_small_tasks_travel_in_chunks_and_come_back_one_by_one_in_order():
     tasks = [(value, 0.0) for value in range(100)]
-    run = PoolSettings(2, mode="parallel").map(square_after_delay, tasks, chunk_size=7)
+    run = map_tasks(PoolSettings(2, mode="parallel"), square_after_delay, tasks, chunk_size=7)
     assert [square for square, _ in run] == [value * value for value in range(100)]
     assert run.metadata()["chunks"] == 15
 
 
 def test_a_failing_task_in_a_chunk_is_named_with_its_chunk():
-    run = PoolSettings(2, mode="parallel").map(
-        raise_for_three, range(6), chunk_size=2, describe=lambda value: f"value {value}"
+    run = map_tasks(
+        PoolSettings(2, mode="parallel"),
+        raise_for_three,
+        range(6),
+        chunk_size=2,
+        describe=lambda value: f"value {value}",
     )
     with pytest.raises(ChunkFailedError, match=r"tasks 2-3 \(the first: value 2\) failed"):
         list(run)
@@ -153,14 +159,20 @@ def test_a_failing_task_in_a_chunk_is_named_with_its_chunk():
 @pytest.mark.parametrize("mode", ["auto", "parallel", "serial"])
 def test_every_task_runs_even_when_fewer_were_announced(mode):
     tasks = iter([(value, 0.0) for value in range(6)])
-    run = PoolSettings(2, mode=mode).map(square_after_delay, tasks, total_tasks=2, total_size=2)
+    run = map_tasks(
+        PoolSettings(2, mode=mode), square_after_delay, tasks, total_tasks=2, total_size=2
+    )
     assert [square for square, _ in run] == [value * value for value in range(6)]
 
 
 def test_chunks_count_the_items_their_results_hold():
     tasks = [(value, 0.0) for value in range(10)]
-    run = PoolSettings(2, mode="parallel").map(
-        square_after_delay, tasks, chunk_size=3, count_items=lambda result: 10
+    run = map_tasks(
+        PoolSettings(2, mode="parallel"),
+        square_after_delay,
+        tasks,
+        chunk_size=3,
+        count_items=lambda result: 10,
     )
     assert len(list(run)) == 10
     items = sum(value for key, value in run.metadata().items() if key.endswith("_items"))

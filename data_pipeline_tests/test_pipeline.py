@@ -10,11 +10,12 @@ from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.chunking import UTF8_BOM
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, installed, kernel_named
-from data_pipeline.numbers.pipeline import clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.transform import transform_to_parquet
 from data_pipeline.numbers.storage import atomic_directory, atomic_output, pinned
 from data_pipeline.numbers.transforms import transform_values
 from data_pipeline.numbers.verification import identical_parquet_files
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.comparison_tasks import (
     FIRST_CALL_SECONDS,
     transform_slowly_on_the_first_call,

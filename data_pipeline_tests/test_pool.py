@@ -15,12 +15,10 @@ from data_pipeline.parallel.cpus import (
     effective_workers,
     own_cgroup_paths,
 )
-from data_pipeline.parallel.pool import (
-    ChunkFailedError,
-    PoolSettings,
-    ProcessPool,
-    WorkerDiedError,
-)
+from data_pipeline.parallel.errors import ChunkFailedError, WorkerDiedError
+from data_pipeline.parallel.local.process_pool import ProcessPool
+from data_pipeline.parallel.pool import open_pool
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.deadlines import fails_if_it_hangs
 from data_pipeline_tests.environment_at_import import THREAD_LIMITS
 from data_pipeline_tests.pool_tasks import (
@@ -329,7 +327,7 @@ def test_never_more_workers_than_chunks(requested, chunks, expected):
 
 
 def test_settings_open_a_pool_sized_for_the_chunks():
-    pool = PoolSettings(workers=8, start_method="spawn").open(chunk_count=3)
+    pool = open_pool(PoolSettings(workers=8, start_method="spawn"), chunk_count=3)
     assert (pool.workers, pool.start_method) == (3, "spawn")
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from data_pipeline.measure.scaling import (
+from data_pipeline.measure.sweeps.scaling import (
     AmdahlFit,
     amdahl_fit,
     crossover_size,

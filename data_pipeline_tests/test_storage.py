@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from data_pipeline.defs.resources import DataDirectoryResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.numbers import storage
 from data_pipeline.numbers.storage import (
     atomic_output,

@@ -7,21 +7,18 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from data_pipeline.measure.shared_columns import SharedMemoryTask
-from data_pipeline.measure.strategies import (
-    FAILED,
-    OK,
-    SKIPPED,
-    StrategiesReport,
-    compare_strategies,
-)
-from data_pipeline.measure.strategy_runners import (
-    CLEANING_STRATEGIES,
-    TRANSFORM_STRATEGIES,
-    RunDetail,
+from data_pipeline.measure.strategies.cleaning_runs import CLEANING_STRATEGIES
+from data_pipeline.measure.strategies.compare import compare_strategies
+from data_pipeline.measure.strategies.report import FAILED, OK, SKIPPED, StrategiesReport
+from data_pipeline.measure.strategies.shared_columns import SharedMemoryTask
+from data_pipeline.measure.strategies.strategy import (
     RunSettings,
     Strategy,
+    StrategyRunDetail,
     Workload,
+)
+from data_pipeline.measure.strategies.transform_runs import (
+    TRANSFORM_STRATEGIES,
     run_pool_numba_shared_memory,
 )
 from data_pipeline.measure.timing import Outcome
@@ -93,7 +90,7 @@ def run_numba_with_the_last_digit_sum_wrong(workload: Workload, settings) -> Out
     digit_sums = columns["digit_sum"].to_pylist()
     digit_sums[-1] += 1
     columns["digit_sum"] = pa.array(digit_sums, pa.int64())
-    return Outcome(columns, RunDetail())
+    return Outcome(columns, StrategyRunDetail())
 
 
 def run_and_crash(workload: Workload, settings) -> Outcome:

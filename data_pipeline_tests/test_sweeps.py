@@ -1,21 +1,15 @@
 """The sweeps: a crossover with the pool's start-up counted, left out, or as a step's cold
-first pool pays it; auto measured against the better of serial and parallel; sizes spaced
-evenly on a log scale. A real sweep on tiny sizes proves every mode gives the same output."""
+first pool pays it; auto measured against the better of serial and parallel. A real sweep
+on tiny sizes proves every mode gives the same output."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from data_pipeline.measure.sweeps import (
-    CLEANING,
-    TRANSFORM,
-    Series,
-    SizeRow,
-    WorkerRow,
-    log_spaced,
-    sweep_all,
-)
+from data_pipeline.measure.labels import CLEANING, TRANSFORM
+from data_pipeline.measure.sweeps.series import Series, SizeRow, WorkerRow
+from data_pipeline.measure.sweeps.sweep import sweep_all
 from data_pipeline.measure.timing import Spread
 from data_pipeline.numbers.kernel_choice import PYTHON
 
@@ -66,11 +60,6 @@ def test_auto_is_measured_against_the_better_of_serial_and_parallel():
 def test_amdahls_fit_leaves_out_the_oversubscribed_point():
     fit = SERIES.amdahl
     assert fit.predicted(2) == pytest.approx(2.0 / 1.1, rel=1e-3)
-
-
-def test_sizes_are_log_spaced_from_the_smallest_to_the_largest():
-    assert log_spaced(10, 4_000_000, 8) == (10, 63, 400, 2_500, 16_000, 100_000, 630_000, 4_000_000)
-    assert log_spaced(5, 5, 3) == (5,)
 
 
 def test_a_tiny_real_sweep_times_every_mode_and_worker_count_on_identical_outputs(tmp_path: Path):

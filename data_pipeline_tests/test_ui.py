@@ -20,6 +20,7 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
+from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
 from data_pipeline.defs.schedules import SCHEDULE_CRON_VARIABLE
 from data_pipeline.numbers.storage import LANDING_DIR_VARIABLE
 from data_pipeline_tests.processes import process_group_alive
@@ -262,7 +263,11 @@ def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
     assert request.partition_key == "2026-11-24", "the day before, its export complete"
     job = defs.resolve_job_def("numbers_job")
     assert schedule.job_name == job.name
-    assert dg.validate_run_config(job, request.run_config) is not None
+    validated = dg.validate_run_config(job, request.run_config)  # raises if it is invalid
+    # The day's defaults: 400,000 lines from the day's own seed, one step at a time.
+    numbers_config = validated["ops"]["numbers_file"]["config"]
+    assert (numbers_config["count"], numbers_config["seed"]) == (400_000, None)
+    assert validated["execution"]["numbers_executor"]["max_concurrent"] == MAX_CONCURRENT_STEPS
 
 
 def test_the_daemon_runs_the_sensor_and_a_landed_file_becomes_that_days_run(dagster_dev):

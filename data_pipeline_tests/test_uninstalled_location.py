@@ -17,7 +17,7 @@ import os
 
 import dagster as dg
 
-from data_pipeline.defs.resources import ProcessPoolResource
+from data_pipeline.api import ProcessPoolResource
 
 
 def cube_and_say(value: int) -> int:

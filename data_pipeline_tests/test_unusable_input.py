@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
-from data_pipeline.defs.resources import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import current_set
 
 DAY = "2026-11-20"

@@ -2,9 +2,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_pipeline.numbers.pipeline import REJECTED_SCHEMA, clean_to_parquet, transform_to_parquet
+from data_pipeline.numbers.stages.cleaning import clean_to_parquet
+from data_pipeline.numbers.stages.parquet_output import REJECTED_SCHEMA
+from data_pipeline.numbers.stages.transform import transform_to_parquet
 from data_pipeline.numbers.verification import every_line_accounted_for, one_row_per_accepted_value
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.parallel.settings import PoolSettings
 
 CONTENT = b"1\nx\n3\n\n5\n6.5\n7\n"
 

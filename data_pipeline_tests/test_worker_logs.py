@@ -9,8 +9,11 @@ import time
 import dagster as dg
 import pytest
 
-from data_pipeline.parallel.pool import PoolSettings, ProcessPool, WorkerDiedError
+from data_pipeline.parallel.errors import WorkerDiedError
+from data_pipeline.parallel.local.process_pool import ProcessPool
+from data_pipeline.parallel.pool_run import map_tasks
 from data_pipeline.parallel.progress import Progress
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.worker_logs import WorkerLogRelay
 from data_pipeline_tests.deadlines import fails_if_it_hangs
 from data_pipeline_tests.pool_tasks import (
@@ -184,13 +187,15 @@ def test_closing_a_relay_whose_pool_never_started_does_not_wait_for_its_timeout(
 def test_each_worker_says_at_info_when_it_starts_and_the_run_what_it_did(start_method):
     log, records = collecting_logger(f"test_each_worker_says_{start_method}")
     settings = PoolSettings(2, start_method, mode="parallel")
-    run = settings.map(own_pid, range(6), log=log, label="squaring")
+    run = map_tasks(settings, own_pid, range(6), log=log, label="squaring")
     pids = set(run)
-    started = [record for record in records if "data_pipeline.parallel.worker: started" in record]
+    started = [
+        record for record in records if "data_pipeline.parallel.local.worker: started" in record
+    ]
     assert len(started) == 2, records
     for pid in pids:
         assert any(
-            f"pid {pid}] data_pipeline.parallel.worker: started (pid {pid}, {start_method})"
+            f"pid {pid}] data_pipeline.parallel.local.worker: started (pid {pid}, {start_method})"
             in record
             for record in started
         ), started

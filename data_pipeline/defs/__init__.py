@@ -1,1 +1,2 @@
-"""Dagster only: the assets, checks, jobs, schedules and resources that definitions.py loads."""
+"""Dagster only: the assets, checks, jobs, schedules, sensors and resources that definitions.py
+loads."""

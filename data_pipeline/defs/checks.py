@@ -1,23 +1,17 @@
-"""Asset checks: blocking, so a failure fails the run (and `dagster job execute` exits
-non-zero). They re-read the outputs from disk, independently of the code that wrote them,
-through the day's set (the run's own files, else the current set), and first make sure
-each file is the one its asset's latest materialization wrote and was computed from the
-set's own upstream file (by the SHA-256s recorded in the set and in the metadata): a later
-run cannot make an earlier check pass or fail."""
+"""The asset checks: blocking, so a failure fails the run; each re-reads the day's outputs
+from disk, independently of the code that wrote them."""
 
 import contextlib
 from pathlib import Path
 
 import dagster as dg
 
-from data_pipeline.defs.assets import (
-    cleaned_numbers,
-    numbers_file,
-    parallelism_report,
-    transformed_numbers,
-)
+from data_pipeline.defs.assets.cleaned_numbers import cleaned_numbers
+from data_pipeline.defs.assets.numbers_file import numbers_file
+from data_pipeline.defs.assets.parallelism_report import parallelism_report
+from data_pipeline.defs.assets.transformed_numbers import transformed_numbers
 from data_pipeline.defs.partitions import PARTITION_TAG
-from data_pipeline.defs.resources import DataDirectoryResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.measure.comparison import output_pairs
 from data_pipeline.numbers.output_set import MANIFEST, resolve
 from data_pipeline.numbers.storage import (
@@ -68,6 +62,10 @@ def one_transformed_row_per_accepted_value(
         return _result(verdict, problems)
 
 
+# The checks read through the day's set (the run's own files, else the current set), and
+# first make sure each file is the one its asset's latest materialization wrote and was
+# computed from the set's own upstream file (by the SHA-256s recorded in the set and in the
+# metadata): a later run cannot make an earlier check pass or fail.
 _CLEANED = [CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE]
 _LINE_CHECK_FILES = (NUMBERS_FILE, CLEANED_NUMBERS_FILE, REJECTED_LINES_FILE)
 

@@ -1,8 +1,5 @@
-"""A run's view of a day's files: it reads its own set first (then its parent's, on a
-re-execution), else the day's current set; it writes only into its own set directory; its
-last writing step commits the set; and while it writes it holds the day's writer lock.
-Failures that would repeat on a retry (a full disk, a permission, unusable input, a busy
-day) become one-sentence ``dg.Failure``s without retries."""
+"""A run's view of a day's files: what it reads, where it writes, when it commits the day's
+set; and failures no retry would mend as one-sentence ``dg.Failure``s."""
 
 import contextlib
 import errno
@@ -11,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from data_pipeline.defs.resources import DataDirectoryResource
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.input_gate import UnusableInputError
 from data_pipeline.numbers.output_set import (
@@ -24,7 +21,7 @@ from data_pipeline.numbers.output_set import (
     run_directory,
 )
 from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writer
-from data_pipeline.parallel.pool import ChunkFailedError
+from data_pipeline.parallel.errors import ChunkFailedError
 
 # The assets whose files make up a day's set, upstream first; the run's last of them to
 # run commits the set.
@@ -36,7 +33,9 @@ _LASTING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.
 
 
 class DayFiles:
-    """The day's files as one run sees them."""
+    """The day's files as one run sees them: it reads its own set first (then its parent's,
+    on a re-execution), else the day's current set; it writes only into its own set
+    directory; its last writing step commits the set."""
 
     def __init__(self, context: dg.AssetExecutionContext, data_directory: DataDirectoryResource):
         self.context, self.data_directory = context, data_directory
@@ -95,8 +94,9 @@ def writing(
     context: dg.AssetExecutionContext, data_directory: DataDirectoryResource
 ) -> Iterator[DayFiles]:
     """The day's files for a writing step, under the day's writer lock. Failures that a
-    retry would repeat are raised as ``dg.Failure(allow_retries=False)``, in one sentence;
-    a worker death keeps the step's retry."""
+    retry would repeat (a full disk, a permission, unusable input, a busy day) are raised as
+    ``dg.Failure(allow_retries=False)``, in one sentence; a worker death keeps the step's
+    retry."""
     files = DayFiles(context, data_directory)
     try:
         with exclusive_writer(files.directory, files.run_id):
@@ -133,7 +133,9 @@ def _last_set_writer(context: dg.AssetExecutionContext) -> bool:
     run = context.run
     if run.asset_selection:
         planned = {key.to_user_string() for key in run.asset_selection}
-    else:
-        planned = set(run.step_keys_to_execute or context.job_def.graph.node_dict)
+    elif run.step_keys_to_execute:
+        planned = set(run.step_keys_to_execute)
+    else:  # the whole job: each asset's step is named for its op
+        planned = {node.name for node in context.job_def.nodes_in_topological_order}
     writers = [name for name in SET_WRITERS if name in planned]
     return bool(writers) and writers[-1] == context.asset_key.to_user_string()

@@ -1,12 +1,8 @@
-"""Dagster's multiprocess executor, with two things done in the run's own process before any
-step starts: the run's config is checked for every value this project validates (ranges,
-installed kernels, a usable data directory), so a bad value fails the run in one sentence
-instead of a resource's stack trace inside a step; and the day's writer lock is taken for
-the whole run, so a second run of the same day is refused even between the first one's
-steps. The lock is an ``fcntl.flock``, released by the kernel when this process dies."""
+"""Dagster's multiprocess executor, guarded: in the run's own process, before any step
+starts, it checks the run's config and takes the day's writer lock."""
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -14,7 +10,8 @@ import pydantic
 
 from data_pipeline.defs.day_files import DAY_WRITERS
 from data_pipeline.defs.partitions import PARTITION_TAG
-from data_pipeline.defs.resources import ProcessPoolResource, data_directory_for_run
+from data_pipeline.defs.resources.data_directory import data_directory_for_run
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import ManifestError, current_set
 from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writer
 
@@ -25,9 +22,15 @@ class RunRefusedError(Exception):
 
 class GuardedExecutor(dg.Executor):
     """Runs the plan on ``inner`` (the multiprocess executor) once the run's config holds
-    and the day's writer lock is this run's."""
+    and the day's writer lock is this run's.
 
-    def __init__(self, inner: dg.Executor, config_models: dict[str, type[pydantic.BaseModel]]):
+    The config is checked for every value this project validates (ranges, installed
+    kernels, a usable data directory), so a bad value fails the run in one sentence instead
+    of a resource's stack trace inside a step. The lock is taken for the whole run, so a
+    second run of the same day is refused even between the first one's steps; it is an
+    ``fcntl.flock``, released by the kernel when this process dies."""
+
+    def __init__(self, inner: dg.Executor, config_models: Mapping[str, type[pydantic.BaseModel]]):
         self._inner, self._config_models = inner, config_models
 
     @property
@@ -64,7 +67,9 @@ class GuardedExecutor(dg.Executor):
 
 
 def run_config_problems(
-    run_config: dict[str, Any], config_models: dict[str, type[pydantic.BaseModel]], steps: set[str]
+    run_config: dict[str, Any],
+    config_models: Mapping[str, type[pydantic.BaseModel]],
+    steps: set[str],
 ) -> list[str]:
     """A sentence for each value of the run's config that this project's code would refuse
     (field, value, what is allowed), for the resources and the ops of ``steps``."""
@@ -144,7 +149,7 @@ def _day_lock(run: dg.DagsterRun, run_config: dict[str, Any], steps: set[str]) -
         raise RunRefusedError(str(error)) from None
 
 
-def guarded_multiprocess_executor(config_models: dict[str, type[pydantic.BaseModel]]):
+def guarded_multiprocess_executor(config_models: Mapping[str, type[pydantic.BaseModel]]):
     """An executor definition like ``dg.multiprocess_executor`` (same config), guarded."""
 
     @dg.executor(

@@ -1,8 +1,11 @@
-"""The job that materializes the numbers assets, and the executor it runs on."""
+"""The jobs (one day's numbers, its report, the benchmarks) and the one executor they run on."""
 
 import dagster as dg
 
-from data_pipeline.defs.assets import GROUP, RUN_CONFIG_MODELS, parallelism_report
+from data_pipeline.defs.assets.benchmarks import parallelism_benchmark, parallelism_sweep
+from data_pipeline.defs.assets.parallelism_report import parallelism_report
+from data_pipeline.defs.catalog import GROUP
+from data_pipeline.defs.configs import RUN_CONFIG_MODELS
 from data_pipeline.defs.executor import guarded_multiprocess_executor
 from data_pipeline.parallel.budget import cpu_plan
 
@@ -41,5 +44,16 @@ report_job = dg.define_asset_job(
     description=(
         "Did the pools pay off for a day? Times cleaning and the transform of the day's input "
         "serially and on a pool (minutes; run it when you want the measurement)."
+    ),
+)
+
+# In no schedule: it takes minutes and every CPU, and its executor runs one step at a time.
+benchmark_job = dg.define_asset_job(
+    name="benchmark_job",
+    selection=dg.AssetSelection.assets(parallelism_benchmark, parallelism_sweep),
+    executor_def=numbers_executor,
+    description=(
+        "Time every strategy side by side, and sweep sizes and workers to find where the "
+        "pool pays (minutes each; run it on request, not daily)."
     ),
 )

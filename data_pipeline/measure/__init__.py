@@ -1,1 +1,1 @@
-"""Measurements, no Dagster: serial against parallel with repeats, the report and its verdict."""
+"""Measurements, no Dagster: timing, serial against parallel, the report (strategies/, sweeps/)."""

@@ -1,6 +1,5 @@
-"""Cleaning and the transform, serially and on a pool, on the same input and the same chunks:
-timed fairly by the measuring core, proven identical, and kept for the report's check.
-No Dagster here: the report asset and the benchmarks share it."""
+"""Cleaning and the transform, serially and on a pool, on the same input and chunks: timed
+fairly, proven identical, and kept for the report's check (no Dagster)."""
 
 import dataclasses
 import tempfile
@@ -10,31 +9,30 @@ from typing import Any
 
 import pyarrow as pa
 
+from data_pipeline.measure.labels import CLEANING, PARALLEL, SERIAL, TRANSFORM
 from data_pipeline.measure.timing import Measurement, Outcome, measure_alternately
 from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
-from data_pipeline.numbers.pipeline import (
+from data_pipeline.numbers.stages.cleaning import clean_file
+from data_pipeline.numbers.stages.parquet_output import (
     CLEANED_SCHEMA,
     REJECTED_SCHEMA,
     TRANSFORMED_SCHEMA,
-    CleaningSummary,
     ParquetOutput,
-    TransformSummary,
-    clean_file,
-    transform_cleaned,
 )
+from data_pipeline.numbers.stages.summaries import CleaningSummary, TransformSummary
+from data_pipeline.numbers.stages.transform import transform_cleaned
 from data_pipeline.numbers.storage import atomic_directory, atomic_output
 from data_pipeline.numbers.verification import table_differences
 from data_pipeline.parallel.cpus import available_cpus
-from data_pipeline.parallel.pool import PoolSettings
 from data_pipeline.parallel.pool import logger as pool_logger
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.stats import PoolStats
 
-SERIAL, PARALLEL = "serial", "parallel"
 DEFAULT_REPEATS = 3
 # The outputs each run's tables are saved as, by stage: what the report's check compares.
 OUTPUT_FILES = {
-    "cleaning": ("cleaned", "rejected"),
-    "transform": ("transformed",),
+    CLEANING: ("cleaned", "rejected"),
+    TRANSFORM: ("transformed",),
 }
 
 
@@ -164,6 +162,15 @@ def compare_serial_and_parallel(
     the work, building Arrow batches) and not writing or comparing the output, which
     happens afterwards. The outputs are held in memory meanwhile (a peak of about 340 bytes
     a line, measured at 400,000 lines).
+
+    Args:
+        numbers_path: the day's numbers file to clean, then transform.
+        pool_settings: the pool of the parallel side (its mode is forced to ``parallel``).
+        cleaning_chunk_bytes: the cleaning's byte ranges, the same on both sides.
+        transform_chunk_values: the transform's batches of cleaned values, the same too.
+        repeats: timed runs of each side.
+        log: where progress lines go (the pool's logger, or a step's ``context.log``).
+        kernel: the kernel both sides run.
     """
     # The comparison is the point: both sides run as forced, whatever the step's mode says.
     settings = {
@@ -195,7 +202,7 @@ def compare_serial_and_parallel(
     cleaned = measure_alternately(
         {run: lambda run=run: cleaning_run(run) for run in settings},
         repeats,
-        _differences_in("cleaning"),
+        _differences_in(CLEANING),
         warm_ups,
     )
     transform_input = (
@@ -220,12 +227,12 @@ def compare_serial_and_parallel(
     transformed = measure_alternately(
         {run: lambda run=run: transform_run(run) for run in settings},
         repeats,
-        _differences_in("transform"),
+        _differences_in(TRANSFORM),
         # The stage right before already warmed up both paths with this transform.
     )
     return Comparison(
-        cleaning=_stage("cleaning", cleaned, sum(len(t) for t in cleaned.outputs[SERIAL])),
-        transform=_stage("transform", transformed, len(transformed.outputs[SERIAL][0])),
+        cleaning=_stage(CLEANING, cleaned, sum(len(t) for t in cleaned.outputs[SERIAL])),
+        transform=_stage(TRANSFORM, transformed, len(transformed.outputs[SERIAL][0])),
         cpus_available=available_cpus(),
         requested_workers=pool_settings.workers or available_cpus(),
         repeats=repeats,

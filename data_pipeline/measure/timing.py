@@ -1,11 +1,5 @@
 """The measuring core: time several strategies for the same work, fairly, and prove they
-agree. No Dagster here; the report, the benchmarks and any strategies table share it.
-
-Fair means: every strategy warmed up once before any timing (imports, caches, the fork
-server); repeats in alternating order (A B B A A B ...), so a machine that speeds up or
-slows down during the measurement favours no strategy; medians with the minimum and
-maximum; and each output compared with the first strategy's outside the timed region.
-"""
+agree (no Dagster; the report, the benchmarks and the benchmark job share it)."""
 
 import statistics
 import time
@@ -95,9 +89,20 @@ def measure_alternately(
 ) -> MeasuredOutputs:
     """Time each strategy ``repeats`` times, alternately, after one untimed warm-up of each.
 
-    ``differences(reference, output)`` describes how an output differs from the first
-    strategy's first output, or returns None when they are equal; any difference raises
-    :class:`OutputMismatchError` naming the strategy and the repeat.
+    Fair means: every strategy warmed up once before any timing (imports, caches, the fork
+    server); repeats in alternating order (A B B A A B ...), so a machine that speeds up or
+    slows down during the measurement favours no strategy; medians with the minimum and
+    maximum; and each output compared with the first strategy's outside the timed region.
+
+    Args:
+        strategies: each strategy's run, by name; the first one's output is the reference.
+        repeats: timed runs of each strategy (at least 1).
+        differences: ``differences(reference, output)`` describes how an output differs from
+            the first strategy's first output, or returns None when they are equal; any
+            difference raises :class:`OutputMismatchError` naming the strategy and the repeat.
+        warm_ups: by name, what to run once untimed before any timing (a strategy left
+            out is not warmed up).
+        clock: the clock the runs are timed with.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")

@@ -1,8 +1,4 @@
-"""Split a text file into byte ranges that hold whole lines, and read lines back from them.
-
-Workers receive a :class:`ByteRange` (a few integers) and read the bytes themselves, so file
-contents never travel through pickling and no single process has to hold the whole file.
-"""
+"""Split a text file into byte ranges that hold whole lines, and read lines back from them."""
 
 import os
 from dataclasses import dataclass
@@ -16,7 +12,10 @@ _SCAN_BLOCK = 64 * 1024
 @dataclass(frozen=True)
 class ByteRange:
     """Bytes ``[start, end)`` of the file at ``path``: they begin at a line start and end
-    after a ``\\n`` (or at the end of the file), so every line belongs to exactly one range."""
+    after a ``\\n`` (or at the end of the file), so every line belongs to exactly one range.
+
+    Workers receive a range (a few integers) and read the bytes themselves, so file contents
+    never travel through pickling and no single process has to hold the whole file."""
 
     path: str
     index: int
@@ -33,7 +32,14 @@ def plan_byte_ranges(
 ) -> list[ByteRange]:
     """Cut the file from ``start`` (a line start) into ranges of about ``chunk_bytes``, each
     boundary moved forward to the next line start, numbered from ``first_index``. A line
-    longer than ``chunk_bytes`` makes its range longer, never split."""
+    longer than ``chunk_bytes`` makes its range longer, never split.
+
+    Args:
+        path: The text file.
+        chunk_bytes: About how many bytes each range holds (at least 1).
+        start: Where the first range begins: 0 or a line start.
+        first_index: The first range's index.
+    """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     size = os.path.getsize(path)
@@ -48,7 +54,14 @@ def plan_byte_ranges(
 
 def byte_range_at(path: str | os.PathLike, index: int, start: int, chunk_bytes: int) -> ByteRange:
     """The one range of about ``chunk_bytes`` from ``start`` (a line start), as
-    :func:`plan_byte_ranges` would cut it."""
+    :func:`plan_byte_ranges` would cut it.
+
+    Args:
+        path: The text file.
+        index: The range's index.
+        start: Where the range begins: 0 or a line start.
+        chunk_bytes: About how many bytes it holds.
+    """
     size = os.path.getsize(path)
     with open(path, "rb") as file:
         return ByteRange(str(path), index, start, _end_of_range(file, start, chunk_bytes, size))

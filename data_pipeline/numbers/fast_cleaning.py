@@ -1,10 +1,5 @@
 """A vectorized twin of :func:`~data_pipeline.numbers.parsing.clean_byte_range`: plain integers
-are recognised and converted in bulk, every other line goes through the reference parser.
-
-The result is the same :class:`CleanedChunk`, value for value and reason for reason, because
-the bulk path only takes lines whose meaning cannot be in doubt (``[ws][+-]digits[ws]`` with at
-most 18 digits, always inside int64) and leaves every rule to :func:`parse_line`.
-"""
+are recognised and converted in bulk, every other line goes through the reference parser."""
 
 import logging
 
@@ -51,7 +46,13 @@ _PLAIN_LOW, _PLAIN_HIGH = 32 + 1, 32 + _MAX_BULK_DIGITS
 
 def clean_byte_range_fast(byte_range: ByteRange) -> CleanedChunk:
     """Read one range of the file and clean it; the same result as ``clean_byte_range``, faster
-    (runs in a pool worker)."""
+    (runs in a pool worker).
+
+    The result is the same :class:`CleanedChunk`, value for value and reason for reason,
+    because the bulk path only takes lines whose meaning cannot be in doubt
+    (``[ws][+-]digits[ws]`` with at most 18 digits, always inside int64) and leaves every rule
+    to :func:`parse_line`.
+    """
     with open(byte_range.path, "rb") as file:
         file.seek(byte_range.start)
         data = file.read(byte_range.end - byte_range.start)

@@ -29,6 +29,12 @@ def write_numbers_file(path: Path, count: int, seed: int, dirty_fraction: float)
     """Write ``count`` lines to ``path`` and return how many lines of each dirt kind it has.
 
     The same arguments always give a byte-identical file.
+
+    Args:
+        path: The file to write (replaced if it exists).
+        count: How many lines.
+        seed: Seeds the random choices.
+        dirty_fraction: The share of lines made dirty, from 0 to 1.
     """
     rng = random.Random(seed)
     dirt_counts: Counter = Counter({kind: 0 for kind in DIRT_KINDS})

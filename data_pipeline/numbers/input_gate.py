@@ -1,6 +1,5 @@
-"""Input that cannot be right is refused before it replaces anything: an empty file, a file
-in another encoding (UTF-16 or UTF-32, by its byte order mark), or one where too few lines
-are numbers (random bytes, the wrong column)."""
+"""Input that cannot be right is refused before it replaces anything: an empty file, UTF-16 or
+UTF-32 (by its byte order mark), or too few lines that are numbers (the wrong column)."""
 
 from collections import Counter
 from pathlib import Path
@@ -55,7 +54,15 @@ def too_few_accepted(
     lines: int, accepted: int, counts: Counter, first_lines: dict[str, int], min_share: float
 ) -> str | None:
     """Why the cleaning result must be refused (fewer than ``min_share`` of the lines were
-    accepted), or None when it may stand."""
+    accepted), or None when it may stand.
+
+    Args:
+        lines: The lines of the file.
+        accepted: How many of them are numbers.
+        counts: Rejected lines by reason.
+        first_lines: The first line rejected for each reason.
+        min_share: The share of lines that must be numbers, from 0 to 1.
+    """
     if lines == 0 or accepted >= min_share * lines:
         return None
     return (

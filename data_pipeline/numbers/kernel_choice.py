@@ -3,8 +3,10 @@ give the same output, and `auto`, the fastest that is installed and passes a sel
 
 import functools
 import importlib.util
+import logging
 import tempfile
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +58,13 @@ SELF_CHECK_LINES = (
 )
 
 
+logger = logging.getLogger(__name__)
+
 # How long each kernel's self-check took in this process: see start_seconds().
 _START_SECONDS: dict[str, float] = {}
+# The kernels whose failed self-check this process has logged (once each).
+_FAILURES_LOGGED: set[str] = set()
+_NOT_INSTALLED = "not installed"
 
 
 class KernelUnavailableError(ValueError):
@@ -135,15 +142,20 @@ def installed(name: str) -> bool:
 def kernel_named(name: str) -> Kernel:
     """The kernel called ``name``, or for ``auto`` the fastest one installed that passes its
     self-check. An explicit kernel that is not installed, or fails its self-check, raises
-    :class:`KernelUnavailableError` naming what is available."""
+    :class:`KernelUnavailableError` naming what is available. Why an installed kernel failed
+    its self-check is logged once per process, at WARNING."""
     if name == AUTO:
-        return next(_KERNELS[choice] for choice in _PREFERENCE if _passes_self_check(choice))
+        chosen = next(choice for choice in _PREFERENCE if _self_check_failure(choice) is None)
+        for skipped in _PREFERENCE[: _PREFERENCE.index(chosen)]:
+            _log_failure_once(skipped, f"auto falls back to {chosen!r}")
+        return _KERNELS[chosen]
     if name not in _KERNELS:
         raise KernelUnavailableError(
             f"kernel={name!r} is not a kernel: choose one of {', '.join((AUTO, *KERNEL_NAMES))}"
         )
-    if not _passes_self_check(name):
-        usable = [choice for choice in KERNEL_NAMES if _passes_self_check(choice)]
+    if _self_check_failure(name) is not None:
+        _log_failure_once(name, "it was asked for by name, so nothing falls back")
+        usable = [choice for choice in KERNEL_NAMES if _self_check_failure(choice) is None]
         reason = "is not installed" if not installed(name) else "failed its self-check"
         raise KernelUnavailableError(
             f"kernel={name!r} {reason} here: available kernels are {', '.join(usable)} (or {AUTO})"
@@ -157,39 +169,48 @@ def start_seconds(name: str) -> float:
     return _START_SECONDS.get(name, 0.0)
 
 
+def _log_failure_once(name: str, consequence: str) -> None:
+    """Say once per process why an installed kernel failed its self-check (a kernel that is
+    not installed was left out on purpose, and says nothing)."""
+    reason = _self_check_failure(name)
+    if reason in (None, _NOT_INSTALLED) or name in _FAILURES_LOGGED:
+        return
+    _FAILURES_LOGGED.add(name)
+    logger.warning("kernel %r failed its self-check (%s): %s", name, reason, consequence)
+
+
 @functools.cache
-def _passes_self_check(name: str) -> bool:
-    """Whether the kernel is installed and gives the reference's output on
-    :data:`SELF_CHECK_VALUES` (once per process; it also pays a compiled kernel's start)."""
+def _self_check_failure(name: str) -> str | None:
+    """None if the kernel is installed and gives the reference's output on
+    :data:`SELF_CHECK_VALUES` and :data:`SELF_CHECK_LINES`, else why not (once per process;
+    it also pays a compiled kernel's start)."""
     if not installed(name):
-        return False
+        return _NOT_INSTALLED
     if name == "python":
-        return True
+        return None
     started = time.perf_counter()
     try:
-        return _gives_the_reference_output(name)
+        return _difference_from_the_reference(name)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
     finally:
         _START_SECONDS[name] = time.perf_counter() - started
 
 
-def _gives_the_reference_output(name: str) -> bool:
-    from array import array
-
+def _difference_from_the_reference(name: str) -> str | None:
+    """Where the kernel's output differs from the reference's on the self-check's input, or
+    None; an exception of the kernel propagates."""
     kernel = _KERNELS[name]
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "self_check.txt"
+        path.write_bytes(SELF_CHECK_LINES)
+        whole_file = ByteRange(str(path), 0, 0, len(SELF_CHECK_LINES))
+        if kernel.clean(whole_file) != clean_byte_range(whole_file):
+            return "its cleaning differs from the reference's"
+    expected = transform_values(SELF_CHECK_VALUES)
     chunk = ValueChunk(0, 1, len(SELF_CHECK_VALUES), array("q", SELF_CHECK_VALUES))
-    try:
-        with tempfile.TemporaryDirectory() as directory:
-            path = Path(directory) / "self_check.txt"
-            path.write_bytes(SELF_CHECK_LINES)
-            whole_file = ByteRange(str(path), 0, 0, len(SELF_CHECK_LINES))
-            cleans_alike = kernel.clean(whole_file) == clean_byte_range(whole_file)
-        expected = transform_values(SELF_CHECK_VALUES)
-        columns = kernel.transform(chunk)
-        return cleans_alike and all(
-            pa.array(columns[name], TRANSFORMED_TYPES[name]).equals(
-                pa.array(expected[name], TRANSFORMED_TYPES[name])
-            )
-            for name in expected
-        )
-    except Exception:
-        return False
+    columns = kernel.transform(chunk)
+    for column, arrow_type in TRANSFORMED_TYPES.items():
+        if not pa.array(columns[column], arrow_type).equals(pa.array(expected[column], arrow_type)):
+            return f"its {column} column differs from the reference's"
+    return None

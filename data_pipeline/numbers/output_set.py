@@ -1,15 +1,5 @@
-"""One consistent set of a day's outputs, made current by one atomic step.
-
-Each run writes its files into a directory of its own, ``sets/<run id>/``, and records each
-file there (``set.json``: its SHA-256, row count and the digests of the files it was
-computed from). Nothing a run writes is seen until it commits: the manifest ``current.json``
-beside ``sets/`` is replaced, by one ``os.replace``, with one naming every file of the new
-set by its path relative to the manifest. Files the run did not write are carried over from
-the previous set (hard-linked into the run's directory) when they still belong: a file is
-kept only if every file it was computed from is in the new set with the digest it was
-computed from. Readers go through the manifest (:func:`current_set`), so after any failure,
-interrupt, kill or full disk they see the last complete set, whole.
-"""
+"""One consistent set of a day's outputs, made current by one atomic step: after any failure,
+interrupt, kill or full disk, readers see the last complete set, whole."""
 
 import contextlib
 import datetime
@@ -30,6 +20,14 @@ from data_pipeline.numbers.storage import (
     fsync_directory,
 )
 
+# Each run writes its files into a directory of its own, ``sets/<run id>/``, and records each
+# file there (``set.json``: its SHA-256, row count and the digests of the files it was
+# computed from). Nothing a run writes is seen until it commits: the manifest
+# ``current.json`` beside ``sets/`` is replaced, by one ``os.replace``, with one naming every
+# file of the new set by its path relative to the manifest. Files the run did not write are
+# carried over from the previous set (hard-linked into the run's directory) when they still
+# belong: a file is kept only if every file it was computed from is in the new set with the
+# digest it was computed from. Readers go through the manifest (current_set).
 MANIFEST = "current.json"
 SETS_DIRECTORY = "sets"
 SET_RECORD = "set.json"
@@ -149,7 +147,16 @@ def record_file(
     rows: int,
     upstream: dict[str, str] | None = None,
 ) -> SetFile:
-    """Add the file ``name`` (already whole in the run's directory) to the run's set."""
+    """Add the file ``name`` (already whole in the run's directory) to the run's set.
+
+    Args:
+        directory: The day's directory.
+        run_id: The run whose set it joins.
+        name: One of :data:`SET_FILES`.
+        sha256: The file's digest.
+        rows: The rows it holds.
+        upstream: The files it was computed from, by name, with their digests.
+    """
     if name not in SET_FILES:
         raise ValueError(f"{name!r} is not a file of the set ({', '.join(SET_FILES)})")
     own = run_directory(directory, run_id)
@@ -227,7 +234,14 @@ def remove_old_sets(
 ) -> list[Path]:
     """Remove the set directories nobody needs: committed sets beyond the newest
     ``keep_sets`` (never the current one) superseded more than a minute ago, and
-    directories of runs that never committed, unchanged for an hour. Returns them."""
+    directories of runs that never committed, unchanged for an hour. Returns them.
+
+    Args:
+        directory: The day's directory.
+        keep_sets: Committed sets kept, the current one included.
+        protect: Runs whose directories stay whatever their age.
+        now: The time to compare with (``time.time()`` if None).
+    """
     now = time.time() if now is None else now
     current = current_set(directory).run_id
     protected = {current, *protect}

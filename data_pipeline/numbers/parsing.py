@@ -1,25 +1,5 @@
-"""Turn raw lines of a numbers export into int64 values or rejection reasons.
-
-The rules (also in the README):
-
-- Surrounding spaces, tabs and line-end characters are ignored (other control characters
-  are not); leading zeros are fine.
-- ``1,234`` and ``-1,234,567`` are accepted when every group after the first has exactly three
-  digits and the first does not start with 0 (US-style thousands separators); ``12,34`` and
-  ``0,500`` are rejected as ``malformed_thousands``.
-- Decimal and scientific notation are accepted when the value is exactly integral
-  (``12.0``, ``12.``, ``1e3``, ``1.5E3``, ``1,234.0``) and rejected as ``non_integral``
-  otherwise (``12.5``).
-  Parsing uses :class:`decimal.Decimal`, never ``float``, so nothing is rounded.
-- Hexadecimal (``0x1F``) is rejected as ``hexadecimal``: in a decimal column it is usually an
-  identifier that slipped in, not a quantity, and guessing would hide that.
-- Digits other than ASCII ``0-9`` (``'١٢٣'``, which Python's ``int()`` would accept) are rejected
-  as ``non_ascii_digits``; the export format is ASCII decimal.
-- ``NaN`` and ``inf`` are ``not_finite``; values outside int64 are ``out_of_range``; bytes that are
-  not UTF-8 are ``invalid_utf8``; empty lines are ``blank``; anything else is ``not_a_number``.
-- Duplicates are accepted every time they occur: each line is an observation, and
-  de-duplication is a downstream decision.
-"""
+"""Turn raw lines of a numbers export into int64 values or rejection reasons (the rules are
+:func:`parse_line`'s)."""
 
 import logging
 import re
@@ -75,7 +55,29 @@ class RejectReason(StrEnum):
 
 
 def parse_line(raw: bytes) -> int | RejectReason:
-    """Return the int64 value of one line (without its ``\\n``), or the reason it is rejected."""
+    """Return the int64 value of one line (without its ``\\n``), or the reason it is rejected.
+
+    The rules (also in the README):
+
+    - Surrounding spaces, tabs and line-end characters are ignored (other control characters
+      are not); leading zeros are fine.
+    - ``1,234`` and ``-1,234,567`` are accepted when every group after the first has exactly
+      three digits and the first does not start with 0 (US-style thousands separators);
+      ``12,34`` and ``0,500`` are rejected as ``malformed_thousands``.
+    - Decimal and scientific notation are accepted when the value is exactly integral
+      (``12.0``, ``12.``, ``1e3``, ``1.5E3``, ``1,234.0``) and rejected as ``non_integral``
+      otherwise (``12.5``).
+      Parsing uses :class:`decimal.Decimal`, never ``float``, so nothing is rounded.
+    - Hexadecimal (``0x1F``) is rejected as ``hexadecimal``: in a decimal column it is usually
+      an identifier that slipped in, not a quantity, and guessing would hide that.
+    - Digits other than ASCII ``0-9`` (``'١٢٣'``, which Python's ``int()`` would accept) are
+      rejected as ``non_ascii_digits``; the export format is ASCII decimal.
+    - ``NaN`` and ``inf`` are ``not_finite``; values outside int64 are ``out_of_range``; bytes
+      that are not UTF-8 are ``invalid_utf8``; empty lines are ``blank``; anything else is
+      ``not_a_number``.
+    - Duplicates are accepted every time they occur: each line is an observation, and
+      de-duplication is a downstream decision.
+    """
     try:
         text = raw.decode("utf-8").strip(_SURROUNDING_WHITESPACE)
     except UnicodeDecodeError:

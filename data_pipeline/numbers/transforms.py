@@ -1,8 +1,5 @@
-"""The CPU-heavy per-number transform, written as plain per-item Python on purpose.
-
-It is the reference result: any faster strategy (vectorized, compiled) must reproduce it
-exactly. Every function here is pure and top-level, so pool workers can import it cheaply.
-"""
+"""The CPU-heavy per-number transform in plain per-item Python, on purpose: the reference that
+every faster kernel must reproduce exactly (pure, top-level functions workers import cheaply)."""
 
 from array import array
 from collections.abc import Sequence

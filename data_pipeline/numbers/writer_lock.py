@@ -1,11 +1,5 @@
 """One writer at a time per directory: an ``fcntl.flock`` on ``.writer.lock``, which the
-kernel releases when its holder dies however it dies (no daemon, no stale lock to clear).
-
-The run's own process takes it for the whole run (:mod:`data_pipeline.defs.executor`), so
-a second run is refused even between the first one's steps; each writing step takes it
-too, which it already holds through its run, or takes for itself when the run executes in
-one process. The file's contents name the holder, for the refusal's message.
-"""
+kernel releases when its holder dies however it dies (no daemon, no stale lock to clear)."""
 
 import contextlib
 import datetime
@@ -40,7 +34,12 @@ class DirectoryBusyError(RuntimeError):
 def exclusive_writer(directory: Path, run_id: str) -> Iterator[bool]:
     """Hold ``directory``'s writer lock for ``run_id`` while the block runs; yield whether
     this call took it (False: this run's own process already holds it). Raise
-    :class:`DirectoryBusyError`, naming the holder, if another run holds it."""
+    :class:`DirectoryBusyError`, naming the holder, if another run holds it.
+
+    The run's own process takes it for the whole run (the Dagster layer's executor), so a
+    second run is refused even between the first one's steps; each writing step takes it
+    too, which it already holds through its run, or takes for itself when the run executes
+    in one process. The file's contents name the holder, for the refusal's message."""
     descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -1,1 +1,1 @@
-"""The parallel machinery, no Dagster: process pool, CPU counting and budget, logs, insight."""
+"""The parallel machinery, no Dagster: the pools (local/, dask_cluster/), auto, CPUs, logs."""

@@ -1,14 +1,5 @@
-"""The CPU budget: one place that decides how many steps run at once and how many workers
-each pool gets, so that steps x workers never exceeds the CPUs the pipeline may use.
-
-Set it with two environment variables, read when the definitions load (so set them for
-`dagster dev`, the daemon and `dagster job execute` alike):
-
-- ``DATA_PIPELINE_CPUS``: CPUs the pipeline may use (default: every CPU available to it,
-  affinity and cgroup quota aware; a larger value is capped there).
-- ``DATA_PIPELINE_STEPS_AT_ONCE``: steps of a run that may execute at the same time, pooled
-  or not (default 1); each pool gets the CPUs divided by this many workers.
-"""
+"""The CPU budget: how many steps run at once and how many workers each pool gets, so that
+steps x workers never exceeds the CPUs the pipeline may use."""
 
 import os
 from collections.abc import Mapping
@@ -16,11 +7,16 @@ from dataclasses import dataclass
 
 from data_pipeline.parallel.cpus import available_cpus
 
+# Read when the definitions load (so set them for `dagster dev`, the daemon and `dagster job
+# execute` alike). CPUs the pipeline may use (default: every CPU available to it, affinity and
+# cgroup quota aware; a larger value is capped there):
 CPUS_VARIABLE = "DATA_PIPELINE_CPUS"
+# Steps of a run that may execute at the same time, pooled or not (default 1); each pool gets
+# the CPUs divided by this many workers:
 STEPS_VARIABLE = "DATA_PIPELINE_STEPS_AT_ONCE"
 
-# Native thread pools in workers are capped to one thread each (see worker.py), so a worker is
-# one busy CPU at most.
+# Native thread pools in workers are capped to one thread each (see child_processes.py), so a
+# worker is one busy CPU at most.
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,18 @@
-"""What a pool itself costs on this machine (start-up cold and warm, one task's round trip),
-measured in a fresh process, as a step's first pool would be, and kept for a day in a JSON
-file so a step pays for the measurement once a day at most."""
+"""What a pool itself costs on this machine, measured in a fresh process and kept a day in
+this machine's cache directory, and what past runs taught the model, kept beside it."""
 
+import errno
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from data_pipeline.parallel.decision import (
     LEARN_FROM_SECONDS,
@@ -18,8 +20,16 @@ from data_pipeline.parallel.decision import (
     Decision,
     PoolCosts,
 )
+from data_pipeline.parallel.pool import open_pool
+from data_pipeline.parallel.settings import PoolSettings
 
+logger = logging.getLogger(__name__)
 COSTS_FILE = "pool_costs.json"
+# Where the costs are kept unless PoolSettings.costs_directory says: a fact about this machine
+# and Python environment, not about a day's data, so shared by every data directory, Dagster
+# instance and code location here.
+COSTS_DIR_VARIABLE = "DATA_PIPELINE_COSTS_DIR"
+CACHE_SUBDIRECTORY = "data_pipeline"
 MAX_AGE_SECONDS = 24 * 3600
 # Trivial tasks timed for the round trip: enough to average, few enough to take ~0.1 s.
 CALIBRATION_TASKS = 200
@@ -38,6 +48,30 @@ _KEPT_FIELDS = (
 _TIMEOUT_SECONDS = 300
 
 
+def default_costs_directory(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$DATA_PIPELINE_COSTS_DIR``, else ``$XDG_CACHE_HOME/data_pipeline``, else
+    ``~/.cache/data_pipeline``."""
+    if environ.get(COSTS_DIR_VARIABLE):
+        return Path(environ[COSTS_DIR_VARIABLE]).expanduser()
+    cache = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / CACHE_SUBDIRECTORY
+
+
+def costs_directory_in_use(configured: str | os.PathLike | None, log: Any = logger) -> Path | None:
+    """The directory to keep costs in: ``configured``, else :func:`default_costs_directory`,
+    created if missing. None (costs measured, not kept) if it cannot be created or written,
+    which ``log`` hears once per directory and reason, at WARNING."""
+    directory = Path(configured) if configured else default_costs_directory()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
+    except OSError as error:
+        _warn_once(log, directory, error)
+        return None
+    return directory
+
+
 def pool_costs(
     directory: str | os.PathLike | None,
     workers: int,
@@ -48,8 +82,17 @@ def pool_costs(
     scheduler_address: str | None = None,
 ) -> PoolCosts:
     """The costs kept in ``directory`` for this pool (on ``backend``: a Dask cluster's are
-    its own), re-measured when missing, unreadable or older than ``max_age_seconds`` (always
-    measured when ``directory`` is None)."""
+    its own), re-measured when missing, unreadable or older than ``max_age_seconds``.
+
+    Args:
+        directory: where the costs are kept; None: always measured, never kept.
+        workers: the pool's workers.
+        start_method: the local pool's start method.
+        preload_modules: modules the workers import first (the fork server preloads them).
+        max_age_seconds: kept costs older than this are measured again.
+        backend: ``local`` or ``dask``.
+        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
+    """
     preload = tuple(preload_modules)
     key = (
         f"v{_VERSION}: {start_method}, {workers} workers, preloading "
@@ -88,7 +131,14 @@ def corrections(directory: str | os.PathLike | None, subject: str, size: int) ->
 def learn(
     directory: str | os.PathLike | None, subject: str, decision: Decision, seconds: float
 ) -> None:
-    """Keep what this run of ``decision`` (``seconds`` for the work it predicted) taught."""
+    """Keep what this run of ``decision`` (``seconds`` for the work it predicted) taught.
+
+    Args:
+        directory: where the costs are kept; None: nothing is kept.
+        subject: the kind of step (stage, kernel, pool) the lesson is for.
+        decision: ``auto``'s decision for the run (forced ones teach nothing).
+        seconds: how long the work the decision predicted took.
+    """
     if directory is None or decision.corrections is None:
         return  # forced: nothing to learn
     if decision.parallel:
@@ -124,12 +174,22 @@ def measure_in_a_fresh_process(
     backend: str = "local",
     scheduler_address: str | None = None,
 ) -> PoolCosts:
-    """Run :func:`measure` in a new interpreter, so the cold start really is cold."""
+    """Run :func:`measure` in a new interpreter, so the cold start really is cold.
+
+    Args:
+        workers: the pool's workers.
+        start_method: the local pool's start method.
+        preload_modules: modules the workers import first.
+        backend: ``local`` or ``dask``.
+        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
+    """
     arguments = json.dumps(
         [workers, start_method, list(preload_modules), backend, scheduler_address]
     )
+    # Imported by name (not run as __main__), so the task functions pickle as this module's.
+    command = f"import sys; from {__name__} import main; main(sys.argv[1])"
     completed = subprocess.run(
-        [sys.executable, "-m", __name__, arguments],
+        [sys.executable, "-c", command, arguments],
         capture_output=True,
         text=True,
         timeout=_TIMEOUT_SECONDS,
@@ -149,15 +209,21 @@ def measure(
     backend: str = "local",
     scheduler_address: str | None = None,
 ) -> PoolCosts:
-    """Start a pool twice in this process (the first start is cold) and time trivial tasks."""
-    from data_pipeline.parallel.pool import PoolSettings
+    """Start a pool twice in this process (the first start is cold) and time trivial tasks.
 
+    Args:
+        workers: the pool's workers.
+        start_method: the local pool's start method.
+        preload_modules: modules the workers import first.
+        backend: ``local`` or ``dask``.
+        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
+    """
     settings = PoolSettings(
         workers, start_method, backend=backend, scheduler_address=scheduler_address
     )
     startups, task_seconds, per_byte = [], 0.0, 0.0
     for _ in range(2):
-        with settings.open(workers, preload_modules) as pool:
+        with open_pool(settings, workers, preload_modules) as pool:
             started = time.perf_counter()
             for _ in pool.map(echo, range(CALIBRATION_TASKS)):
                 pass
@@ -205,8 +271,8 @@ _parsed: dict[Path, tuple[tuple[int, int, int, int], dict]] = {}
 
 
 def _write(path: Path, kept: dict) -> None:
-    """Replace the file whole (a reader never sees half of it); a failure to write only
-    means measuring again next time."""
+    """Replace the file whole (a reader never sees half of it); a failure to write means
+    measuring again next time, and is logged once."""
     temporary = None
     try:
         with tempfile.NamedTemporaryFile(
@@ -215,15 +281,30 @@ def _write(path: Path, kept: dict) -> None:
             temporary = Path(file.name)
             json.dump(kept, file, indent=2, sort_keys=True)
         os.replace(temporary, path)
-    except OSError:
+    except OSError as error:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
+        _warn_once(logger, path.parent, error)
 
 
-if __name__ == "__main__":
-    # Imported by name, so the task function pickles as this module's, not as __main__'s.
-    from data_pipeline.parallel import calibration
+# (directory, reason) already logged: a decision per step must not repeat the same warning.
+_warned: set[tuple[str, str]] = set()
 
-    workers, start_method, preload, backend, scheduler_address = json.loads(sys.argv[1])
-    costs = calibration.measure(workers, start_method, tuple(preload), backend, scheduler_address)
+
+def _warn_once(log: Any, directory: Path, error: OSError) -> None:
+    # strerror, not the message: a failed temporary file's message names it, new each time.
+    reason = f"{type(error).__name__}: {error.strerror or error}"
+    if (str(directory), reason) in _warned:
+        return
+    _warned.add((str(directory), reason))
+    log.warning(
+        f"the pool's measured costs cannot be kept in {directory} ({reason}): auto measures "
+        f"them again for each decision. Set {COSTS_DIR_VARIABLE} to a writable directory."
+    )
+
+
+def main(arguments: str) -> None:
+    """What :func:`measure_in_a_fresh_process` runs: the costs, as JSON on stdout."""
+    workers, start_method, preload, backend, scheduler_address = json.loads(arguments)
+    costs = measure(workers, start_method, tuple(preload), backend, scheduler_address)
     sys.stdout.write(json.dumps(asdict(costs)) + "\n")

@@ -1,23 +1,5 @@
-"""Serial or a pool, and how many workers: ``mode`` serial and parallel force the choice;
-``auto`` runs the step's first chunk in the step process, timed (its output is used, so tiny
-inputs pay nothing for the decision), and predicts the rest both ways from that sample and
-the pool's measured start-up and per-task cost; it starts a pool only if that is faster.
-
-The model, per item: ``c`` the work a worker can do, ``o`` the step's own work on each
-result (building Arrow batches: no pool splits it), ``p`` and ``u`` pickling a result in a
-worker and unpickling it in the step, ``m`` moving its bytes between the two. Serial =
-items x (c + o). A pool of ``w`` workers = start-up + the pace + one task round trip per
-chunk, where the pace is the slowest of: the workers' share, items x (c + p + m) / w; the
-step's, items x (u + m + o); and all of it on the CPUs there are, as the step's share
-competes with the workers when there are no more CPUs than workers.
-
-Both predictions are scaled by the median of what past runs of the same kind of step, at
-about the same size, took over the model's time (:class:`Corrections`). Until runs there
-have measured the pool, it must be predicted 1.1x faster; a close second (within 1.25x)
-that runs there have not measured twice is run, so that a near tie is not decided by the
-model alone. Once both have run at a size, how their median times compared decides (this
-run's sample scales both).
-"""
+"""Serial or a pool, and how many workers: the pure model behind ``mode`` (forced choices,
+and ``auto``'s predictions from a timed sample and the pool's measured costs)."""
 
 import dataclasses
 import math
@@ -26,10 +8,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-Mode = Literal["auto", "serial", "parallel"]
-MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
+from data_pipeline.parallel.settings import MODES, Mode
+
 # No pool starts faster than this (measured: 25-50 ms warm, 0.2-0.8 s cold): less work than
 # this runs serially without reading the pool's costs.
 CHEAPEST_POOL_SECONDS = 0.01
@@ -243,10 +225,36 @@ def predicted(
     cpus: int | Callable[[], int],
     corrections: Callable[[int], Corrections] = Corrections,
 ) -> Decision:
-    """``auto``'s choice for the ``items`` in ``chunks`` left after the sample, on ``cpus``
-    CPUs, its predictions scaled by what past runs of about this size taught
-    (``corrections(size_class(items))``). ``cpus``, ``costs`` and ``corrections`` are not
-    consulted when the work is too little for any pool to pay."""
+    """``auto``'s choice for the ``items`` in ``chunks`` left after the sample: a pool only if
+    it is predicted to be faster. ``cpus``, ``costs`` and ``corrections`` are not consulted
+    when the work is too little for any pool to pay.
+
+    The model, per item: ``c`` the work a worker can do, ``o`` the step's own work on each
+    result (building Arrow batches: no pool splits it), ``p`` and ``u`` pickling a result in
+    a worker and unpickling it in the step, ``m`` moving its bytes between the two. Serial =
+    items x (c + o). A pool of ``w`` workers = start-up + the pace + one task round trip per
+    chunk, where the pace is the slowest of: the workers' share, items x (c + p + m) / w;
+    the step's, items x (u + m + o); and all of it on the CPUs there are, as the step's
+    share competes with the workers when there are no more CPUs than workers.
+
+    Both predictions are scaled by the median of what past runs of the same kind of step,
+    at about the same size, took over the model's time (:class:`Corrections`). Until runs
+    there have measured the pool, it must be predicted 1.1x faster; a close second (within
+    1.25x) that runs there have not measured twice is run, so that a near tie is not
+    decided by the model alone. Once both have run at a size, how their median times
+    compared decides (this run's sample scales both).
+
+    Args:
+        workers: the pool's workers (at most one per chunk are used).
+        items: the work left, in the step's unit.
+        chunks: the tasks left.
+        unit: the unit of ``items``, for the reason in words.
+        sample: the first chunk(s), timed in the step process.
+        costs: the pool's measured costs for a number of workers.
+        warm: whether this process has started such a pool before.
+        cpus: the CPUs available (or how to count them).
+        corrections: what past runs of about this size taught, by size class.
+    """
     per_item = sample.per_item(sample.seconds)
     owners = sample.per_item(sample.owner_seconds)
     serial = items * (per_item + owners)

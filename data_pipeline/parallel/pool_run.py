@@ -1,35 +1,26 @@
 """One function mapped over tasks, serially or on a pool as ``mode`` decides: the one path
-every pooled step takes, the pipeline's own and anyone's asset (through the pool resource's
-``map``). Results come back in input order, with progress lines, the workers' log records
-and printed lines, failures naming the task, and the pool's insight afterwards.
+every pooled step takes, the pipeline's own and anyone's asset (through the pool resource)."""
 
-With ``mode: auto`` the first tasks run in this process, timed (their results are used, not
-thrown away), until the ones after the first add up to ``SAMPLE_SECONDS`` (or the first alone
-takes ``HEAVY_TASK_SECONDS``); the rest go to a pool only if it is predicted to be faster
-(:mod:`.decision`). Give small tasks first (the pipeline's plans start small) and the sample
-costs next to nothing.
-
-While it runs, :meth:`PoolRun.seconds_per_unit` says what the last tasks cost, so that lazily
-read tasks can be cut to a size that takes about as long as wanted (the transform does), and
-a task that runs for ``long_task_seconds`` is named in the log until it ends.
-"""
-
-import functools
 import itertools
 import logging
-import os
-import pickle
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from data_pipeline.parallel.decision import Decision, WorkSample
 from data_pipeline.parallel.insight import insight_markdown, pool_insight, rounded
-from data_pipeline.parallel.pool import PoolSettings, ProcessPool
+from data_pipeline.parallel.local.process_pool import ProcessPool
+from data_pipeline.parallel.map_options import MapOptions, in_chunks, one_each
+from data_pipeline.parallel.pool import open_pool
+from data_pipeline.parallel.pool_decision import (
+    forced_decision,
+    learn_from_run,
+    predicted_decision,
+)
 from data_pipeline.parallel.progress import LongTasks, Progress
+from data_pipeline.parallel.sendable import check_sendable, import_paths_of
+from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.stats import PoolStats
 
 logger = logging.getLogger(__name__)
@@ -39,113 +30,87 @@ Result = TypeVar("Result")
 SAMPLE_SECONDS = 0.01
 # A first task this long is sample enough: sampling a second would run it serially too.
 HEAVY_TASK_SECONDS = 0.1
-# A task running this long gets a log line (and another every as long) until it ends.
-LONG_TASK_SECONDS = 10.0
 # seconds_per_unit() is over this many of the last tasks: recent enough to follow a change
 # in cost, more than one so that one worker's first call does not decide alone.
 COST_WINDOW_TASKS = 4
-_WHAT_TO_DO = (
-    "define it with `def` at the top level of a module that the workers can import (a module "
-    "of your package or code location), then pass that function"
-)
 
 
-class NotSendableError(TypeError):
-    """The function cannot reach pool workers (a lambda, a closure, a function of __main__)."""
+def map_tasks(
+    settings: PoolSettings,
+    function: Callable[[Task], Result],
+    tasks: Iterable[Task],
+    *,
+    log: Any = logger,
+    markdown: Callable[[str], Any] = str,
+    **options: Any,
+) -> "PoolRun[Task, Result]":
+    """``function`` over ``tasks`` as ``settings.mode`` decides: iterate the run for the
+    results, in input order.
 
-
-def check_sendable(function: Callable[..., Any]) -> None:
-    """Refuse, before any worker starts, a function that workers could not unpickle."""
-    target = function
-    while isinstance(target, functools.partial):
-        target = target.func
-    name = getattr(target, "__qualname__", type(target).__qualname__)
-    module = getattr(target, "__module__", None)
-    if "<lambda>" in name:
-        reason = "is a lambda: workers receive a function by module and name, and it has none"
-    elif "<locals>" in name:
-        reason = "is defined inside another function, which workers cannot import"
-    elif module == "__main__":
-        reason = "is defined in __main__ (the running script or notebook), which workers lack"
-    else:
-        try:
-            pickle.dumps(function)
-            return
-        except Exception as error:
-            reason = f"cannot be pickled ({type(error).__name__}: {error})"
-    raise NotSendableError(f"{name} {reason}: {_WHAT_TO_DO}")
-
-
-def import_paths_of(*objects: Any) -> tuple[str, ...]:
-    """Directories that the modules of ``objects`` import from under their own names but that
-    are not on ``sys.path`` now. Dagster puts a code location's working directory on
-    ``sys.path`` only while it loads the location, so workers would not find its modules."""
-    on_path = {os.path.abspath(entry or os.curdir) for entry in sys.path}
-    paths: list[str] = []
-    for target in objects:
-        while isinstance(target, functools.partial):
-            target = target.func
-        name = getattr(target, "__module__", None) or type(target).__module__
-        module = sys.modules.get(name)
-        file = getattr(module, "__file__", None)
-        if module is None or not file:
-            continue
-        root = Path(file).resolve().parent
-        depth = name.count(".") + (Path(file).name == "__init__.py")
-        for _ in range(depth):
-            root = root.parent
-        if str(root) not in on_path and str(root) not in paths:
-            paths.append(str(root))
-    return tuple(paths)
+    Args:
+        settings: how to run the pool.
+        function: a top-level function of an importable module.
+        tasks: what to call it on, read lazily when ``total_tasks`` is given.
+        log: where progress, the decision and the workers' records and lines go.
+        markdown: makes the workers table of :meth:`PoolRun.metadata`.
+        **options: the fields of :class:`~.map_options.MapOptions`.
+    """
+    return PoolRun(settings, function, tasks, MapOptions(**options), log=log, markdown=markdown)
 
 
 class PoolRun(Generic[Task, Result]):
-    """``function(task)`` for every task, in input order, as ``settings.mode`` decides.
-    Iterate it once; then :attr:`decision`, :attr:`stats` and :meth:`metadata` tell how it
-    ran. ``size_of(task)`` is a task's work in ``unit`` (1 each by default), ``total_size``
-    and ``total_tasks`` spare reading ``tasks`` ahead (else it is read into a list first),
-    ``count_items(result)`` is a result's items (in ``progress_unit``) for progress and
-    insight, and ``describe(task)`` names a task in errors. ``chunk_size`` > 1 sends tasks
-    to the workers that many at a time (for tasks of well under 10 ms each). A task running
-    ``long_task_seconds`` or more is named in an INFO line every as long until it ends."""
+    """``function(task)`` for every task, in input order, as ``settings.mode`` decides, with
+    progress lines, the workers' log records and printed lines, failures naming the task,
+    and the pool's insight afterwards; ``options`` (:class:`~.map_options.MapOptions`) name,
+    size, count and send the tasks. Iterate it once; then :attr:`decision`, :attr:`stats`
+    and :meth:`metadata` tell how it ran.
+
+    With ``mode: auto`` the first tasks run in this process, timed (their results are used,
+    not thrown away), until the ones after the first add up to ``SAMPLE_SECONDS`` (or the
+    first alone takes ``HEAVY_TASK_SECONDS``); the rest go to a pool only if it is predicted
+    to be faster (:mod:`.decision`). Give small tasks first and the sample costs next to
+    nothing. While it runs, :meth:`seconds_per_unit` says what the last tasks cost, so that
+    lazily read tasks can be cut to a size that takes about as long as wanted.
+    """
 
     def __init__(
         self,
         settings: PoolSettings,
         function: Callable[[Task], Result],
         tasks: Iterable[Task],
+        options: MapOptions | None = None,
         *,
         log: Any = logger,
-        label: str = "tasks",
-        unit: str = "tasks",
-        progress_unit: str | None = None,
-        describe: Callable[[Task], str] | None = None,
-        size_of: Callable[[Task], int] | None = None,
-        count_items: Callable[[Result], int] | None = None,
-        total_size: int | None = None,
-        total_tasks: int | None = None,
-        preload_modules: Iterable[str] = (),
         markdown: Callable[[str], Any] = str,
-        chunk_size: int = 1,
-        long_task_seconds: float = LONG_TASK_SECONDS,
     ):
+        """A run to iterate once (:func:`map_tasks` builds one from keywords).
+
+        Args:
+            settings: how to run the pool.
+            function: a top-level function of an importable module (checked now).
+            tasks: what to call it on, read lazily when ``options.total_tasks`` is given.
+            options: how to name, size, count and send the tasks (defaults if None).
+            log: where progress, the decision and the workers' records and lines go.
+            markdown: makes the workers table of :meth:`metadata`.
+        """
         check_sendable(function)
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size={chunk_size!r} must be at least 1")
-        self._chunk_size = chunk_size
+        options = options or MapOptions()
+        self.settings, self.options, self.log = settings, options, log
+        self._markdown = markdown
         # What the workers must import: the function given, also when tasks go in chunks.
         self._sent_function = function
-        if chunk_size > 1:  # each pool task then runs the function on chunk_size tasks
-            tasks, function, describe, size_of, count_items, total_tasks = _in_chunks(
-                tasks, chunk_size, function, describe, size_of, count_items, total_tasks
-            )
-        self.settings, self.function, self.log = settings, function, log
-        self.label, self.unit, self.describe = label, unit, describe
-        self.progress_unit = progress_unit or unit
-        self.size_of = size_of or _one
-        self.count_items = count_items or _one  # a result counts as one item unless told
-        self.preload_modules = tuple(preload_modules)
-        self._markdown = markdown
+        # What the pool runs: the tasks as given, or lists of chunk_size of them.
+        sent = options
+        if options.chunk_size > 1:
+            function, tasks, sent = in_chunks(function, tasks, options)
+        self.function = function
+        self.label, self.unit = options.label, options.unit
+        self.progress_unit = options.progress_unit or options.unit
+        self.preload_modules = options.preload_modules
+        self.describe = sent.describe
+        self.size_of = sent.size_of or one_each
+        self.count_items = sent.count_items or one_each  # a result counts as one item
+        total_tasks, total_size = sent.total_tasks, sent.total_size
         if total_tasks is None:
             tasks = list(tasks)
             total_tasks = len(tasks)
@@ -157,7 +122,6 @@ class PoolRun(Generic[Task, Result]):
         self.stats: PoolStats | None = None
         self.tasks_done = 0
         self.seconds = 0.0
-        self._long_task_seconds = long_task_seconds
         self._costs: deque[tuple[int, float]] = deque(maxlen=COST_WINDOW_TASKS)
         self._progress: Progress | None = None
 
@@ -178,7 +142,7 @@ class PoolRun(Generic[Task, Result]):
         self._costs.append((self.size_of(task), seconds))
 
     def __iter__(self) -> Iterator[Result]:
-        if self._chunk_size > 1:
+        if self.options.chunk_size > 1:
             for results in self._run():
                 yield from results
         else:
@@ -194,7 +158,7 @@ class PoolRun(Generic[Task, Result]):
         count = self.count_items
         first_task: list[Task] = []
         sampler: PoolStats | None = None
-        self.decision = self.settings.forced_decision(self.total_tasks)
+        self.decision = forced_decision(self.settings, self.total_tasks)
         if self.decision is None:
             sampling = _Sampling(self, tasks, first_task)
             for result in sampling.results():
@@ -214,7 +178,8 @@ class PoolRun(Generic[Task, Result]):
         if parallel and not first_task:  # its type's module is needed by the workers too
             first_task.extend(itertools.islice(tasks, 1))
             tasks = itertools.chain(first_task, tasks)
-        with self.settings.open(
+        with open_pool(
+            self.settings,
             remaining,
             self.preload_modules,
             self.log,
@@ -224,7 +189,7 @@ class PoolRun(Generic[Task, Result]):
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:
                 self.stats.absorb(sampler)  # the same process ran both
-            long_tasks = LongTasks(self.log, self.label, self._long_task_seconds)
+            long_tasks = LongTasks(self.log, self.label, self.options.long_task_seconds)
             for result in pool.map(
                 self.function,
                 tasks,
@@ -238,8 +203,13 @@ class PoolRun(Generic[Task, Result]):
                 yield result
         if pool.workers > 1:
             self._say_what_each_worker_did(pool.stats)
-        self.settings.learn(
-            self.decision, self.unit, self.preload_modules, time.perf_counter() - work_started
+        learn_from_run(
+            self.settings,
+            self.decision,
+            self.unit,
+            self.preload_modules,
+            time.perf_counter() - work_started,
+            self.log,
         )
         self.seconds = time.perf_counter() - started
 
@@ -254,7 +224,7 @@ class PoolRun(Generic[Task, Result]):
 
     def _unchunked(self, first_task: list) -> list:
         """The first task as given (not the chunk it travels in)."""
-        if self._chunk_size > 1 and first_task and first_task[0]:
+        if self.options.chunk_size > 1 and first_task and first_task[0]:
             return [first_task[0][0][1]]
         return first_task
 
@@ -358,47 +328,6 @@ class _Sampling:
             size_left = max(0, run.total_size - size_done)
         else:
             size_left = remaining * size_done // done
-        return run.settings.predicted_decision(
-            size_left, remaining, run.unit, sample, run.preload_modules
+        return predicted_decision(
+            run.settings, size_left, remaining, run.unit, sample, run.preload_modules, run.log
         )
-
-
-def _one(_: Any) -> int:
-    return 1
-
-
-def _in_chunks(
-    tasks: Iterable,
-    chunk_size: int,
-    function: Callable,
-    describe: Callable | None,
-    size_of: Callable | None,
-    count_items: Callable | None,
-    total_tasks: int | None,
-) -> tuple:
-    """The tasks in lists of ``chunk_size``, with what maps, names and sizes such lists."""
-    numbered = enumerate(tasks)
-
-    def chunks() -> Iterator[list]:
-        while chunk := list(itertools.islice(numbered, chunk_size)):
-            yield chunk
-
-    def describe_chunk(chunk: list) -> str:
-        first, last = chunk[0][0], chunk[-1][0]
-        named = f" (the first: {describe(chunk[0][1])})" if describe else ""
-        return f"tasks {first}-{last}{named}"
-
-    def chunk_size_of(chunk: list) -> int:
-        return sum((size_of or _one)(task) for _, task in chunk)
-
-    def chunk_items(results: list) -> int:
-        return sum((count_items or _one)(result) for result in results)
-
-    chunk_count = None if total_tasks is None else -(-total_tasks // chunk_size)
-    mapped = functools.partial(_each, function)
-    return chunks(), mapped, describe_chunk, chunk_size_of, chunk_items, chunk_count
-
-
-def _each(function: Callable, chunk: list) -> list:
-    """What a worker runs for a chunk of tasks: the function on each, in order."""
-    return [function(task) for _, task in chunk]

@@ -24,6 +24,17 @@ class Progress:
         min_fraction: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ):
+        """Progress lines for ``total_chunks`` chunks.
+
+        Args:
+            log: where the lines go.
+            label: starts each line (the step).
+            total_chunks: the chunks there are (may be updated as tasks are planned).
+            unit: what the items counted are, in the rate.
+            min_seconds: at least this long between two lines.
+            min_fraction: at least this share of the chunks done between two lines.
+            clock: the time, in seconds.
+        """
         self.log, self.label, self.total_chunks, self.unit = log, label, total_chunks, unit
         self.min_seconds, self.min_fraction, self._clock = min_seconds, min_fraction, clock
         self.chunks = self.items = 0
@@ -65,6 +76,15 @@ class LongTasks:
         every_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        """A watch for tasks running ``threshold_seconds`` or more.
+
+        Args:
+            log: where the lines go.
+            label: starts each line (the step).
+            threshold_seconds: a task running this long is named.
+            every_seconds: at least this long between two lines (``threshold_seconds``).
+            clock: the time, in seconds (the clock the tasks' start times are on).
+        """
         self.log, self.label, self.threshold_seconds = log, label, threshold_seconds
         self.every_seconds = threshold_seconds if every_seconds is None else every_seconds
         self._clock = clock

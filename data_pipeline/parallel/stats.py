@@ -1,6 +1,25 @@
-"""Where the wall time of a pool went, filled in by the pool as it runs."""
+"""Where the wall time of a pool went, filled in by the pool as it runs from each task's
+timing."""
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+# (pid, start, end, CPU seconds) of one task, as :func:`timed_call` measures it.
+Timing = tuple[int, float, float, float]
+
+
+def timed_call(function: Callable[[Any], Any], task: Any) -> tuple[Any, Timing]:
+    """``function(task)`` and (pid, start, end, CPU seconds) of the call."""
+    # time.monotonic() is one system-wide clock on Linux and macOS, so the owner can compare a
+    # worker's timestamps with its own. Tasks run in the calling thread (a worker's main
+    # thread), and thread_time() leaves out the process's other threads: in a one-worker pool
+    # those are every thread of the step process.
+    started, cpu_started = time.monotonic(), time.thread_time()
+    result = function(task)
+    return result, (os.getpid(), started, time.monotonic(), time.thread_time() - cpu_started)
 
 
 @dataclass
@@ -47,6 +66,19 @@ class PoolStats:
         """Map time a worker spent not computing, on average: waiting for tasks to arrive or
         results to be taken, and for the slowest worker at the end."""
         return max(0.0, self.map_seconds - self.compute_seconds)
+
+    def record(self, timing: Timing, items: int | None) -> None:
+        """Count one finished task: its worker's busy and CPU time, a chunk, and ``items``
+        (None: not counted)."""
+        pid, started, finished, cpu_seconds = timing
+        self.chunks += 1
+        self.busy_seconds_by_worker[pid] = self.busy_seconds_by_worker.get(pid, 0.0) + (
+            finished - started
+        )
+        self.cpu_seconds_by_worker[pid] = self.cpu_seconds_by_worker.get(pid, 0.0) + cpu_seconds
+        self.chunks_by_worker[pid] = self.chunks_by_worker.get(pid, 0) + 1
+        if items is not None:
+            self.items_by_worker[pid] = self.items_by_worker.get(pid, 0) + items
 
     def absorb(self, other: "PoolStats") -> None:
         """Count ``other``'s tasks as this pool's (both ran in the same process)."""

@@ -1,8 +1,9 @@
 """What both fast kernels share: the int64 input, the primes to divide by, and turning their
-arrays into the reference's lists (None where it has None, its result where they cannot)."""
+arrays into the reference's columns (None where it has None, its result where they cannot)."""
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -49,72 +50,68 @@ def squares_beyond_int64(values: np.ndarray) -> np.ndarray:
     return (values > LARGEST_ROOT_OF_AN_INT64) | (values < -LARGEST_ROOT_OF_AN_INT64)
 
 
-def reference_columns(
-    values: np.ndarray,
-    squares: np.ndarray,
-    digit_sums: np.ndarray,
-    collatz_steps: np.ndarray,
-    smallest_factors: np.ndarray,
-    largest_factors: np.ndarray,
-    needs_reference: np.ndarray,
-) -> dict[str, list]:
-    """The kernel's arrays as :func:`transform_values` returns them.
+@dataclass(frozen=True)
+class KernelArrays:
+    """What a fast kernel computed for int64 ``values``, one array per column: the squares
+    (right only where they fit int64), digit sums, Collatz steps and smallest and largest
+    prime factors (NO_COLLATZ_STEPS and NO_PRIME_FACTOR where the reference has None), and a
+    mask of the values it could not settle exactly, which the reference transforms one by
+    one."""
 
-    ``squares`` only has to be right where it fits int64; ``needs_reference`` marks the values
-    the kernel could not settle exactly, which the reference transforms one by one.
-    """
+    values: np.ndarray
+    squares: np.ndarray
+    digit_sums: np.ndarray
+    collatz_steps: np.ndarray
+    smallest_factors: np.ndarray
+    largest_factors: np.ndarray
+    needs_reference: np.ndarray
+
+    def is_prime(self) -> np.ndarray:
+        return (self.values >= 2) & (self.smallest_factors == self.values)
+
+
+def reference_columns(arrays: KernelArrays) -> dict[str, list]:
+    """The kernel's arrays as :func:`transform_values` returns them: lists of Python ints,
+    None where the reference has None, and the reference's own result where needed."""
     columns = {
-        "square": squares.tolist(),
-        "digit_sum": digit_sums.tolist(),
-        "collatz_steps": _with_none(collatz_steps, collatz_steps == NO_COLLATZ_STEPS),
-        "smallest_prime_factor": _with_none(smallest_factors, smallest_factors == NO_PRIME_FACTOR),
-        "largest_prime_factor": _with_none(largest_factors, largest_factors == NO_PRIME_FACTOR),
-        "is_prime": ((values >= 2) & (smallest_factors == values)).tolist(),
+        "square": arrays.squares.tolist(),
+        "digit_sum": arrays.digit_sums.tolist(),
+        "collatz_steps": _with_none(arrays.collatz_steps, NO_COLLATZ_STEPS),
+        "smallest_prime_factor": _with_none(arrays.smallest_factors, NO_PRIME_FACTOR),
+        "largest_prime_factor": _with_none(arrays.largest_factors, NO_PRIME_FACTOR),
+        "is_prime": arrays.is_prime().tolist(),
     }
-    wide = squares_beyond_int64(values)
-    for position in np.flatnonzero(wide).tolist():
+    values = arrays.values
+    for position in np.flatnonzero(squares_beyond_int64(values)).tolist():
         value = int(values[position])
         columns["square"][position] = value * value
-    for position in np.flatnonzero(needs_reference).tolist():
+    for position in np.flatnonzero(arrays.needs_reference).tolist():
         row = transform_values([int(values[position])])
         for name in TRANSFORM_COLUMNS:
             columns[name][position] = row[name][0]
     return columns
 
 
-def arrow_columns(
-    values: np.ndarray,
-    squares: np.ndarray,
-    digit_sums: np.ndarray,
-    collatz_steps: np.ndarray,
-    smallest_factors: np.ndarray,
-    largest_factors: np.ndarray,
-    needs_reference: np.ndarray,
-) -> dict[str, pa.Array]:
+def arrow_columns(arrays: KernelArrays) -> dict[str, pa.Array]:
     """The same columns as :func:`reference_columns`, as Arrow arrays of the output's types,
     built straight from the kernel's arrays: a worker sends them back as buffers instead of
     lists of Python ints, and the owner of the pool has nothing left to convert."""
-    wide = squares_beyond_int64(values)
-    if needs_reference.any() or wide.any():  # rare: let the lists settle them exactly
-        lists = reference_columns(
-            values,
-            squares,
-            digit_sums,
-            collatz_steps,
-            smallest_factors,
-            largest_factors,
-            needs_reference,
-        )
+    wide = squares_beyond_int64(arrays.values)
+    if arrays.needs_reference.any() or wide.any():  # rare: let the lists settle them exactly
+        lists = reference_columns(arrays)
         return {name: pa.array(lists[name], ARROW_TYPES[name]) for name in TRANSFORM_COLUMNS}
+    collatz_steps, smallest, largest = (
+        arrays.collatz_steps,
+        arrays.smallest_factors,
+        arrays.largest_factors,
+    )
     return {
-        "square": _int64_column(squares).cast(ARROW_TYPES["square"]),
-        "digit_sum": _int64_column(digit_sums),
+        "square": _int64_column(arrays.squares).cast(ARROW_TYPES["square"]),
+        "digit_sum": _int64_column(arrays.digit_sums),
         "collatz_steps": _int64_column(collatz_steps, collatz_steps == NO_COLLATZ_STEPS),
-        "smallest_prime_factor": _int64_column(
-            smallest_factors, smallest_factors == NO_PRIME_FACTOR
-        ),
-        "largest_prime_factor": _int64_column(largest_factors, largest_factors == NO_PRIME_FACTOR),
-        "is_prime": _bool_column((values >= 2) & (smallest_factors == values)),
+        "smallest_prime_factor": _int64_column(smallest, smallest == NO_PRIME_FACTOR),
+        "largest_prime_factor": _int64_column(largest, largest == NO_PRIME_FACTOR),
+        "is_prime": _bool_column(arrays.is_prime()),
     }
 
 
@@ -147,8 +144,8 @@ ARROW_TYPES = {
 }
 
 
-def _with_none(array: np.ndarray, missing: np.ndarray) -> list:
+def _with_none(array: np.ndarray, none_marker: int) -> list:
     items = array.tolist()
-    for position in np.flatnonzero(missing).tolist():
+    for position in np.flatnonzero(array == none_marker).tolist():
         items[position] = None
     return items

@@ -1,10 +1,5 @@
-"""The transform compiled with numba: the reference's loops, one pass over the values.
-
-The compiled code is cached on disk and loaded once per process by :func:`warm_up` (or by the
-first call), so a pool worker that preloads this module never pays the compile in a task.
-Values it cannot settle exactly in int64 go through the reference one by one, like the numpy
-kernel's.
-"""
+"""The transform compiled with numba: the reference's loops, one pass over the values (those
+it cannot settle exactly in int64 go through the reference one by one)."""
 
 from collections.abc import Sequence
 
@@ -19,10 +14,10 @@ from data_pipeline.numbers.kernels.columns import (
     NO_COLLATZ_STEPS,
     NO_PRIME_FACTOR,
     PROVEN_PRIME_BOUND,
+    KernelArrays,
     arrow_columns,
     as_int64_array,
     primes_up_to,
-    reference_columns,
 )
 from data_pipeline.numbers.transforms import TRIAL_DIVISION_LIMIT
 
@@ -30,23 +25,22 @@ from data_pipeline.numbers.transforms import TRIAL_DIVISION_LIMIT
 _WARM_UP_VALUES = (0, 1, -1, 2, 97, -12, 1_000_000, 2**61 - 1, 2**63 - 1, -(2**63))
 
 
-def transform_values_numba(values: Sequence[int] | np.ndarray) -> dict[str, list]:
-    """Same columns as :func:`~data_pipeline.numbers.transforms.transform_values`."""
-    values = as_int64_array(values)
-    return reference_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
-
-
 def transform_columns_numba(values: Sequence[int] | np.ndarray) -> dict[str, pa.Array]:
-    """The same columns as Arrow arrays, for a pool worker to send back."""
+    """The columns of :func:`~data_pipeline.numbers.transforms.transform_values` as Arrow
+    arrays of the output's types, for a pool worker to send back."""
     values = as_int64_array(values)
-    return arrow_columns(values, *transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT)))
+    computed = transform_kernel(values, primes_up_to(TRIAL_DIVISION_LIMIT))
+    return arrow_columns(KernelArrays(values, *computed))
 
 
 def warm_up(in_place: bool = False) -> None:
     """Compile the kernel, or load it from the disk cache, before any task needs it; with
     ``in_place``, also :func:`fill_transform` for outputs given as views (the squares as the
-    low words of Arrow's decimal128 layout), as a worker writing into shared memory calls it."""
-    transform_values_numba(_WARM_UP_VALUES)
+    low words of Arrow's decimal128 layout), as a worker writing into shared memory calls it.
+
+    The compiled code is cached on disk and loaded once per process, here or by the first
+    call, so a pool worker that preloads this module never pays the compile in a task."""
+    transform_columns_numba(_WARM_UP_VALUES)
     if in_place:
         values = as_int64_array(_WARM_UP_VALUES)
         outputs = [np.empty(len(values), np.int64) for _ in range(4)]
@@ -56,6 +50,7 @@ def warm_up(in_place: bool = False) -> None:
         fill_transform(values, primes, squares, *outputs, needs_reference)
 
 
+# Compiled code takes and returns plain arrays (not a KernelArrays, which numba cannot type).
 @numba.njit(cache=True)
 def transform_kernel(values, primes):
     """Squares (right where they fit int64), digit sums, Collatz steps, smallest and largest
@@ -79,8 +74,16 @@ def fill_transform(
 ):
     """:func:`transform_kernel` writing into the arrays it is given (every position set).
 
-    ``primes`` are the primes up to the trial division limit: dividing by all of them gives
-    the reference's result, which stops early only when what remains is 1 or a prime.
+    Args:
+        values: The int64 values.
+        primes: The primes up to the trial division limit: dividing by all of them gives the
+            reference's result, which stops early only when what remains is 1 or a prime.
+        squares: Gets the squares, right where they fit int64.
+        digit_sums: Gets the digit sums of the magnitudes.
+        collatz_steps: Gets the Collatz steps, NO_COLLATZ_STEPS below 1.
+        smallest: Gets the smallest prime factors, NO_PRIME_FACTOR for none.
+        largest: Gets the largest prime factors, NO_PRIME_FACTOR for none.
+        needs_reference: Gets where only the reference settles the value exactly.
     """
     for index in range(values.size):
         value = values[index]

@@ -1,8 +1,5 @@
-"""The transform vectorized with numpy: each loop runs over the values still unsettled.
-
-Values it cannot settle exactly in int64 (int64's minimum, a Collatz path past int64, a
-cofactor that needs Miller-Rabin) go through the reference one by one.
-"""
+"""The transform vectorized with numpy, each loop over the values still unsettled; those it
+cannot settle in int64 (int64's minimum, Collatz past int64, Miller-Rabin) go to the reference."""
 
 import functools
 from collections.abc import Sequence
@@ -16,10 +13,10 @@ from data_pipeline.numbers.kernels.columns import (
     LARGEST_ODD_COLLATZ_VALUE,
     NO_COLLATZ_STEPS,
     NO_PRIME_FACTOR,
+    KernelArrays,
     arrow_columns,
     as_int64_array,
     primes_up_to,
-    reference_columns,
 )
 from data_pipeline.numbers.transforms import TRIAL_DIVISION_LIMIT
 
@@ -33,19 +30,14 @@ _JUMP_BITS = 16
 _JUMP_SIZE = 2**_JUMP_BITS
 
 
-def transform_values_numpy(values: Sequence[int] | np.ndarray) -> dict[str, list]:
-    """Same columns as :func:`~data_pipeline.numbers.transforms.transform_values`."""
-    return reference_columns(*transform_arrays(values))
-
-
 def transform_columns_numpy(values: Sequence[int] | np.ndarray) -> dict[str, pa.Array]:
-    """The same columns as Arrow arrays, for a pool worker to send back."""
-    return arrow_columns(*transform_arrays(values))
+    """The columns of :func:`~data_pipeline.numbers.transforms.transform_values` as Arrow
+    arrays of the output's types, for a pool worker to send back."""
+    return arrow_columns(transform_arrays(values))
 
 
-def transform_arrays(values: Sequence[int] | np.ndarray) -> tuple[np.ndarray, ...]:
-    """The values, squares, digit sums, Collatz steps, smallest and largest prime factors as
-    arrays, and a mask of the values only the reference settles exactly."""
+def transform_arrays(values: Sequence[int] | np.ndarray) -> KernelArrays:
+    """Every column as an array, and a mask of the values only the reference settles."""
     values = as_int64_array(values)
     needs_reference = values == INT64_MIN
     # abs() of int64's minimum overflows: it goes to the reference, so 0 stands in for it.
@@ -53,14 +45,14 @@ def transform_arrays(values: Sequence[int] | np.ndarray) -> tuple[np.ndarray, ..
     collatz_steps, collatz_overflows = _collatz_steps(values)
     smallest, largest, unproven = _prime_factor_bounds(magnitudes)
     needs_reference |= collatz_overflows | unproven
-    return (
-        values,
-        values * values,  # wraps beyond int64; those squares are recomputed exactly
-        _digit_sums(magnitudes),
-        collatz_steps,
-        smallest,
-        largest,
-        needs_reference,
+    return KernelArrays(
+        values=values,
+        squares=values * values,  # wraps beyond int64; those squares are recomputed exactly
+        digit_sums=_digit_sums(magnitudes),
+        collatz_steps=collatz_steps,
+        smallest_factors=smallest,
+        largest_factors=largest,
+        needs_reference=needs_reference,
     )
 
 

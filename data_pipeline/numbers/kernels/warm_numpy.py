@@ -1,6 +1,7 @@
-"""Imported by a fork server before it forks workers: builds the numpy kernel's tables (the
-primes, the Collatz jumps) and the first Arrow arrays (which makes pyarrow import pandas)
-once, so no worker pays for them in a task."""
+"""Imported by a fork server before it forks workers: builds the numpy kernel's tables (primes,
+Collatz jumps) and the first Arrow arrays once, so no worker pays for them in a task."""
+
+# The first Arrow arrays make pyarrow import pandas (0.2-0.5 s): paid here, not in a task.
 
 from data_pipeline.numbers.kernels.numpy_kernel import transform_columns_numpy
 

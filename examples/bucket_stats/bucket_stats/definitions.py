@@ -6,14 +6,14 @@ import dagster as dg
 import pandas as pd
 
 from bucket_stats.statistics import bucket_statistics
-from data_pipeline.defs.partitions import daily_partitions
-from data_pipeline.defs.resources import (
+from data_pipeline.api import (
     CPU_POOL,
     DataDirectoryResource,
     ProcessPoolResource,
+    current_file,
+    daily_partitions,
     data_directory_resource,
 )
-from data_pipeline.numbers.output_set import current_file
 
 
 @dg.asset(

@@ -1,7 +1,8 @@
 """The team's code location as a team runs it: copied to a throwaway directory, never
 installed, loaded by module name with a working directory (as workspace.yaml loads it),
 materialized by `dagster job execute` on the multiprocess executor, the pool's workers
-started by forkserver and by spawn."""
+started by forkserver and by spawn. It imports data_pipeline only as a team would: its public
+face (data_pipeline.api), and the definitions Dagster loads, to make the upstream day."""
 
 import json
 import os
@@ -10,13 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.output_set import commit, record_file, run_directory
-from data_pipeline.numbers.pipeline import clean_to_parquet
-from data_pipeline.numbers.storage import DATA_DIR_VARIABLE, file_digest
-from data_pipeline.parallel.pool import PoolSettings
+from data_pipeline.api import DataDirectoryResource, ProcessPoolResource
+from data_pipeline.definitions import defs
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 MODULE, JOB = "bucket_stats.definitions", "last_digit_statistics_job"
@@ -40,29 +39,25 @@ def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_
     shutil.copytree(LOCATION, location, ignore=shutil.ignore_patterns("*_tests", "__pycache__"))
     (tmp_path / "config.yaml").write_text(RUN_CONFIG.format(start_method=start_method))
     data = tmp_path / "data"
-    day = data / DAY  # the day's files, as data_pipeline's numbers_job leaves them
-    own = run_directory(day, "run-1")
-    write_numbers_file(own / "numbers.txt", count=4_000, seed=3, dirty_fraction=0.02)
-    cleaning = clean_to_parquet(
-        own / "numbers.txt",
-        own / "cleaned_numbers.parquet",
-        own / "rejected_lines.parquet",
-        PoolSettings(1),
-        64 * 1024,
+    # The day's files as data_pipeline's numbers_job leaves them, made by its own assets.
+    upstream = dg.materialize(
+        [defs.get_assets_def("numbers_file"), defs.get_assets_def("cleaned_numbers")],
+        partition_key=DAY,
+        resources={
+            "data_directory": DataDirectoryResource(path=str(data)),
+            "process_pool": ProcessPoolResource(mode="serial"),
+        },
+        run_config={
+            "ops": {"numbers_file": {"config": {"count": 4_000, "seed": 3, "dirty_fraction": 0.02}}}
+        },
     )
-    numbers = file_digest(own / "numbers.txt")
-    record_file(day, "run-1", "numbers.txt", numbers, 4_000)
-    for name in ("cleaned_numbers.parquet", "rejected_lines.parquet"):
-        record_file(day, "run-1", name, file_digest(own / name), 0, {"numbers.txt": numbers})
-    assert set(commit(day, "run-1").current.files) == {
-        "numbers.txt",
-        "cleaned_numbers.parquet",
-        "rejected_lines.parquet",
-    }
-    assert cleaning.accepted > 3_000
+    assert upstream.success
+    [cleaning] = upstream.asset_materializations_for_node("cleaned_numbers")
+    assert cleaning.metadata["accepted"].value > 3_000
     environment = {
         **os.environ,
-        DATA_DIR_VARIABLE: str(data),
+        "DATA_PIPELINE_DATA_DIR": str(data),
+        "DATA_PIPELINE_COSTS_DIR": str(tmp_path / "pool_costs"),
         "DAGSTER_HOME": str(tmp_path),
     }
     command = [DAGSTER, "job", "execute", "-m", MODULE, "-d", str(location), "-j", JOB]

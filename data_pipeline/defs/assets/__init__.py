@@ -1,0 +1,1 @@
+"""The assets Dagster materializes: the day's numbers, their report, and the benchmarks."""

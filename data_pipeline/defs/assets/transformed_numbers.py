@@ -1,0 +1,79 @@
+"""Each accepted value with its square, digit sum, Collatz steps and prime factors, computed by
+the chosen kernel in the step or on the pool."""
+
+import time
+
+import dagster as dg
+
+from data_pipeline.defs.assets.cleaned_numbers import cleaned_numbers
+from data_pipeline.defs.assets.pooled_step import (
+    POOLED_DAY_STEP,
+    chosen_kernel,
+    kernel_metadata,
+    pool_sentence,
+)
+from data_pipeline.defs.catalog import catalog, column_schema
+from data_pipeline.defs.day_files import writing
+from data_pipeline.defs.resources.data_directory import DataDirectoryResource
+from data_pipeline.defs.resources.process_pool import ProcessPoolResource
+from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA
+from data_pipeline.numbers.stages.transform import transform_to_parquet
+from data_pipeline.numbers.storage import CLEANED_NUMBERS_FILE, TRANSFORMED_NUMBERS_FILE, digest_key
+
+# transformed_numbers' metadata: the digest of the cleaned values it was computed from.
+UPSTREAM_CLEANED_KEY = "upstream_cleaned_numbers_sha256"
+
+
+@dg.asset(
+    **catalog("transformed_numbers", TRANSFORMED_SCHEMA),
+    kinds={"python", "parquet"},
+    deps=[cleaned_numbers],
+    **POOLED_DAY_STEP,
+)
+def transformed_numbers(
+    context: dg.AssetExecutionContext,
+    data_directory: DataDirectoryResource,
+    process_pool: ProcessPoolResource,
+) -> dg.MaterializeResult:
+    """Each accepted value with its square, digit sum, Collatz step count, smallest and
+    largest prime factor and primality, computed by the chosen kernel (by default the fastest
+    installed one; plain Python is the reference every kernel must match), in the step or on a
+    process pool as `mode` decides. Written in input order to `transformed_numbers.parquet`."""
+    context.log.info(process_pool.describe_plan())
+    kernel = chosen_kernel(context, process_pool)
+    with writing(context, data_directory) as files:
+        source = files.input(CLEANED_NUMBERS_FILE, "cleaned_numbers")
+        target = files.output(TRANSFORMED_NUMBERS_FILE)
+        started = time.perf_counter()
+        summary = transform_to_parquet(
+            files.path_of(source),
+            target,
+            process_pool.settings(),
+            process_pool.chunk_values_for(kernel),
+            context.log,
+            kernel,
+        )
+        seconds = time.perf_counter() - started
+        files.record(
+            TRANSFORMED_NUMBERS_FILE,
+            summary.digests[digest_key(TRANSFORMED_NUMBERS_FILE)],
+            summary.rows,
+            {CLEANED_NUMBERS_FILE: source.sha256},
+        )
+        context.log.info(
+            f"transformed {summary.rows:,} values, {pool_sentence(summary.pool)} in {seconds:.2f} s"
+        )
+        set_metadata = files.finish()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": summary.rows,
+            "dagster/column_schema": column_schema(TRANSFORMED_SCHEMA),
+            "path": dg.MetadataValue.path(str(target)),
+            **kernel_metadata(kernel),
+            "rows": summary.rows,
+            **summary.run.metadata(seconds, dg.MetadataValue.md),
+            **summary.digests,
+            UPSTREAM_CLEANED_KEY: source.sha256,
+            **set_metadata,
+        }
+    )

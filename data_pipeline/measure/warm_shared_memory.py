@@ -1,7 +1,0 @@
-"""Imported by the strategies' fork server before it forks workers: loads the numba kernel
-that writes into given arrays (the shared-memory strategy's) from its disk cache, so no
-worker pays for it in a timed task."""
-
-from data_pipeline.numbers.kernels.numba_kernel import warm_up
-
-warm_up(in_place=True)

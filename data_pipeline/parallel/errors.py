@@ -1,0 +1,23 @@
+"""The errors both pools raise (local processes and a Dask cluster), and how they name a task."""
+
+from typing import Any
+
+
+class ChunkFailedError(RuntimeError):
+    """A task raised in a worker; the message names the chunk and carries the worker's
+    traceback."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process exited while tasks were running (killed, out of memory, os._exit, or
+    unable to import the task's function)."""
+
+
+def describe_by_type(task: Any) -> str:
+    """How a task is named when the caller gives no ``describe``."""
+    return f"a task of type {type(task).__name__}"
+
+
+def failure_message(description: str, error: BaseException, where: str = "in a pool worker") -> str:
+    """``description failed in a pool worker: ValueError: ...`` (the pool adds the traceback)."""
+    return f"{description} failed {where}: {type(error).__name__}: {error}"
