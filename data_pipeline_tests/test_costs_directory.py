@@ -57,8 +57,8 @@ def measured_here(monkeypatch) -> list[int]:
     list of the worker counts measured."""
     measured: list[int] = []
 
-    def measure(workers, *arguments):
-        measured.append(workers)
+    def measure(shape):
+        measured.append(shape.workers)
         return COSTS
 
     monkeypatch.setattr(calibration, "measure_in_a_fresh_process", measure)

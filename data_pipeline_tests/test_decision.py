@@ -13,7 +13,13 @@ from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import PYTHON
 from data_pipeline.numbers.stages.cleaning import clean_to_parquet
 from data_pipeline.numbers.stages.transform import transform_to_parquet
-from data_pipeline.parallel.calibration import COSTS_FILE, corrections, learn, pool_costs
+from data_pipeline.parallel.calibration import (
+    COSTS_FILE,
+    PoolShape,
+    corrections,
+    learn,
+    pool_costs,
+)
 from data_pipeline.parallel.decision import (
     Corrections,
     Decision,
@@ -118,18 +124,20 @@ def test_a_work_sample_times_the_work_once_and_the_round_trip_of_its_result_when
 
 
 def test_the_pools_costs_are_measured_once_then_kept_for_a_day(tmp_path):
-    first = pool_costs(tmp_path, 2, "forkserver")
+    first = pool_costs(tmp_path, PoolShape(2, "forkserver"))
     assert first.warm_startup_seconds > 0 and 0 < first.cold_startup_seconds < 60
     assert 0 < first.task_seconds < 1
     kept = json.loads((tmp_path / COSTS_FILE).read_text())
     assert list(kept) == [KEY]
-    assert pool_costs(tmp_path, 2, "forkserver") == first, "read back, not measured again"
-    assert pool_costs(tmp_path, 2, "forkserver", max_age_seconds=0) != first, "too old"
+    assert pool_costs(tmp_path, PoolShape(2, "forkserver")) == first, (
+        "read back, not measured again"
+    )
+    assert pool_costs(tmp_path, PoolShape(2, "forkserver"), max_age_seconds=0) != first, "too old"
 
 
 def test_an_unreadable_costs_file_is_measured_again_and_replaced(tmp_path):
     (tmp_path / COSTS_FILE).write_text("{not json")
-    costs = pool_costs(tmp_path, 2, "forkserver")
+    costs = pool_costs(tmp_path, PoolShape(2, "forkserver"))
     kept = json.loads((tmp_path / COSTS_FILE).read_text())
     assert kept[KEY]["measured_at"] == pytest.approx(costs.measured_at)
 
@@ -291,7 +299,7 @@ def test_auto_learns_at_each_size_in_a_real_run(tmp_path):
 
 def test_the_kept_costs_are_read_again_only_after_the_file_changed(tmp_path):
     (tmp_path / COSTS_FILE).write_text(json.dumps({KEY: dataclasses.asdict(COSTS)}))
-    assert pool_costs(tmp_path, 2, "forkserver") == COSTS
+    assert pool_costs(tmp_path, PoolShape(2, "forkserver")) == COSTS
     changed = {**dataclasses.asdict(COSTS), "task_seconds": 1e-3}
     (tmp_path / COSTS_FILE).write_text(json.dumps({KEY: changed}))
-    assert pool_costs(tmp_path, 2, "forkserver").task_seconds == 1e-3
+    assert pool_costs(tmp_path, PoolShape(2, "forkserver")).task_seconds == 1e-3

@@ -66,6 +66,14 @@ class DayFiles:
     def record(
         self, name: str, sha256: str, rows: int, upstream: dict[str, str] | None = None
     ) -> None:
+        """Record a file this step wrote in the run's set, for the commit.
+
+        Args:
+            name: the file's name in the set.
+            sha256: its digest.
+            rows: its rows.
+            upstream: the digests of the files it was computed from, by name.
+        """
         record_file(self.directory, self.run_id, name, sha256, rows, upstream)
 
     def finish(self) -> dict[str, object]:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,29 @@ _KEPT_FIELDS = (
 _TIMEOUT_SECONDS = 300
 
 
+@dataclass(frozen=True)
+class PoolShape:
+    """The pool whose costs are measured: what makes one pool cost more than another."""
+
+    workers: int
+    start_method: str
+    # Modules the workers import first (the fork server preloads them).
+    preload_modules: tuple[str, ...] = ()
+    backend: str = "local"
+    # The Dask cluster's scheduler (None: a local cluster).
+    scheduler_address: str | None = None
+
+    def key(self) -> str:
+        """How the costs of this pool are named in the costs file."""
+        key = (
+            f"v{_VERSION}: {self.start_method}, {self.workers} workers, preloading "
+            f"{', '.join(self.preload_modules) or 'nothing'}"
+        )
+        if self.backend != "local":
+            key += f", on {self.backend} ({self.scheduler_address or 'a local cluster'})"
+        return key
+
+
 def default_costs_directory(environ: Mapping[str, str] = os.environ) -> Path:
     """``$DATA_PIPELINE_COSTS_DIR``, else ``$XDG_CACHE_HOME/data_pipeline``, else
     ``~/.cache/data_pipeline``."""
@@ -74,43 +97,22 @@ def costs_directory_in_use(configured: str | os.PathLike | None, log: Any = logg
 
 def pool_costs(
     directory: str | os.PathLike | None,
-    workers: int,
-    start_method: str,
-    preload_modules: Iterable[str] = (),
+    shape: PoolShape,
     max_age_seconds: float = MAX_AGE_SECONDS,
-    backend: str = "local",
-    scheduler_address: str | None = None,
 ) -> PoolCosts:
-    """The costs kept in ``directory`` for this pool (on ``backend``: a Dask cluster's are
-    its own), re-measured when missing, unreadable or older than ``max_age_seconds``.
-
-    Args:
-        directory: where the costs are kept; None: always measured, never kept.
-        workers: the pool's workers.
-        start_method: the local pool's start method.
-        preload_modules: modules the workers import first (the fork server preloads them).
-        max_age_seconds: kept costs older than this are measured again.
-        backend: ``local`` or ``dask``.
-        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
-    """
-    preload = tuple(preload_modules)
-    key = (
-        f"v{_VERSION}: {start_method}, {workers} workers, preloading "
-        f"{', '.join(preload) or 'nothing'}"
-    )
-    if backend != "local":
-        key += f", on {backend} ({scheduler_address or 'a local cluster'})"
+    """The costs kept in ``directory`` (None: always measured, never kept) for a pool of this
+    ``shape``, measured again when missing, unreadable or older than ``max_age_seconds``."""
     path = None if directory is None else Path(directory) / COSTS_FILE
     kept = _read(path)
-    entry = kept.get(key)
+    entry = kept.get(shape.key())
     if entry is not None and time.time() - entry.get("measured_at", 0) < max_age_seconds:
         try:
             return PoolCosts(**entry)
         except TypeError:
             pass  # written by another version: measure again
-    costs = measure_in_a_fresh_process(workers, start_method, preload, backend, scheduler_address)
+    costs = measure_in_a_fresh_process(shape)
     if path is not None:
-        _write(path, {**kept, key: asdict(costs)})
+        _write(path, {**kept, shape.key(): asdict(costs)})
     return costs
 
 
@@ -167,25 +169,9 @@ def _section(kept: dict) -> dict:
     return {subject: sizes for subject, sizes in section.items() if isinstance(sizes, dict)}
 
 
-def measure_in_a_fresh_process(
-    workers: int,
-    start_method: str,
-    preload_modules: tuple[str, ...],
-    backend: str = "local",
-    scheduler_address: str | None = None,
-) -> PoolCosts:
-    """Run :func:`measure` in a new interpreter, so the cold start really is cold.
-
-    Args:
-        workers: the pool's workers.
-        start_method: the local pool's start method.
-        preload_modules: modules the workers import first.
-        backend: ``local`` or ``dask``.
-        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
-    """
-    arguments = json.dumps(
-        [workers, start_method, list(preload_modules), backend, scheduler_address]
-    )
+def measure_in_a_fresh_process(shape: PoolShape) -> PoolCosts:
+    """Run :func:`measure` in a new interpreter, so the cold start really is cold."""
+    arguments = json.dumps(asdict(shape))
     # Imported by name (not run as __main__), so the task functions pickle as this module's.
     command = f"import sys; from {__name__} import main; main(sys.argv[1])"
     completed = subprocess.run(
@@ -202,28 +188,18 @@ def measure_in_a_fresh_process(
     return PoolCosts(**json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
-def measure(
-    workers: int,
-    start_method: str,
-    preload_modules: tuple[str, ...],
-    backend: str = "local",
-    scheduler_address: str | None = None,
-) -> PoolCosts:
-    """Start a pool twice in this process (the first start is cold) and time trivial tasks.
-
-    Args:
-        workers: the pool's workers.
-        start_method: the local pool's start method.
-        preload_modules: modules the workers import first.
-        backend: ``local`` or ``dask``.
-        scheduler_address: the Dask cluster's scheduler (None: a local cluster).
-    """
+def measure(shape: PoolShape) -> PoolCosts:
+    """Start a pool of this ``shape`` twice in this process (the first start is cold) and
+    time trivial tasks and large results."""
     settings = PoolSettings(
-        workers, start_method, backend=backend, scheduler_address=scheduler_address
+        shape.workers,
+        shape.start_method,
+        backend=shape.backend,
+        scheduler_address=shape.scheduler_address,
     )
     startups, task_seconds, per_byte = [], 0.0, 0.0
     for _ in range(2):
-        with open_pool(settings, workers, preload_modules) as pool:
+        with open_pool(settings, shape.workers, shape.preload_modules) as pool:
             started = time.perf_counter()
             for _ in pool.map(echo, range(CALIBRATION_TASKS)):
                 pass
@@ -234,7 +210,7 @@ def measure(
             moving = time.perf_counter() - started - PAYLOADS * task_seconds
             per_byte = max(0.0, moving) / (PAYLOAD_BYTES * PAYLOADS)
         startups.append(pool.stats.startup_seconds)
-    return PoolCosts(workers, startups[0], startups[1], task_seconds, time.time(), per_byte)
+    return PoolCosts(shape.workers, startups[0], startups[1], task_seconds, time.time(), per_byte)
 
 
 def echo(task: int) -> int:
@@ -305,6 +281,6 @@ def _warn_once(log: Any, directory: Path, error: OSError) -> None:
 
 def main(arguments: str) -> None:
     """What :func:`measure_in_a_fresh_process` runs: the costs, as JSON on stdout."""
-    workers, start_method, preload, backend, scheduler_address = json.loads(arguments)
-    costs = measure(workers, start_method, tuple(preload), backend, scheduler_address)
+    shape = json.loads(arguments)
+    costs = measure(PoolShape(**{**shape, "preload_modules": tuple(shape["preload_modules"])}))
     sys.stdout.write(json.dumps(asdict(costs)) + "\n")

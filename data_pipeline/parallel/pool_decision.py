@@ -50,11 +50,13 @@ def predicted_decision(
         sample,
         lambda workers: calibration.pool_costs(
             directory,
-            workers,
-            settings.start_method,
-            preload,
-            backend=settings.backend,
-            scheduler_address=settings.scheduler_address,
+            calibration.PoolShape(
+                workers,
+                settings.start_method,
+                preload,
+                settings.backend,
+                settings.scheduler_address,
+            ),
         ),
         warm=starts_warm(settings),
         cpus=available_cpus_recently,

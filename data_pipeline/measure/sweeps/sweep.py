@@ -14,7 +14,7 @@ from data_pipeline.measure.sweeps.scaling import karp_flatt
 from data_pipeline.measure.sweeps.series import Series, SizeRow, WorkerRow
 from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.kernel_choice import Kernel
-from data_pipeline.parallel.calibration import pool_costs
+from data_pipeline.parallel.calibration import PoolShape, pool_costs
 from data_pipeline.parallel.local.process_pool import ProcessPool
 from data_pipeline.parallel.settings import DEFAULT_START_METHOD, PoolSettings, StartMethod
 
@@ -126,7 +126,8 @@ def sweep_series(
     # input: the fork server, imports and auto's once-a-day calibration (~2 s) are not what
     # the sweep measures.
     cold = pool_costs(
-        str(sweep.directory), sweep.workers, sweep.start_method, kernel.worker_modules
+        str(sweep.directory),
+        PoolShape(sweep.workers, sweep.start_method, tuple(kernel.worker_modules)),
     )
     for pool_settings in strategies.values():
         inputs.run(pool_settings, min(10_000, max(sizes)), sweep.workers)
