@@ -346,7 +346,7 @@ def test_a_schedule_tick_of_the_daemon_runs_the_day_before(dagster_dev_ticking_e
 
 
 def screenshot_script():
-    """docs/take_screenshots.py, whose browser the README's pictures come from too."""
+    """docs/take_screenshots.py, whose browser the docs' pictures come from too."""
     spec = importlib.util.spec_from_file_location(
         "take_screenshots", REPOSITORY / "docs" / "take_screenshots.py"
     )

@@ -1,4 +1,4 @@
-"""Take the README's UI screenshots from a running `dagster dev`, with headless Chromium.
+"""Take the docs' UI screenshots from a running `dagster dev`, with headless Chromium.
 
     python docs/take_screenshots.py [--url http://127.0.0.1:3000] [--chromium chromium] [NAME ...]
 

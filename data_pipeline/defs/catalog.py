@@ -22,7 +22,7 @@ COLUMN_DESCRIPTIONS = {
     "line_number": "line of numbers.txt, from 1, counting blank and rejected lines",
     "value": "the value the line holds, as int64",
     "raw": "the rejected line as text (bytes that are not UTF-8 as \\x escapes)",
-    "reason": "why the line was rejected (see the README: how the lines are parsed)",
+    "reason": "why the line was rejected (see docs/outputs.md: how the lines are parsed)",
     "square": "value squared, exact (38-digit decimal)",
     "digit_sum": "sum of the decimal digits of |value|",
     "collatz_steps": "steps of the Collatz map from value to 1 (null below 1)",

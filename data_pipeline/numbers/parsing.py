@@ -57,7 +57,7 @@ class RejectReason(StrEnum):
 def parse_line(raw: bytes) -> int | RejectReason:
     """Return the int64 value of one line (without its ``\\n``), or the reason it is rejected.
 
-    The rules (also in the README):
+    The rules (also in docs/outputs.md):
 
     - Surrounding spaces, tabs and line-end characters are ignored (other control characters
       are not); leading zeros are fine.
