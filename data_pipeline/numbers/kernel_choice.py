@@ -8,7 +8,7 @@ import tempfile
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from data_pipeline.numbers.chunking import ByteRange
 from data_pipeline.numbers.kernels.columns import ARROW_TYPES as TRANSFORMED_TYPES
 from data_pipeline.numbers.parsing import CleanedChunk, clean_byte_range
 from data_pipeline.numbers.transforms import ValueChunk, transform_chunk, transform_values
+from data_pipeline.parallel.settings import PoolSettings
 
 KERNEL_NAMES = ("python", "numpy", "numba")
 AUTO = "auto"
@@ -80,6 +81,9 @@ class Kernel:
     # Columns as lists (the reference) or as Arrow arrays of the output's types.
     transform: Callable[[ValueChunk], dict[str, Any]]
     worker_modules: tuple[str, ...]
+    # Whether its work is compiled or vectorized code that releases the GIL, so that threads of
+    # one process run it at once (numba compiled with nogil=True, numpy, Arrow compute).
+    releases_gil: bool = False
 
 
 def transform_chunk_numpy(chunk: ValueChunk) -> dict[str, Any]:
@@ -117,6 +121,7 @@ _KERNELS = {
             *_FAST_CLEANING_MODULES,
             "data_pipeline.numbers.kernels.warm_numpy",
         ),
+        releases_gil=True,
     ),
     "numba": Kernel(
         "numba",
@@ -127,8 +132,22 @@ _KERNELS = {
             *_FAST_CLEANING_MODULES,
             "data_pipeline.numbers.kernels.warm_numba",
         ),
+        releases_gil=True,
     ),
 }
+
+
+def settings_for_kernel(settings: PoolSettings, kernel: Kernel, log: Any = logger) -> PoolSettings:
+    """``settings`` as ``kernel`` may run them: backend ``threads`` only for a kernel that
+    releases the GIL; for the ``python`` kernel (which holds it, so its threads would take turns)
+    the pool is local processes instead, which ``log`` hears at WARNING."""
+    if settings.backend != "threads" or kernel.releases_gil:
+        return settings
+    log.warning(
+        f"backend 'threads' runs only kernels that release the GIL (numba, numpy); kernel "
+        f"{kernel.name!r} holds it, so this step's pool is local processes instead"
+    )
+    return replace(settings, backend="local")
 
 
 def installed(name: str) -> bool:

@@ -129,6 +129,7 @@ class ValueChunk:
     index: int
     first_line_number: int
     last_line_number: int
+    # An int64 array.array; on backend threads (compiled kernels only) a numpy view instead.
     values: array
 
     def __str__(self) -> str:

@@ -66,7 +66,9 @@ class PoolShape:
             f"v{_VERSION}: {self.start_method}, {self.workers} workers, preloading "
             f"{', '.join(self.preload_modules) or 'nothing'}"
         )
-        if self.backend != "local":
+        if self.backend == "threads":
+            key += ", on threads of one process"
+        elif self.backend != "local":
             key += f", on {self.backend} ({self.scheduler_address or 'a local cluster'})"
         return key
 

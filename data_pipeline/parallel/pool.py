@@ -1,5 +1,5 @@
 """The pool that :class:`~.settings.PoolSettings` ask for, opened: processes of this machine
-(:mod:`.local`) or a Dask cluster (:mod:`.dask_cluster`), with one interface."""
+(:mod:`.local`), a Dask cluster (:mod:`.dask_cluster`) or threads (:mod:`.threads`)."""
 
 import logging
 from collections.abc import Iterable
@@ -10,6 +10,7 @@ from data_pipeline.parallel.dask_cluster.dask_pool import DaskPool, local_cluste
 from data_pipeline.parallel.decision import Decision
 from data_pipeline.parallel.local.process_pool import ProcessPool, forkserver_pools_started
 from data_pipeline.parallel.settings import PoolSettings
+from data_pipeline.parallel.threads.thread_pool import ThreadPool
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def open_pool(
     log: Any = logger,
     decision: Decision | None = None,
     import_paths: Iterable[str] = (),
-) -> ProcessPool | DaskPool:
+) -> ProcessPool | DaskPool | ThreadPool:
     """A pool sized for ``chunk_count`` chunks (never more workers than chunks), or as
     ``decision`` says: on the settings' backend, or in this process for one worker. Use it
     in a ``with`` block.
@@ -45,11 +46,16 @@ def open_pool(
     }
     if settings.backend == "dask" and workers > 1:
         return DaskPool(workers, settings.scheduler_address, **options)
+    if settings.backend == "threads" and workers > 1:
+        # Threads in this process: nothing to preload, import or restart.
+        return ThreadPool(workers, log, settings.worker_log_level)
     return ProcessPool(workers, settings.start_method, **options)
 
 
 def starts_warm(settings: PoolSettings) -> bool:
     """Whether this process has started such a pool before (which starts faster)."""
+    if settings.backend == "threads":
+        return True  # threads start in microseconds, the first time too
     if settings.backend == "dask":
         return settings.scheduler_address is not None or local_clusters_started() > 0
     return settings.start_method == "forkserver" and forkserver_pools_started() > 0

@@ -91,8 +91,10 @@ def learn_from_run(
 
 def _subject(settings: PoolSettings, unit: str, preload: tuple[str, ...]) -> str:
     """The kind of step what runs teach is kept for: the unit tells the stage apart, the
-    preloaded modules the kernel; a Dask cluster's lessons are its own."""
+    preloaded modules the kernel; a Dask cluster's lessons are its own, and so are threads'."""
     subject = f"{settings.start_method}, {settings.workers} workers, {unit}, {', '.join(preload)}"
     if settings.backend == "local":
         return subject
+    if settings.backend == "threads":
+        return f"threads: {settings.workers} threads, {unit}, {', '.join(preload)}"
     return f"{settings.backend}, {settings.scheduler_address or 'local cluster'}: {subject}"

@@ -22,6 +22,7 @@ from data_pipeline.parallel.progress import LongTasks, Progress
 from data_pipeline.parallel.sendable import check_sendable, import_paths_of
 from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.stats import PoolStats
+from data_pipeline.parallel.threads.thread_pool import THREAD_START
 
 logger = logging.getLogger(__name__)
 Task = TypeVar("Task")
@@ -215,9 +216,10 @@ class PoolRun(Generic[Task, Result]):
 
     def _say_what_each_worker_did(self, stats: PoolStats) -> None:
         """One INFO line per worker once the pool is done: its share of the work."""
+        worker = "thread tid" if stats.start_method == THREAD_START else "worker pid"
         for pid in sorted(stats.busy_seconds_by_worker):
             self.log.info(
-                f"{self.label}: worker pid {pid} done: {stats.chunks_by_worker.get(pid, 0)} "
+                f"{self.label}: {worker} {pid} done: {stats.chunks_by_worker.get(pid, 0)} "
                 f"chunks, {stats.items_by_worker.get(pid, 0):,} {self.progress_unit}, busy "
                 f"{stats.busy_seconds_by_worker[pid]:.2f} s"
             )

@@ -13,10 +13,11 @@ START_METHODS: tuple[StartMethod, ...] = ("forkserver", "spawn")
 DEFAULT_START_METHOD: StartMethod = (
     "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 )
-# Where a pool's workers run: processes of this machine (local/), or a Dask cluster
-# (dask_cluster/).
-Backend = Literal["local", "dask"]
-BACKENDS: tuple[Backend, ...] = ("local", "dask")
+# Where a pool's workers run: processes of this machine (local/), a Dask cluster
+# (dask_cluster/), or threads of this process (threads/: only for work that releases the GIL,
+# such as the compiled kernels; Python code holding the GIL would run one thread at a time).
+Backend = Literal["local", "dask", "threads"]
+BACKENDS: tuple[Backend, ...] = ("local", "dask", "threads")
 # serial and parallel force the choice; auto decides per step (see decision.py).
 Mode = Literal["auto", "serial", "parallel"]
 MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
@@ -30,7 +31,9 @@ class PoolSettings:
     is predicted to win; the pool's measured costs are kept in ``costs_directory`` (None:
     this machine's cache directory, see :func:`.calibration.costs_directory_in_use`).
     ``backend`` ``dask`` runs the same tasks on a Dask cluster: the one at
-    ``scheduler_address``, else a local one of ``workers`` processes started for each pool."""
+    ``scheduler_address``, else a local one of ``workers`` processes started for each pool;
+    ``threads`` runs them on ``workers`` threads of this process (for work that releases the
+    GIL)."""
 
     workers: int | None = None
     start_method: StartMethod = DEFAULT_START_METHOD

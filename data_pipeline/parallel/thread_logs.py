@@ -58,7 +58,7 @@ def this_threads_records_to(log: Any, level: int, worker: str = "in-process") ->
     lowered for the block if it would drop such records, and restored when the last such block
     in this process ends."""
     handler = DirectHandler(log, level, threading.get_ident(), worker)
-    _lower_root_level(level)
+    lower_root_level(level)
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -66,7 +66,7 @@ def this_threads_records_to(log: Any, level: int, worker: str = "in-process") ->
             yield
     finally:
         root.removeHandler(handler)
-        _restore_root_level()
+        restore_root_level()
 
 
 @contextlib.contextmanager
@@ -138,7 +138,7 @@ def _at_least_the_level_before(record: logging.LogRecord) -> bool:
     return record.levelno >= _root_level_before
 
 
-def _lower_root_level(level: int) -> None:
+def lower_root_level(level: int) -> None:
     """Lower the root logger's level to ``level`` if needed. Its other handlers meanwhile drop
     what the level before would have dropped, so for them, and for every other thread,
     nothing changes."""
@@ -156,7 +156,7 @@ def _lower_root_level(level: int) -> None:
             root.setLevel(level)
 
 
-def _restore_root_level() -> None:
+def restore_root_level() -> None:
     global _root_level_users
     with _root_level_lock:
         _root_level_users -= 1

@@ -77,7 +77,9 @@ def parallelism_report(
     details: dict[str, object] = {
         **kernel_metadata(kernel),
         "backend": process_pool.backend,
-        "start_method": "dask" if process_pool.backend == "dask" else process_pool.start_method,
+        "start_method": (
+            process_pool.start_method if process_pool.backend == "local" else process_pool.backend
+        ),
         "repeats": comparison.repeats,
         "workers": comparison.workers,
         "cpus_available": comparison.cpus_available,

@@ -47,4 +47,5 @@ def pool_sentence(pool: PoolStats) -> str:
     """Where the work ran, for the step's closing log line."""
     if pool.workers == 1:
         return "serially in the step process"
-    return f"on {pool.workers} {pool.start_method} workers ({pool.startup_seconds:.2f} s to start)"
+    kind = "threads" if pool.start_method == "thread" else f"{pool.start_method} workers"
+    return f"on {pool.workers} {kind} ({pool.startup_seconds:.2f} s to start)"

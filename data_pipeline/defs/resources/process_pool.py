@@ -3,6 +3,7 @@ Dagster concurrency pool such steps hold while they run."""
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 import dagster as dg
@@ -76,7 +77,8 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ge=1,
         description=(
             "Bytes of the numbers file per cleaning task (moved to the next line end). Unset: "
-            "256 KiB, five times that on backend 'dask' (a Dask task costs more)."
+            "256 KiB; 1 MiB on backend 'threads'; five times 256 KiB on backend 'dask' (a "
+            "Dask task costs more)."
         ),
     )
     transform_chunk_values: int | None = Field(
@@ -84,7 +86,8 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ge=1,
         description=(
             "Values per transform task. Unset: 2,000 for the python kernel (~50 ms of work), "
-            "50,000 for numpy and numba (20-65 ms); five times that on backend 'dask'."
+            "50,000 for numpy and numba (20-65 ms; on backend 'threads' too); five times that "
+            "on backend 'dask'."
         ),
     )
 
@@ -128,7 +131,12 @@ class ProcessPoolResource(dg.ConfigurableResource):
             "the step). 'dask': the same chunks and worker functions as futures on a "
             "dask.distributed cluster: the one at scheduler_address, else a LocalCluster of "
             "`workers` processes on 127.0.0.1 started for the step and closed after it. Needs "
-            "the extra: pip install -e '.[dask]'."
+            "the extra: pip install -e '.[dask]'. 'threads': `workers` threads of the step "
+            "process, for the compiled kernels (numba, numpy), which release the GIL: no "
+            "process start, no pickling. Refused with kernel 'python' (it holds the GIL, so "
+            "its threads would take turns); if 'auto' resolves to python, the step warns and "
+            "uses local processes; map() keeps processes for your function unless you pass "
+            "releases_gil=True."
         ),
     )
     scheduler_address: str | None = Field(
@@ -178,6 +186,12 @@ class ProcessPoolResource(dg.ConfigurableResource):
                 f"scheduler_address={self.scheduler_address!r} is for backend 'dask', but "
                 f"backend is {self.backend!r}: set backend: dask, or leave the address unset"
             )
+        if self.backend == "threads" and self.kernel == "python":
+            raise ValueError(
+                "backend='threads' runs only kernels that release the GIL (numba, numpy): "
+                "kernel 'python' holds it, so its threads would run one at a time. Use "
+                "backend: local (processes) for the python kernel"
+            )
         if self.backend == "dask":
             try:
                 import_distributed()
@@ -200,6 +214,8 @@ class ProcessPoolResource(dg.ConfigurableResource):
         kind = f"{self.start_method} workers"
         if self.backend == "dask":
             kind = "workers in a Dask LocalCluster"
+        elif self.backend == "threads":
+            kind = "threads of the step process"
         if self.workers is None:
             return f"{plan}; {kind}"
         return f"{plan}; {kind}, set by hand to {self.workers}"
@@ -237,7 +253,10 @@ class ProcessPoolResource(dg.ConfigurableResource):
         in input order; then ``.metadata()`` is the pool's insight to return as metadata.
 
         ``function`` must be a top-level function of an importable module (lambdas, closures
-        and functions of ``__main__`` are refused before any worker starts). Its log records
+        and functions of ``__main__`` are refused before any worker starts). With ``backend:
+        threads`` it still runs on processes, since a Python function holds the GIL, unless
+        ``releases_gil=True`` says it spends its time in code that releases it (numpy, numba
+        ``nogil``, Arrow compute): then it runs on threads of the step process. Its log records
         and printed lines reach the step's log as they happen, tagged with the worker; a
         progress line with an ETA comes every 10 % (at most every 5 s). A task that raises
         fails the step naming it (``describe=`` names tasks: ``str`` by type otherwise); a
@@ -249,8 +268,12 @@ class ProcessPoolResource(dg.ConfigurableResource):
         progress), ``label`` and ``unit`` for the log lines.
         """
         options.setdefault("label", context.op_def.name)
+        settings = self.settings()
+        if settings.backend == "threads" and not options.pop("releases_gil", False):
+            settings = replace(settings, backend="local")  # a Python function holds the GIL
+        options.pop("releases_gil", None)  # asked for on another backend: nothing to do
         return StepPoolRun(
-            self.settings(),
+            settings,
             function,
             tasks,
             MapOptions(**options),

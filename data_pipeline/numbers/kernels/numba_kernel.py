@@ -51,7 +51,7 @@ def warm_up(in_place: bool = False) -> None:
 
 
 # Compiled code takes and returns plain arrays (not a KernelArrays, which numba cannot type).
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def transform_kernel(values, primes):
     """Squares (right where they fit int64), digit sums, Collatz steps, smallest and largest
     prime factors of int64 ``values``, and a mask of those only the reference settles."""
@@ -68,7 +68,7 @@ def transform_kernel(values, primes):
     return squares, digit_sums, collatz_steps, smallest, largest, needs_reference
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_transform(
     values, primes, squares, digit_sums, collatz_steps, smallest, largest, needs_reference
 ):

@@ -36,6 +36,16 @@ FIRST_TASK_VALUES = 4
 DASK_CHUNK_SCALE = 5
 
 
+# Threads of the step process (benchmarks/threads.py, 2 cores, 4,000,000 values or lines):
+# a task on a thread costs tens of microseconds, and numba on two threads took the same time
+# in chunks of 25,000, 50,000 and 200,000 values (0.76 s), so the compiled chunk stays, which
+# still gives a day of 400,000 values 8 tasks to balance. The vectorized cleaning holds the
+# GIL for part of each task (lines left to the reference parser, the chunk's lists): two
+# threads took 1.43 s in 256 KiB tasks against 1.18 s serially, 0.99 s in 1 MiB tasks.
+THREADS_TRANSFORM_CHUNK_VALUES = COMPILED_TRANSFORM_CHUNK_VALUES
+THREADS_CLEANING_CHUNK_BYTES = 1024 * 1024
+
+
 def default_transform_chunk_values(kernel: Kernel, backend: str = "local") -> int:
     """Values per transform task when the configuration does not say: per kernel and
     backend."""
@@ -44,11 +54,15 @@ def default_transform_chunk_values(kernel: Kernel, backend: str = "local") -> in
         if kernel.name == "python"
         else COMPILED_TRANSFORM_CHUNK_VALUES
     )
+    if backend == "threads" and kernel.releases_gil:
+        return THREADS_TRANSFORM_CHUNK_VALUES
     return values * DASK_CHUNK_SCALE if backend == "dask" else values
 
 
 def default_cleaning_chunk_bytes(backend: str = "local") -> int:
     """Bytes per cleaning task when the configuration does not say: per backend."""
+    if backend == "threads":
+        return THREADS_CLEANING_CHUNK_BYTES
     scale = DASK_CHUNK_SCALE if backend == "dask" else 1
     return DEFAULT_CLEANING_CHUNK_BYTES * scale
 

@@ -15,7 +15,7 @@ from data_pipeline.numbers.chunking import (
     count_lines,
     plan_byte_ranges,
 )
-from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, settings_for_kernel
 from data_pipeline.numbers.parsing import CleanedChunk
 from data_pipeline.numbers.stages.chunk_sizes import DECISION_SAMPLE_BYTES
 from data_pipeline.numbers.stages.parquet_output import (
@@ -55,6 +55,7 @@ def clean_file(
         kernel: Whose cleaning function the workers run.
         label: Names the stage in the log lines.
     """
+    pool_settings = settings_for_kernel(pool_settings, kernel, log)
     first_bytes = DECISION_SAMPLE_BYTES if pool_settings.mode == "auto" else chunk_bytes
     byte_ranges = _growing_then_even(path, chunk_bytes, first_bytes)
     summary.chunks = len(byte_ranges)

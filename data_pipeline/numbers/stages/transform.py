@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_pipeline.numbers.kernel_choice import PYTHON, Kernel
+from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, settings_for_kernel
 from data_pipeline.numbers.stages.chunk_sizes import FIRST_TASK_VALUES, TARGET_TASK_SECONDS
 from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA, ParquetOutput
 from data_pipeline.numbers.stages.summaries import TransformSummary
@@ -53,6 +53,10 @@ def transform_cleaned(
         label: Names the stage in the log lines.
         long_chunk_seconds: A chunk running this long is named in the log.
     """
+    pool_settings = settings_for_kernel(pool_settings, kernel, log)
+    # Threads share this process's memory: a compiled kernel reads the batch's int64 buffer
+    # where it is (zero copy); processes get the values pickled as an int64 array.
+    as_buffer = pool_settings.backend == "threads"
     cleaned = (batch for batch in cleaned if batch.num_rows)
     first = next(cleaned, None)
     batches = () if first is None else itertools.chain([first], cleaned)
@@ -68,13 +72,13 @@ def transform_cleaned(
         for index, batch in enumerate(pieces.cut(batches)):
             values_cut += batch.num_rows
             summary.run.expect_tasks(index + 1 + pieces.count_for(total_values - values_cut))
-            line_numbers = batch.column("line_number")
+            line_numbers, values = batch.column("line_number"), batch.column("value")
             waiting.append(batch)
             yield ValueChunk(
                 index=index,
                 first_line_number=line_numbers[0].as_py(),
                 last_line_number=line_numbers[-1].as_py(),
-                values=array("q", batch.column("value").to_pylist()),
+                values=values.to_numpy() if as_buffer else array("q", values.to_pylist()),
             )
 
     summary.run = map_tasks(
