@@ -1,3 +1,4 @@
+import importlib
 import json
 import re
 
@@ -8,11 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.definitions import defs
-from data_pipeline.defs.checks import (
-    every_line_accepted_or_rejected,
-    one_transformed_row_per_accepted_value,
-    serial_and_parallel_outputs_identical,
-)
+from data_pipeline.defs.checks import serial_and_parallel_outputs_identical
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import MANIFEST, current_file, current_set
@@ -20,7 +17,7 @@ from data_pipeline.numbers.storage import digest_key, file_digest
 
 ASSET_NAMES = ("numbers_file", "cleaned_numbers", "transformed_numbers", "parallelism_report")
 ASSETS = [defs.get_assets_def(name) for name in ASSET_NAMES]
-CHECKS = list(defs.asset_checks)
+CHECKS = list(defs.asset_checks)  # the report's; the day's set is checked inside its steps
 MIN_MEDIAN_MAX = ("_min", "", "_max")
 # The report's figures the UI plots across runs; everything else is text, a table or JSON.
 PLOTTED_REPORT_KEYS = (
@@ -248,56 +245,121 @@ def change_one_value(path):
     pq.write_table(table.set_column(1, "value", pa.array(values, pa.int64())), path)
 
 
+def damaged_on_writing(monkeypatch, asset: str, writer: str, argument: int, damage) -> None:
+    """The asset's writer damages the file it just wrote (its ``argument``-th), after
+    computing the digest it records: as a disk or a bug might, between writing and checking."""
+    module = importlib.import_module(f"data_pipeline.defs.assets.{asset}")
+    original = getattr(module, writer)
+
+    def write_then_damage(*args, **kwargs):
+        summary = original(*args, **kwargs)
+        damage(args[argument])
+        return summary
+
+    monkeypatch.setattr(module, writer, write_then_damage)
+
+
+def step_failure(result) -> str:
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    return str(failure.event_specific_data.error)
+
+
 @pytest.mark.parametrize(
-    ("check", "damaged_file", "damage", "complaint"),
+    ("asset", "writer", "argument", "check", "damaged_file", "damage", "complaint"),
     [
         (
-            every_line_accepted_or_rejected,
+            "cleaned_numbers",
+            "clean_to_parquet",
+            2,
+            "every_line_accepted_or_rejected",
             "rejected_lines.parquet",
             lose_first_row,
             "1 line(s) of the file are in neither output",
         ),
         (
-            one_transformed_row_per_accepted_value,
+            "transformed_numbers",
+            "transform_to_parquet",
+            1,
+            "one_transformed_row_per_accepted_value",
             "transformed_numbers.parquet",
             change_one_value,
             "value differs first at row",
         ),
+    ],
+)
+def test_a_blocking_check_that_refuses_the_files_just_written_fails_the_run_and_commits_nothing(
+    isolated_directories,
+    monkeypatch,
+    asset,
+    writer,
+    argument,
+    check,
+    damaged_file,
+    damage,
+    complaint,
+):
+    assert materialize({"count": 2_000, "seed": 1}).success
+    day = isolated_directories / DAY
+    earlier = current_set(day)
+    damaged_on_writing(monkeypatch, asset, writer, argument, damage)
+    result = materialize({"count": 2_000, "seed": 2}, raise_on_error=False)
+    assert not result.success
+    # The refused step's check, the only one that failed (the report's never ran).
+    [evaluation] = [each for each in result.get_asset_check_evaluations() if not each.passed]
+    assert evaluation.check_name == check
+    assert complaint in evaluation.description, evaluation.description
+    assert f"{damaged_file} (sets/" in evaluation.description
+    assert "no longer has the SHA-256 its set recorded" in evaluation.description
+    assert evaluation.metadata, "the check's figures are reported with its result"
+    assert f"{asset}: {check}" in step_failure(result)
+    assert current_set(day) == earlier, "the refused set never became current"
+    refused = metadata_of(result, asset)
+    assert refused["set_committed"] is False and refused["refused_by_check"] == check
+
+
+def test_after_a_refused_set_the_current_one_still_passes_the_checks(
+    isolated_directories, monkeypatch
+):
+    assert materialize({"count": 2_000, "seed": 1}).success
+    with monkeypatch.context() as patched:
+        damaged_on_writing(patched, "cleaned_numbers", "clean_to_parquet", 2, lose_first_row)
+        assert not materialize({"count": 2_000, "seed": 2}, raise_on_error=False).success
+    # transformed_numbers alone reads the current set's cleaned values: the refused
+    # materialization of cleaned_numbers is not taken for the set's.
+    result = dg.materialize(
+        [defs.get_assets_def("transformed_numbers")], partition_key=DAY, resources=resources()
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.description
+
+
+@pytest.mark.parametrize(
+    ("damaged_file", "damage", "complaint"),
+    [
         (
-            serial_and_parallel_outputs_identical,
-            "parallelism_report/transformed_parallel.parquet",
+            "transformed_parallel.parquet",
             change_one_value,
             "transformed_parallel.parquet differs from transformed_serial.parquet: column value",
         ),
-        (
-            serial_and_parallel_outputs_identical,
-            "parallelism_report/rejected_serial.parquet",
-            lose_first_row,
-            "rejected_parallel.parquet:",
-        ),
+        ("rejected_serial.parquet", lose_first_row, "rejected_parallel.parquet:"),
     ],
 )
-def test_each_blocking_check_fails_the_run_on_a_corrupted_file(
-    isolated_directories, check, damaged_file, damage, complaint
+def test_the_reports_blocking_check_fails_the_run_on_a_corrupted_file(
+    isolated_directories, damaged_file, damage, complaint
 ):
     assert materialize({"count": 2_000}).success
-    day = isolated_directories / DAY
-    in_set = not damaged_file.startswith("parallelism_report/")
-    damage(current_file(day, damaged_file) if in_set else day / damaged_file)
+    damage(isolated_directories / DAY / "parallelism_report" / damaged_file)
     result = dg.materialize(
         [*ASSETS, *CHECKS],
         tags={"dagster/partition": DAY},  # a check alone: the day is its tag
         resources=resources(),
-        selection=dg.AssetSelection.checks(check),
+        selection=dg.AssetSelection.checks(serial_and_parallel_outputs_identical),
         raise_on_error=False,
     )
     assert not result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert complaint in evaluation.description, evaluation.description
-    if in_set:
-        assert f"{damaged_file} (sets/" in evaluation.description
-        assert "no longer has the SHA-256 its set recorded" in evaluation.description
 
 
 def test_an_unknown_start_method_is_refused_when_the_run_is_launched():
@@ -385,40 +447,53 @@ def test_a_check_fails_when_another_runs_set_became_current_since(isolated_direc
         assert materialize({"count": 2_000, "seed": 1}, instance=instance).success
         # A run on another instance, with the same data directory, commits its own set.
         assert materialize({"count": 2_000, "seed": 2}, instance=elsewhere).success
+        other = current_set(isolated_directories / DAY)
+        # cleaned_numbers alone reads that set's numbers.txt, which is not the one this
+        # instance's latest numbers_file materialization wrote.
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
-            tags={"dagster/partition": DAY},  # a check alone: the day is its tag
+            [defs.get_assets_def("cleaned_numbers")],
+            partition_key=DAY,
             resources=resources(),
-            selection=dg.AssetSelection.checks(every_line_accepted_or_rejected),
             instance=instance,
             raise_on_error=False,
         )
+    assert not result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "numbers.txt is not the file that numbers_file's latest" in evaluation.description
     assert "another run's set is current since" in evaluation.description
+    assert current_set(isolated_directories / DAY) == other, "nothing committed"
 
 
 def test_transformed_values_from_other_cleaned_data_than_the_sets_fail_their_check(
-    isolated_directories,
+    isolated_directories, monkeypatch
 ):
     assert materialize({"count": 2_000, "seed": 1}).success
     day = isolated_directories / DAY
-    # The set's cleaned pair is replaced by another one, as if written by hand.
-    manifest = json.loads((day / MANIFEST).read_text())
-    entry = manifest["files"]["cleaned_numbers.parquet"]
-    lose_first_row(day / entry["path"])
-    entry["sha256"] = file_digest(day / entry["path"])
-    (day / MANIFEST).write_text(json.dumps(manifest))
+
+    def replace_cleaned_pair(_target):
+        # While the transform runs, the set's cleaned pair is replaced by another one, as if
+        # written by hand.
+        manifest = json.loads((day / MANIFEST).read_text())
+        entry = manifest["files"]["cleaned_numbers.parquet"]
+        lose_first_row(day / entry["path"])
+        entry["sha256"] = file_digest(day / entry["path"])
+        (day / MANIFEST).write_text(json.dumps(manifest))
+
+    damaged_on_writing(
+        monkeypatch, "transformed_numbers", "transform_to_parquet", 1, replace_cleaned_pair
+    )
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
-        tags={"dagster/partition": DAY},
+        [defs.get_assets_def("transformed_numbers")],
+        partition_key=DAY,
         resources=resources(),
-        selection=dg.AssetSelection.checks(one_transformed_row_per_accepted_value),
         raise_on_error=False,
     )
+    by_hand = json.loads((day / MANIFEST).read_text())
+    assert not result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "transformed_numbers.parquet was computed from other cleaned_numbers.parquet" in (
         evaluation.description
     )
+    assert by_hand["run_id"] != result.run_id, "the refused transform committed nothing"

@@ -1,8 +1,9 @@
 """Faults through the real command line (`dagster job execute`, the real multiprocess
-executor): an interrupt mid-transform, a full disk, a read-only or uncreatable data
-directory, two runs of one day at once, a bad config value. After each, the day's manifest
-names a complete set (the earlier one), every file it names has its recorded digest, and
-the first ERROR line of the run's output says what went wrong in one sentence."""
+executor): an interrupt mid-transform, a set its blocking check refuses, a full disk, a
+read-only or uncreatable data directory, two runs of one day at once, a bad config value.
+After each, the day's manifest names a complete set (the earlier one), every file it names
+has its recorded digest, and the first ERROR line of the run's output says what went wrong
+in one sentence."""
 
 import os
 import re
@@ -102,6 +103,53 @@ def test_an_interrupt_mid_transform_leaves_the_earlier_set_current(tmp_path):
         f"committed nothing: {DAY}'s current set is still {earlier.describe()}; run it again "
         "to replace it"
     )
+
+
+# Loaded by every Python process of the run (PYTHONPATH): the transform damages the file it
+# wrote after computing the digest it records, as a disk or a bug might.
+DAMAGING_TRANSFORM = """
+import pyarrow as pa
+import pyarrow.parquet as pq
+from data_pipeline.numbers.stages import transform
+
+_original = transform.transform_to_parquet
+
+
+def _damaged(*args, **kwargs):
+    summary = _original(*args, **kwargs)
+    table = pq.read_table(args[1])
+    values = table["value"].to_pylist()
+    values[-1] += 1
+    pq.write_table(table.set_column(1, "value", pa.array(values, pa.int64())), args[1])
+    return summary
+
+
+transform.transform_to_parquet = _damaged
+"""
+
+
+def test_a_set_its_blocking_check_refuses_never_becomes_current(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    code, _ = run(tmp_path, data, small(), "first")
+    assert code == 0
+    earlier = assert_whole(data / DAY)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DAMAGING_TRANSFORM)
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    code, log = run(tmp_path, data, small(seed=2), "refused")
+    assert code != 0
+    assert "RUN_FAILURE" in log
+    assert assert_whole(data / DAY) == earlier, "the refused set was not committed"
+    assert first_error(log).startswith(
+        "check one_transformed_row_per_accepted_value refused transformed_numbers's files and "
+        "nothing was committed: value differs first at row "
+    ), first_error(log)
+    assert first_error(log).endswith(f"{DAY}'s current set is still {earlier.describe()}")
+    # The check's result as Dagster records it, and the step failure naming the check.
+    check = "one_transformed_row_per_accepted_value"
+    assert f"Asset check '{check}' on 'transformed_numbers' did not pass" in log, log[-3000:]
+    assert "transformed_numbers: one_transformed_row_per_accepted_value" in log
 
 
 def test_a_full_disk_fails_once_without_retry_and_leaves_the_earlier_set_current(tmp_path, tmpfs):

@@ -15,6 +15,7 @@ from data_pipeline.numbers.output_set import (
     MANIFEST,
     SetFile,
     commit,
+    current_set,
     record_file,
     remove_run_directory,
     resolve,
@@ -28,6 +29,8 @@ from data_pipeline.parallel.errors import ChunkFailedError
 SET_WRITERS = ("numbers_file", "cleaned_numbers", "transformed_numbers")
 # Every step that writes in a day's directory, and so holds its writer lock.
 DAY_WRITERS = frozenset({*SET_WRITERS, "parallelism_report"})
+# The metadata key of a materialization whose blocking check refused its files (never committed).
+REFUSED_BY_CHECK = "refused_by_check"
 # Errors of the file system that no retry can mend.
 _LASTING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
@@ -39,14 +42,15 @@ class DayFiles:
 
     def __init__(self, context: dg.AssetExecutionContext, data_directory: DataDirectoryResource):
         self.context, self.data_directory = context, data_directory
-        self.directory = data_directory.directory(context.partition_key)
+        self.day = context.partition_key
+        self.directory = data_directory.directory(self.day)
         run = context.run
         self.run_id = run.run_id
         self.run_ids = (run.run_id, run.parent_run_id, run.root_run_id)
 
     def input(self, name: str, producer: str) -> SetFile:
         """The file ``name`` this run should read: its own, else the current set's."""
-        entry = resolve(self.directory, name, self.run_ids)
+        entry = self.resolve(name)
         if entry is None or not self.path_of(entry).is_file():
             raise dg.Failure(
                 f"the day's current set has no {name} (see {self.directory / MANIFEST}): "
@@ -55,6 +59,10 @@ class DayFiles:
                 allow_retries=False,
             )
         return entry
+
+    def resolve(self, name: str) -> SetFile | None:
+        """The file ``name`` as this run sees it: its own, its parents', else the current set's."""
+        return resolve(self.directory, name, self.run_ids)
 
     def path_of(self, entry: SetFile) -> Path:
         return self.directory / entry.path
@@ -76,9 +84,23 @@ class DayFiles:
         """
         record_file(self.directory, self.run_id, name, sha256, rows, upstream)
 
-    def finish(self) -> dict[str, object]:
-        """Commit the run's set if this is its last writing step; metadata saying so."""
+    def finish(self, check: dg.AssetCheckResult | None = None) -> dict[str, object]:
+        """Commit the run's set if this is its last writing step and ``check`` (the step's
+        blocking check of what it wrote) passed; metadata saying what happened. A refused set
+        is never committed: the day's current set stays, and the run's first ERROR line says
+        which check refused what."""
         own = run_directory(self.directory, self.run_id)
+        if check is not None and not check.passed:
+            self.context.log.error(
+                f"check {check.check_name} refused {self.context.asset_key.to_user_string()}'s "
+                f"files and nothing was committed: {check.description}. {self.day}'s current "
+                f"set is still {current_set(self.directory).describe()}"
+            )
+            return {
+                "set_directory": dg.MetadataValue.path(str(own)),
+                "set_committed": False,
+                REFUSED_BY_CHECK: check.check_name,
+            }
         if not _last_set_writer(self.context):
             return {"set_directory": dg.MetadataValue.path(str(own)), "set_committed": False}
         done = commit(self.directory, self.run_id, self.data_directory.keep_sets)

@@ -14,6 +14,7 @@ from data_pipeline.defs.assets.pooled_step import (
     pool_sentence,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
+from data_pipeline.defs.checks import LINE_CHECK, every_line_accepted_or_rejected
 from data_pipeline.defs.configs import CleaningConfig
 from data_pipeline.defs.day_files import writing
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
@@ -40,6 +41,7 @@ from data_pipeline.numbers.storage import (
     **catalog("cleaned_numbers", CLEANED_SCHEMA),
     kinds={"python", "parquet"},
     deps=[numbers_file],
+    check_specs=[LINE_CHECK],
     **POOLED_DAY_STEP,
 )
 def cleaned_numbers(
@@ -50,7 +52,8 @@ def cleaned_numbers(
 ) -> dg.MaterializeResult:
     """Every line of numbers.txt parsed on a process pool: accepted values, in file order, go
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
-    (line_number, raw, reason). Accepted + rejected always equals the lines in the file."""
+    (line_number, raw, reason). Accepted + rejected always equals the lines in the file, which
+    its blocking check verifies from the files written before any commit."""
     context.log.info(process_pool.describe_plan())
     kernel = chosen_kernel(context, process_pool)
     with writing(context, data_directory) as files:
@@ -88,8 +91,10 @@ def cleaned_numbers(
         )
         if warning:
             context.log.warning(warning)
-        set_metadata = files.finish()
+        check = every_line_accepted_or_rejected(files)
+        set_metadata = files.finish(check)
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
             "dagster/row_count": summary.accepted,
             "dagster/column_schema": column_schema(CLEANED_SCHEMA),
@@ -105,7 +110,7 @@ def cleaned_numbers(
             **summary.digests,
             "upstream_numbers_sha256": source.sha256,
             **set_metadata,
-        }
+        },
     )
 
 

@@ -13,6 +13,7 @@ from data_pipeline.defs.assets.pooled_step import (
     pool_sentence,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
+from data_pipeline.defs.checks import TRANSFORM_CHECK, one_transformed_row_per_accepted_value
 from data_pipeline.defs.day_files import writing
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
@@ -28,6 +29,7 @@ UPSTREAM_CLEANED_KEY = "upstream_cleaned_numbers_sha256"
     **catalog("transformed_numbers", TRANSFORMED_SCHEMA),
     kinds={"python", "parquet"},
     deps=[cleaned_numbers],
+    check_specs=[TRANSFORM_CHECK],
     **POOLED_DAY_STEP,
 )
 def transformed_numbers(
@@ -38,7 +40,8 @@ def transformed_numbers(
     """Each accepted value with its square, digit sum, Collatz step count, smallest and
     largest prime factor and primality, computed by the chosen kernel (by default the fastest
     installed one; plain Python is the reference every kernel must match), in the step or on a
-    process pool as `mode` decides. Written in input order to `transformed_numbers.parquet`."""
+    process pool as `mode` decides. Written in input order to `transformed_numbers.parquet`, and
+    verified by its blocking check before any commit."""
     context.log.info(process_pool.describe_plan())
     kernel = chosen_kernel(context, process_pool)
     with writing(context, data_directory) as files:
@@ -63,8 +66,10 @@ def transformed_numbers(
         context.log.info(
             f"transformed {summary.rows:,} values, {pool_sentence(summary.pool)} in {seconds:.2f} s"
         )
-        set_metadata = files.finish()
+        check = one_transformed_row_per_accepted_value(files)
+        set_metadata = files.finish(check)
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
             "dagster/row_count": summary.rows,
             "dagster/column_schema": column_schema(TRANSFORMED_SCHEMA),
@@ -75,5 +80,5 @@ def transformed_numbers(
             **summary.digests,
             UPSTREAM_CLEANED_KEY: source.sha256,
             **set_metadata,
-        }
+        },
     )
