@@ -3,6 +3,7 @@ one chart.
 
     python benchmarks/sweeps.py [--sizes 10,100,...,4000000] [--repeats 3] [--workers N]
                                 [--chart scaling_chart.png] [--seconds-per-size 5]
+    python benchmarks/sweeps.py --auto-against-choices [--repeats 7]
 
 Cleaning and the transform, with the python kernel and the fastest installed one, each timed
 serially, on the pool and with mode auto at every size (warm-up first, repeats in alternating
@@ -14,10 +15,12 @@ better choice, and writes the chart. The machine is shared: run it when nothing 
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from data_pipeline.measure.sweeps.auto_choices import AUTO_SIZES, auto_markdown, compare_auto
 from data_pipeline.measure.sweeps.sweep import (
     PYTHON_TRANSFORM_MAX_SIZE,
     SECONDS_PER_SIZE,
@@ -51,11 +54,33 @@ def main() -> None:
         default=SECONDS_PER_SIZE,
         help="repeat each size until its serial runs add up to this (3 to 20x --repeats runs)",
     )
+    parser.add_argument(
+        "--auto-against-choices",
+        action="store_true",
+        help=(
+            "only how close auto comes to the better of serial, threads and processes with the "
+            "fastest kernel, every run counted (default sizes 2000,40000,400000)"
+        ),
+    )
     args = parser.parse_args()
     sizes = sorted({int(size) for size in args.sizes.split(",")})
     kernels = list(dict.fromkeys([PYTHON, kernel_named("auto")]))
     print(f"Machine: {machine()}", flush=True)
     started = time.perf_counter()
+    if args.auto_against_choices:
+        with tempfile.TemporaryDirectory(prefix="auto-choices-") as inputs:
+            rows = compare_auto(
+                kernel_named("auto"),
+                Path(inputs),
+                args.workers or available_cpus(),
+                args.start_method,
+                max(args.repeats, 3),
+                AUTO_SIZES if "--sizes" not in sys.argv else sizes,
+                progress=lambda line: print(f"  {line}", flush=True),
+            )
+        print(auto_markdown(rows))
+        print(f"Took {time.perf_counter() - started:.0f} s. Machine afterwards: {machine()}")
+        return
     with tempfile.TemporaryDirectory(prefix="sweeps-") as inputs:
         report = sweep_all(
             kernels,

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.numbers.output_set import current_set
+from data_pipeline_tests.fixed_costs import assert_fixed_costs_add_up, step_wall_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +95,15 @@ def test_numbers_job_runs_every_step_in_its_own_process_and_the_report_job_repor
     assert cleaned + rejected == 20_000
     assert pq.read_metadata(current.path("transformed_numbers.parquet")).num_rows == cleaned
     assert not [path.name for path in data.rglob("*.tmp")]
+    with dg.DagsterInstance.get() as instance:
+        for asset in ("cleaned_numbers", "transformed_numbers"):
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+            # Each step's own process: launching it is a fixed cost the step paid.
+            assert metadata["step_launch_seconds"] > 0, asset
+            assert metadata["kernel_start_seconds"] > 0, asset
+            wall = step_wall_seconds(instance, event.run_id, asset)
+            assert_fixed_costs_add_up(metadata, wall)
 
     report_run = execute_job(tmp_path, count=0, job="report_job")
     assert report_run.returncode == 0, report_run.stderr[-3000:]

@@ -213,3 +213,60 @@ def test_the_comparison_table_has_a_row_per_stage_and_run_then_both_stages():
     # The fastest and slowest repeat of both stages together: 0.5 + 4.6 and 0.6 + 4.7.
     assert rows[-1]["range_s"] == "5.10-5.30"
     assert {name for name, _, _ in COMPARISON_COLUMNS} == set(rows[0])
+
+
+def with_shutdown(pool: PoolStats, seconds: float) -> PoolStats:
+    pool.shutdown_seconds = seconds
+    return pool
+
+
+@pytest.mark.parametrize(
+    ("serial", "parallel", "startup", "shutdown", "expected"),
+    [
+        # Start-up and shutdown (0.25 + 0.05 per stage) alone exceed the 0.2 s of work per stage.
+        (0.2, 0.45, 0.25, 0.05, "Fixed costs outweigh the work: starting and stopping the pools "
+         "took 0.60 s, at least the 0.40 s the whole work took in one process"),
+        # The pool did each stage's work in 0.6 s instead of 1.0 s, but paid 0.5 s to start.
+        (1.0, 1.1, 0.5, 0.0, "Fixed costs outweigh the work saved: the pool did the work in "
+         "1.20 s against 2.00 s in one process, saving 0.80 s, but starting and stopping the "
+         "pools took 1.00 s."),
+    ],
+)  # fmt: skip
+def test_fixed_costs_that_outweigh_the_work_are_named_right_after_the_headline(
+    serial, parallel, startup, shutdown, expected
+):
+    def pool():
+        return with_shutdown(stats(2, startup=startup, busy=serial, cpu=serial), shutdown)
+
+    result = comparison(
+        stage("cleaning", [serial] * 3, [parallel] * 3, pool()),
+        stage("transform", [serial] * 3, [parallel] * 3, pool()),
+    )
+    sentences = verdict(result)
+    assert sentences.startswith("Parallelism did not pay off")
+    assert sentences.split(". ", 1)[1].startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("serial", "parallel", "startup"),
+    [
+        (1.0, 0.55, 0.05),  # paid off: fixed costs are a small part
+        (1.0, 1.3, 0.1),  # slower, but the work itself was slower on the pool, not the start
+    ],
+)
+def test_fixed_costs_are_not_blamed_when_they_did_not_outweigh_the_work(serial, parallel, startup):
+    pool = stats(2, startup=startup, busy=serial, cpu=serial)
+    result = comparison(
+        stage("cleaning", [serial] * 3, [parallel] * 3, pool),
+        stage("transform", [serial] * 3, [parallel] * 3, pool),
+    )
+    assert "Fixed costs" not in verdict(result)
+
+
+def test_a_single_worker_has_no_fixed_cost_sentence():
+    result = comparison(
+        stage("cleaning", [0.1] * 3, [0.1] * 3, stats(1, chunks=1)),
+        stage("transform", [0.1] * 3, [0.1] * 3, stats(1, chunks=1)),
+        requested=1,
+    )
+    assert "Fixed costs" not in verdict(result)

@@ -138,6 +138,17 @@ class Comparison:
         """Sum over both stages of the median of one :class:`PoolStats` figure."""
         return sum(stage.pool_median(attribute) for stage in self.stages)
 
+    @property
+    def pool_fixed_seconds(self) -> float:
+        """The pools' fixed costs, paid whatever the input's size: start-up (which holds the
+        workers' kernel load, a fork server's preload) and shutdown, medians of both stages."""
+        return self.total("startup_seconds") + self.total("shutdown_seconds")
+
+    @property
+    def pool_work_seconds(self) -> float:
+        """The parallel time apart from the pools' fixed costs: the work on the pool."""
+        return max(0.0, self.parallel_seconds - self.pool_fixed_seconds)
+
 
 # How the log names each side's passes.
 _PASS_NAMES = {SERIAL: "serial pass", PARALLEL: "pool pass"}

@@ -101,13 +101,42 @@ def verdict(comparison: Comparison) -> str:
             f"Parallelism did not pay off: the pool was {1 / speedup:.2f}x slower than one "
             f"process on {comparison.workers} workers ({runs})."
         )
-    sentences = [headline, *_causes(comparison)]
+    fixed_costs = fixed_cost_sentence(comparison)
+    sentences = [headline, *([fixed_costs] if fixed_costs else []), *_causes(comparison)]
     if _within_noise(comparison):
         sentences.append(
             "The serial and parallel run times overlap from run to run, so the difference is "
             "within this machine's noise."
         )
     return " ".join(sentences)
+
+
+def fixed_cost_sentence(comparison: Comparison) -> str | None:
+    """Whether the pools' fixed costs (start-up and shutdown) outweighed the work, or the work
+    the pool saved; None when they did not (or nothing ran in parallel).
+
+    The work is the serial side's median time (both stages, one process, kernel warm); the
+    work saved is that time less the pool's time apart from its fixed costs. Fixed costs
+    outweigh the work when they alone take at least the serial time (no number of workers
+    could win at this size); they outweigh the work saved when the pool did the work faster
+    but was slower in all (fixed costs above the saving)."""
+    if comparison.workers == 1:
+        return None
+    fixed, serial = comparison.pool_fixed_seconds, comparison.serial_seconds
+    work_on_pool = comparison.pool_work_seconds
+    if fixed > 0 and fixed >= serial:
+        return (
+            f"Fixed costs outweigh the work: starting and stopping the pools took {fixed:.2f} s, "
+            f"at least the {serial:.2f} s the whole work took in one process, so no number of "
+            "workers could be faster at this size."
+        )
+    if comparison.parallel_seconds > serial and work_on_pool < serial:
+        return (
+            f"Fixed costs outweigh the work saved: the pool did the work in {work_on_pool:.2f} s "
+            f"against {serial:.2f} s in one process, saving {serial - work_on_pool:.2f} s, but "
+            f"starting and stopping the pools took {fixed:.2f} s."
+        )
+    return None
 
 
 def _single_worker_verdict(comparison: Comparison) -> str:

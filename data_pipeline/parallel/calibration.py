@@ -44,6 +44,8 @@ _KEPT_FIELDS = (
     "parallel_ratios",
     "serial_seconds_per_item",
     "parallel_seconds_per_item",
+    "threads_ratios",
+    "threads_seconds_per_item",
 )
 _TIMEOUT_SECONDS = 300
 
@@ -126,9 +128,10 @@ def corrections(directory: str | os.PathLike | None, subject: str, size: int) ->
     try:
         return Corrections(
             size,
-            *(tuple(float(figure) for figure in kept[field]) for field in _KEPT_FIELDS),
+            # Fields an older version did not keep (threads') start empty.
+            *(tuple(float(figure) for figure in kept.get(field, ())) for field in _KEPT_FIELDS),
         )
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, AttributeError, ValueError):
         return Corrections(size)  # none kept, or kept by another version
 
 
@@ -145,10 +148,7 @@ def learn(
     """
     if directory is None or decision.corrections is None:
         return  # forced: nothing to learn
-    if decision.parallel:
-        predicted = decision.predicted_parallel_seconds
-    else:
-        predicted = decision.predicted_serial_seconds
+    predicted = getattr(decision, f"predicted_{decision.choice}_seconds")
     if max(seconds, predicted or 0.0) < LEARN_FROM_SECONDS:
         return  # too short to tell the model from the machine's noise
     path = Path(directory) / COSTS_FILE

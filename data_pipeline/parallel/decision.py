@@ -4,12 +4,12 @@ and ``auto``'s predictions from a timed sample and the pool's measured costs).""
 import dataclasses
 import math
 import pickle
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from data_pipeline.parallel.corrections import Corrections
 from data_pipeline.parallel.settings import MODES, Mode
 
 # No pool starts faster than this (measured: 25-50 ms warm, 0.2-0.8 s cold): less work than
@@ -21,10 +21,6 @@ PARALLEL_MARGIN = 1.1
 # Runs shorter than this teach nothing (the machine's noise is as large as the model's
 # error), and auto does not try the other choice on them.
 LEARN_FROM_SECONDS = 0.05
-# A second choice predicted within this factor of the first is run (twice) to measure it.
-CLOSE_SECOND = 1.25
-# Each mode's ratios kept per kind of step and size: the median of these corrects the model.
-KEPT_RATIOS = 5
 Result = TypeVar("Result")
 
 
@@ -98,72 +94,6 @@ class WorkSample:
 
 
 @dataclass(frozen=True)
-class Corrections:
-    """What past runs of this kind of step, at about this size, took: per mode, the time per
-    item each run observed, and that time over the model's prediction (1.0: as predicted).
-    Once both modes have run at this size, auto compares their medians directly: the sample
-    each prediction starts from varies by 20 % from run to run on a shared machine, the
-    median of a few whole runs much less. Until then the median ratio corrects the model (it
-    cannot sample everything: workers slowing each other, pages touched the first time, a
-    sample's batches costing more per item than the whole), and what it misses changes with
-    the size."""
-
-    size_class: int = 0
-    serial_ratios: tuple[float, ...] = ()
-    parallel_ratios: tuple[float, ...] = ()
-    serial_seconds_per_item: tuple[float, ...] = ()
-    parallel_seconds_per_item: tuple[float, ...] = ()
-
-    def ratios(self, mode: str) -> tuple[float, ...]:
-        return getattr(self, f"{mode}_ratios")
-
-    def runs(self, mode: str) -> int:
-        return len(self.ratios(mode))
-
-    def factor(self, mode: str) -> float:
-        """The median of ``mode``'s recent ratios (1.0 before any run of it)."""
-        ratios = self.ratios(mode)
-        return statistics.median(ratios) if ratios else 1.0
-
-    def observed_seconds(self, mode: str, items: int) -> float | None:
-        """``items`` at the median time per item that runs of ``mode`` took here (None before
-        any)."""
-        per_item = getattr(self, f"{mode}_seconds_per_item")
-        return items * statistics.median(per_item) if per_item else None
-
-    def after(self, decision: "Decision", observed_seconds: float) -> "Corrections":
-        """With what this run of ``decision`` observed (the last :data:`KEPT_RATIOS` runs)."""
-        mode = "parallel" if decision.parallel else "serial"
-        predicted_seconds = getattr(decision, f"predicted_{mode}_seconds")
-        if not predicted_seconds or observed_seconds <= 0 or not decision.items:
-            return self
-        # The model's own time for this run (without what past runs corrected).
-        if decision.model_seconds is not None:
-            model_seconds = decision.model_seconds[0 if mode == "serial" else 1]
-        else:
-            model_seconds = predicted_seconds / (decision.corrections or Corrections()).factor(mode)
-        ratio = min(max(observed_seconds / model_seconds, 0.25), 4.0)
-        per_item = observed_seconds / decision.items
-        return dataclasses.replace(
-            self,
-            **{
-                f"{mode}_ratios": (*self.ratios(mode), round(ratio, 4))[-KEPT_RATIOS:],
-                f"{mode}_seconds_per_item": (
-                    *getattr(self, f"{mode}_seconds_per_item"),
-                    float(f"{per_item:.4g}"),
-                )[-KEPT_RATIOS:],
-            },
-        )
-
-    def untried(self, mode: str, times_the_chosen: float) -> bool:
-        """Whether ``mode``, predicted to take ``times_the_chosen`` the chosen mode's time, is
-        close enough to be worth runs that measure it: twice, within :data:`CLOSE_SECOND`
-        (a near tie rests on more than one noisy run). Further off, the runs of the chosen
-        mode correct its prediction, and if it was wrong the two come close."""
-        return times_the_chosen <= CLOSE_SECOND and self.runs(mode) < 2
-
-
-@dataclass(frozen=True)
 class Decision:
     """What a step runs on, and why, in words and numbers."""
 
@@ -177,18 +107,29 @@ class Decision:
     corrections: Corrections | None = None
     # The items the predictions are for (what a run's time is divided by to learn).
     items: int | None = None
-    # The model's serial and pool times, before what past runs taught.
+    # The model's serial and pool times, before what past runs taught (the pool: the one
+    # chosen, or processes when serial is).
     model_seconds: tuple[float, float] | None = None
+    # The pool's backend when ``auto`` chose it among several (None: the settings' own).
+    backend: str | None = None
+    predicted_threads_seconds: float | None = None
 
     @property
     def parallel(self) -> bool:
         return self.workers > 1
 
+    @property
+    def choice(self) -> str:
+        """``serial``, ``threads`` (chosen by ``auto`` beside processes) or ``parallel``."""
+        if not self.parallel:
+            return "serial"
+        return "threads" if self.backend == "threads" else "parallel"
+
     def metadata(self) -> dict[str, object]:
         """Plain values for the step's metadata (predictions only where ``auto`` made them)."""
         figures: dict[str, object] = {
             "mode": self.mode,
-            "decision": "parallel" if self.parallel else "serial",
+            "decision": self.choice,
             "decision_reason": self.reason,
         }
         if self.seconds_per_item is not None:
@@ -197,6 +138,8 @@ class Decision:
             figures["predicted_serial_seconds"] = self.predicted_serial_seconds
         if self.predicted_parallel_seconds is not None:
             figures["predicted_parallel_seconds"] = self.predicted_parallel_seconds
+        if self.predicted_threads_seconds is not None:
+            figures["predicted_threads_seconds"] = self.predicted_threads_seconds
         return figures
 
 
@@ -265,19 +208,12 @@ def predicted(
     if serial < CHEAPEST_POOL_SECONDS:
         reason = (
             f"serial: {items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
-            f"{_duration(serial)} of work "
-            f"left, less than any pool takes to start ({_duration(CHEAPEST_POOL_SECONDS)})"
+            f"{duration(serial)} of work "
+            f"left, less than any pool takes to start ({duration(CHEAPEST_POOL_SECONDS)})"
         )
         return Decision("auto", 1, reason, serial, None, per_item + owners)
     pool, sample = costs(workers), sample.with_round_trip()
-    startup = pool.startup_seconds(warm)
-    moving = sample.per_item(sample.result_bytes) * pool.transfer_seconds_per_byte
-    in_worker = per_item + sample.per_item(sample.pickle_seconds) + moving
-    in_step = sample.per_item(sample.unpickle_seconds) + moving + owners
-    # The step's share runs beside the workers: on as many CPUs as workers, it takes theirs.
-    cpus = cpus() if callable(cpus) else cpus
-    all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
-    pace = max(items * in_worker / workers, items * in_step, all_cpu)
+    startup, pace = pool_seconds(pool, workers, items, sample, warm, cpus)
     learned = corrections(size_class(items))
     model_serial, model_parallel = serial, startup + pace + chunks * pool.task_seconds
     serial = model_serial * learned.factor("serial")
@@ -302,21 +238,21 @@ def predicted(
         choice = other
     if both_measured:
         reason = (
-            f"runs of this size here took {_duration(observed_serial)} serially "
+            f"runs of this size here took {duration(observed_serial)} serially "
             f"({learned.runs('serial')} runs) {'>' if faster == 'parallel' else '<='} "
-            f"{_duration(observed_parallel)} on a pool of {workers} "
+            f"{duration(observed_parallel)} on a pool of {workers} "
             f"({learned.runs('parallel')} runs), medians for {items:,} {unit}; this run's "
-            f"sample: {_duration(serial)} of work, so {_duration(parallel)} on the pool"
+            f"sample: {duration(serial)} of work, so {duration(parallel)} on the pool"
         )
     else:
         reason = (
             f"{items:,} {unit} x {(per_item + owners) * 1e6:.2f} µs = "
-            f"{_duration(model_serial)}{_times(learned, 'serial')}"
-            f"{' = ' + _duration(serial) if learned.serial_ratios else ''} of work "
+            f"{duration(model_serial)}{_times(learned, 'serial')}"
+            f"{' = ' + duration(serial) if learned.serial_ratios else ''} of work "
             f"{'>' if faster == 'parallel' else '<='} {margin:g} x a pool of {workers}: "
-            f"({_duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
-            f"{_duration(pace)} + {chunks:,} tasks x {_duration(pool.task_seconds)})"
-            f"{_times(learned, 'parallel')} = {_duration(parallel)}"
+            f"({duration(startup)} start-up ({'warm' if warm else 'cold'}) + "
+            f"{duration(pace)} + {chunks:,} tasks x {duration(pool.task_seconds)})"
+            f"{_times(learned, 'parallel')} = {duration(parallel)}"
         )
         if learned.serial_ratios or learned.parallel_ratios:
             reason += (
@@ -344,6 +280,41 @@ def predicted(
     )
 
 
+def pool_seconds(
+    pool: PoolCosts,
+    workers: int,
+    items: int,
+    sample: WorkSample,
+    warm: bool,
+    cpus: int | Callable[[], int],
+    pickled: bool = True,
+) -> tuple[float, float]:
+    """A pool's start-up and its pace for ``items`` (see :func:`predicted`); on threads
+    (``pickled`` False) results are neither pickled nor moved.
+
+    Args:
+        pool: the pool's measured costs.
+        workers: its workers.
+        items: the work left.
+        sample: the first chunk(s), timed, with the round trip if ``pickled``.
+        warm: whether this process has started such a pool before.
+        cpus: the CPUs available (or how to count them).
+        pickled: whether results travel from workers to this process as bytes.
+    """
+    per_item, owners = sample.per_item(sample.seconds), sample.per_item(sample.owner_seconds)
+    moving = sample.per_item(sample.result_bytes) * pool.transfer_seconds_per_byte
+    if not pickled:
+        in_worker, in_step = per_item, owners
+    else:
+        in_worker = per_item + sample.per_item(sample.pickle_seconds) + moving
+        in_step = sample.per_item(sample.unpickle_seconds) + moving + owners
+    # The step's share runs beside the workers: on as many CPUs as workers, it takes theirs.
+    cpus = cpus() if callable(cpus) else cpus
+    all_cpu = items * (in_worker + in_step) / min(cpus, workers + 1)
+    pace = max(items * in_worker / workers, items * in_step, all_cpu)
+    return pool.startup_seconds(warm), pace
+
+
 def size_class(items: int) -> int:
     """Sizes within about 1.4x of each other share their lessons (log2, rounded)."""
     return round(math.log2(max(items, 1)))
@@ -358,7 +329,8 @@ def _why_one_worker(chunks: int) -> str:
     return "one chunk, nothing to split" if chunks <= 1 else "one worker configured"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` for a reason in words: s, ms or µs."""
     if seconds >= 1:
         return f"{seconds:.2f} s"
     if seconds >= 1e-3:

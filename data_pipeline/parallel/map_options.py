@@ -33,6 +33,9 @@ class MapOptions:
         preload_modules: modules the workers import before their first task.
         chunk_size: tasks sent to a worker together (for tasks of well under 10 ms each).
         long_task_seconds: a task running this long is named in an INFO line every as long.
+        releases_gil: the function spends its time in code that releases the GIL (numba
+            ``nogil``, numpy, Arrow compute): with ``mode: auto`` on backend ``local``, threads
+            of this process are weighed beside processes.
     """
 
     label: str = "tasks"
@@ -46,6 +49,7 @@ class MapOptions:
     preload_modules: Iterable[str] = ()
     chunk_size: int = 1
     long_task_seconds: float = LONG_TASK_SECONDS
+    releases_gil: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

@@ -32,11 +32,15 @@ def open_pool(
         chunk_count: the tasks the pool will run.
         preload_modules: modules a worker imports before its first task.
         log: where warnings and the workers' records and printed lines go.
-        decision: overrides the number of workers (``auto``'s choice).
+        decision: overrides the number of workers, and the backend if it names one
+            (``auto``'s choice).
         import_paths: directories workers put on ``sys.path``.
     """
     workers = effective_workers(settings.workers, chunk_count)
     workers = decision.workers if decision is not None else workers
+    backend = settings.backend
+    if decision is not None and decision.backend is not None:
+        backend = decision.backend
     options = {
         "preload_modules": preload_modules,
         "restarts_on_worker_death": settings.restarts_on_worker_death,
@@ -44,9 +48,9 @@ def open_pool(
         "worker_log_level": settings.worker_log_level,
         "import_paths": import_paths,
     }
-    if settings.backend == "dask" and workers > 1:
+    if backend == "dask" and workers > 1:
         return DaskPool(workers, settings.scheduler_address, **options)
-    if settings.backend == "threads" and workers > 1:
+    if backend == "threads" and workers > 1:
         # Threads in this process: nothing to preload, import or restart.
         return ThreadPool(workers, log, settings.worker_log_level)
     return ProcessPool(workers, settings.start_method, **options)

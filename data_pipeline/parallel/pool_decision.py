@@ -2,13 +2,15 @@
 prediction from this machine's kept costs; and what each run teaches, kept back."""
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from data_pipeline.parallel import calibration
+from data_pipeline.parallel.corrections import Corrections
 from data_pipeline.parallel.cpus import available_cpus_recently, effective_workers
-from data_pipeline.parallel.decision import Decision, WorkSample, forced, predicted
+from data_pipeline.parallel.decision import Decision, PoolCosts, WorkSample, forced, predicted
 from data_pipeline.parallel.pool import starts_warm
+from data_pipeline.parallel.pool_choice import predicted_among
 from data_pipeline.parallel.settings import PoolSettings
 
 logger = logging.getLogger(__name__)
@@ -27,8 +29,11 @@ def predicted_decision(
     sample: WorkSample,
     preload_modules: Iterable[str] = (),
     log: Any = logger,
+    releases_gil: bool = False,
 ) -> Decision:
-    """``auto``'s choice for ``items`` in ``chunk_count`` chunks, from the ``sample``.
+    """``auto``'s choice for ``items`` in ``chunk_count`` chunks, from the ``sample``: serial
+    or a pool of the settings' backend; for work that ``releases_gil`` on backend ``local``,
+    serial, threads or processes (:func:`.pool_choice.predicted_among`).
 
     Args:
         settings: the pool's settings (workers, backend, where costs are kept).
@@ -38,29 +43,48 @@ def predicted_decision(
         sample: the first tasks, timed in this process.
         preload_modules: the kernel's modules, which the workers import first.
         log: hears, once, that the costs cannot be kept.
+        releases_gil: whether the tasks' function releases the GIL (threads may run it).
     """
     preload = tuple(preload_modules)
     directory = calibration.costs_directory_in_use(settings.costs_directory, log)
     subject = _subject(settings, unit, preload)
+
+    def costs_on(backend: str) -> Callable[[int], PoolCosts]:
+        return lambda workers: calibration.pool_costs(
+            directory,
+            calibration.PoolShape(
+                workers, settings.start_method, preload, backend, settings.scheduler_address
+            ),
+        )
+
+    workers = effective_workers(settings.workers, chunk_count)
+
+    def learned(size: int) -> Corrections:
+        return calibration.corrections(directory, subject, size)
+
+    if releases_gil and settings.backend == "local":
+        return predicted_among(
+            workers,
+            items,
+            chunk_count,
+            unit,
+            sample,
+            costs_on("local"),
+            costs_on("threads"),
+            warm=starts_warm(settings),
+            cpus=available_cpus_recently,
+            corrections=learned,
+        )
     return predicted(
-        effective_workers(settings.workers, chunk_count),
+        workers,
         items,
         chunk_count,
         unit,
         sample,
-        lambda workers: calibration.pool_costs(
-            directory,
-            calibration.PoolShape(
-                workers,
-                settings.start_method,
-                preload,
-                settings.backend,
-                settings.scheduler_address,
-            ),
-        ),
+        costs_on(settings.backend),
         warm=starts_warm(settings),
         cpus=available_cpus_recently,
-        corrections=lambda size: calibration.corrections(directory, subject, size),
+        corrections=learned,
     )
 
 

@@ -29,6 +29,10 @@ Task = TypeVar("Task")
 Result = TypeVar("Result")
 # auto samples until the tasks after the first (which also pays first-call costs) took this.
 SAMPLE_SECONDS = 0.01
+# Where threads are among the choices (work that releases the GIL, backend local): a thread
+# pool starts in under a millisecond, so a wrong guess costs little and a long serial sample
+# costs much (10 ms of a 16 ms step that threads finish in 12 ms).
+THREADS_SAMPLE_SECONDS = 0.002
 # A first task this long is sample enough: sampling a second would run it serially too.
 HEAVY_TASK_SECONDS = 0.1
 # seconds_per_unit() is over this many of the last tasks: recent enough to follow a change
@@ -265,6 +269,8 @@ class _Sampling:
         self._items = 0
         self._seconds = self._owner_seconds = 0.0
         self._last: tuple[int, Any] | None = None  # the last task's items and result
+        threads_weighed = run.options.releases_gil and run.settings.backend == "local"
+        self._sample_seconds = THREADS_SAMPLE_SECONDS if threads_weighed else SAMPLE_SECONDS
 
     def _tasks_until_enough(self) -> Iterator:
         for task in self.tasks:
@@ -303,7 +309,7 @@ class _Sampling:
             self._seconds += handed_over - started
             self._owner_seconds += owner_seconds
             self._last = (self.sizes[-1], result)
-            limit = HEAVY_TASK_SECONDS if len(self.sizes) == 1 else SAMPLE_SECONDS
+            limit = HEAVY_TASK_SECONDS if len(self.sizes) == 1 else self._sample_seconds
             self.enough = self._seconds >= limit
 
     def _sample(self) -> WorkSample | None:
@@ -331,5 +337,12 @@ class _Sampling:
         else:
             size_left = remaining * size_done // done
         return predicted_decision(
-            run.settings, size_left, remaining, run.unit, sample, run.preload_modules, run.log
+            run.settings,
+            size_left,
+            remaining,
+            run.unit,
+            sample,
+            run.preload_modules,
+            run.log,
+            run.options.releases_gil,
         )

@@ -10,8 +10,10 @@ from data_pipeline.defs.assets.numbers_file import numbers_file
 from data_pipeline.defs.assets.pooled_step import (
     POOLED_DAY_STEP,
     chosen_kernel,
+    fixed_cost_metadata,
     kernel_metadata,
     pool_sentence,
+    step_launch_seconds,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
 from data_pipeline.defs.checks import LINE_CHECK, every_line_accepted_or_rejected
@@ -54,8 +56,10 @@ def cleaned_numbers(
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file, which
     its blocking check verifies from the files written before any commit."""
+    launch_seconds = step_launch_seconds(context)
     context.log.info(process_pool.describe_plan())
-    kernel = chosen_kernel(context, process_pool)
+    chosen = chosen_kernel(context, process_pool)
+    kernel = chosen.kernel
     with writing(context, data_directory) as files:
         source = files.input(NUMBERS_FILE, "numbers_file")
         cleaned, rejected = files.output(CLEANED_NUMBERS_FILE), files.output(REJECTED_LINES_FILE)
@@ -101,7 +105,8 @@ def cleaned_numbers(
             "path": dg.MetadataValue.path(str(cleaned)),
             "rejected_path": dg.MetadataValue.path(str(rejected)),
             "rejected_lines_column_schema": column_schema(REJECTED_SCHEMA),
-            **kernel_metadata(kernel),
+            **kernel_metadata(chosen),
+            **fixed_cost_metadata(launch_seconds, chosen, summary.pool, seconds),
             "lines": summary.lines,
             "accepted": summary.accepted,
             "rejected": summary.rejected,

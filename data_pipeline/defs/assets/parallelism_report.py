@@ -53,7 +53,8 @@ def parallelism_report(
     with their spread, speedup, efficiency and where the parallel time went. Both runs'
     outputs are kept in `parallelism_report/` for the check to compare."""
     context.log.info(process_pool.describe_plan())
-    kernel = chosen_kernel(context, process_pool)
+    chosen = chosen_kernel(context, process_pool)
+    kernel = chosen.kernel
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
     with writing(context, data_directory) as files:
@@ -75,7 +76,7 @@ def parallelism_report(
     table = markdown_table(comparison)
     context.log.info(verdict(comparison))
     details: dict[str, object] = {
-        **kernel_metadata(kernel),
+        **kernel_metadata(chosen),
         "backend": process_pool.backend,
         "start_method": (
             process_pool.start_method if process_pool.backend == "local" else process_pool.backend

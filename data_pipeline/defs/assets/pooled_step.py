@@ -1,11 +1,14 @@
 """What the pooled numbers steps share: their partitions, concurrency pool and retry policy,
 the kernel they log, and how they say where the work ran."""
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from data_pipeline.defs.partitions import daily_partitions
 from data_pipeline.defs.resources.process_pool import CPU_POOL, ProcessPoolResource
-from data_pipeline.numbers.kernel_choice import Kernel, start_seconds
+from data_pipeline.numbers.kernel_choice import KERNEL_NAMES, Kernel, start_seconds
+from data_pipeline.parallel.insight import rounded
 from data_pipeline.parallel.stats import PoolStats
 
 # A worker death that survived the in-pool restart may still be a passing accident (memory
@@ -21,9 +24,24 @@ POOLED_DAY_STEP: dict[str, object] = {
 }
 
 
-def chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolResource) -> Kernel:
+@dataclass(frozen=True)
+class StepKernel:
+    """The step's kernel and what starting it cost this step."""
+
+    kernel: Kernel
+    # Import, compile or cache load and self-check paid while this step chose its kernel: 0
+    # when its process had started the kernel before (another step of an in-process run).
+    start_seconds: float
+
+
+def chosen_kernel(
+    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+) -> StepKernel:
     """The step's kernel, and one log line saying which and why."""
+    before = {name: start_seconds(name) for name in KERNEL_NAMES}
     kernel = process_pool.chosen_kernel()
+    # Every kernel self-checked by this call (auto may try one that fails, then fall back).
+    paid = sum(start_seconds(name) - before[name] for name in KERNEL_NAMES)
     how = (
         "the fastest installed kernel that passed its self-check"
         if process_pool.kernel == "auto"
@@ -33,14 +51,61 @@ def chosen_kernel(context: dg.AssetExecutionContext, process_pool: ProcessPoolRe
     if started:
         how += f"; import, compile or cache load and self-check took {started:.2f} s"
     context.log.info(f"kernel: {kernel.name} ({how})")
-    return kernel
+    return StepKernel(kernel, paid)
 
 
-def kernel_metadata(kernel: Kernel) -> dict[str, object]:
-    """The kernel and its start-up, as metadata."""
+def kernel_metadata(chosen: StepKernel) -> dict[str, object]:
+    """The kernel and its start-up in this step, as metadata."""
     # Start-up apart from compute: the compile (or numba cache load) is paid once per step
     # process here, and once more by the fork server, inside pool_start_seconds.
-    return {"kernel": kernel.name, "kernel_start_seconds": start_seconds(kernel.name)}
+    return {"kernel": chosen.kernel.name, "kernel_start_seconds": chosen.start_seconds}
+
+
+# The multiprocess executor logs STEP_WORKER_STARTING just before it starts a step's process;
+# the step logs STEP_START once that process has imported Python, Dagster and the definitions.
+_LAUNCH_EVENTS = {dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_START}
+
+
+def step_launch_seconds(context: dg.AssetExecutionContext) -> float:
+    """What launching this step's process cost: from the run's STEP_WORKER_STARTING event for
+    the step to its STEP_START (the latest attempt's, after a retry). 0 when no process was
+    launched for the step (the in-process executor of ``materialize``)."""
+    # The run's own events (public, the same clock on every platform) rather than the process's
+    # start time from /proc: they also hold the executor's side of the launch (spawning).
+    step = context.op_def.name
+    records = context.instance.get_records_for_run(context.run.run_id, of_type=_LAUNCH_EVENTS)
+    launched, started = None, None
+    for record in records.records:
+        entry = record.event_log_entry
+        if entry.step_key != step:
+            continue
+        if entry.dagster_event.event_type == dg.DagsterEventType.STEP_WORKER_STARTING:
+            launched, started = entry.timestamp, None
+        else:
+            started = entry.timestamp
+    if launched is None or started is None:
+        return 0.0
+    return max(0.0, started - launched)
+
+
+def fixed_cost_metadata(
+    launch_seconds: float, kernel: StepKernel, pool: PoolStats, seconds: float
+) -> dict[str, object]:
+    """The step's fixed costs apart from its work, as plain numbers. Fixed: the step's launch,
+    its kernel start and its pool's start and shutdown (``pool_start_seconds`` and
+    ``shutdown_seconds`` of the pool's metadata). Work: the stage's ``seconds`` less the pool's
+    start and shutdown (paid inside them)."""
+    pool_fixed = pool.startup_seconds + pool.shutdown_seconds
+    work = max(0.0, seconds - pool_fixed)
+    fixed = launch_seconds + kernel.start_seconds + pool_fixed
+    return rounded(
+        {
+            "step_launch_seconds": launch_seconds,
+            "fixed_cost_seconds": fixed,
+            "work_seconds": work,
+            "fixed_cost_share": fixed / (fixed + work) if fixed + work > 0 else 0.0,
+        }
+    )
 
 
 def pool_sentence(pool: PoolStats) -> str:

@@ -119,6 +119,9 @@ class ProcessPoolResource(dg.ConfigurableResource):
             "cost (kept a day in pool_costs.json in this machine's cache directory: "
             "DATA_PIPELINE_COSTS_DIR, else $XDG_CACHE_HOME/data_pipeline, else "
             "~/.cache/data_pipeline); start a pool only where it is predicted to be faster. "
+            "On backend 'local' with a kernel that releases the GIL (numba, numpy), the "
+            "transform weighs threads of the step process beside processes, from their own "
+            "measured costs. "
             "'serial': never start a pool. 'parallel': always start one (of `workers` "
             "processes)."
         ),
@@ -256,7 +259,9 @@ class ProcessPoolResource(dg.ConfigurableResource):
         and functions of ``__main__`` are refused before any worker starts). With ``backend:
         threads`` it still runs on processes, since a Python function holds the GIL, unless
         ``releases_gil=True`` says it spends its time in code that releases it (numpy, numba
-        ``nogil``, Arrow compute): then it runs on threads of the step process. Its log records
+        ``nogil``, Arrow compute): then it runs on threads of the step process (and with
+        ``mode: auto`` on backend ``local``, auto weighs threads beside processes). Its log
+        records
         and printed lines reach the step's log as they happen, tagged with the worker; a
         progress line with an ETA comes every 10 % (at most every 5 s). A task that raises
         fails the step naming it (``describe=`` names tasks: ``str`` by type otherwise); a
@@ -269,9 +274,11 @@ class ProcessPoolResource(dg.ConfigurableResource):
         """
         options.setdefault("label", context.op_def.name)
         settings = self.settings()
-        if settings.backend == "threads" and not options.pop("releases_gil", False):
+        releases_gil = bool(options.pop("releases_gil", False))
+        if settings.backend == "threads" and not releases_gil:
             settings = replace(settings, backend="local")  # a Python function holds the GIL
-        options.pop("releases_gil", None)  # asked for on another backend: nothing to do
+        if settings.backend == "local":  # auto weighs threads beside processes for it
+            options["releases_gil"] = releases_gil
         return StepPoolRun(
             settings,
             function,

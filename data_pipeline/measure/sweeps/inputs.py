@@ -95,7 +95,8 @@ class SweepInputs:
                     )
                 ),
             )
-        choice = PARALLEL if summary.decision and summary.decision.parallel else SERIAL
+        choice = summary.decision.choice if summary.decision else SERIAL
+        choice = {"parallel": PARALLEL, "threads": "threads"}.get(choice, SERIAL)
         startup = summary.pool.startup_seconds if summary.pool else 0.0
         return Outcome(output, SweepRunDetail(summary.chunks, startup, choice))
 

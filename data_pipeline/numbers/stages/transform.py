@@ -54,9 +54,16 @@ def transform_cleaned(
         long_chunk_seconds: A chunk running this long is named in the log.
     """
     pool_settings = settings_for_kernel(pool_settings, kernel, log)
-    # Threads share this process's memory: a compiled kernel reads the batch's int64 buffer
-    # where it is (zero copy); processes get the values pickled as an int64 array.
-    as_buffer = pool_settings.backend == "threads"
+
+    def as_buffer() -> bool:
+        """Threads share this process's memory: a compiled kernel reads the batch's int64
+        buffer where it is (zero copy); processes get the values pickled as an int64 array.
+        Threads run the tasks on backend ``threads``, or where ``auto`` chose them."""
+        if pool_settings.backend == "threads":
+            return True
+        decision = summary.run.decision
+        return decision is not None and decision.backend == "threads"
+
     cleaned = (batch for batch in cleaned if batch.num_rows)
     first = next(cleaned, None)
     batches = () if first is None else itertools.chain([first], cleaned)
@@ -78,7 +85,7 @@ def transform_cleaned(
                 index=index,
                 first_line_number=line_numbers[0].as_py(),
                 last_line_number=line_numbers[-1].as_py(),
-                values=values.to_numpy() if as_buffer else array("q", values.to_pylist()),
+                values=values.to_numpy() if as_buffer() else array("q", values.to_pylist()),
             )
 
     summary.run = map_tasks(
@@ -95,6 +102,8 @@ def transform_cleaned(
         total_tasks=pieces.count_for(total_values),
         preload_modules=kernel.worker_modules,
         long_task_seconds=long_chunk_seconds,
+        # With mode auto on backend local, a kernel that releases the GIL may run on threads.
+        releases_gil=kernel.releases_gil,
     )
     for columns in summary.run:
         # Results come back in task order, so the oldest waiting batch is their input.

@@ -33,6 +33,7 @@ resources:
 DAY = "2026-11-20"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_the_uninstalled_location_runs_its_function_on_the_pool(tmp_path, start_method):
     location = tmp_path / "team"
