@@ -57,6 +57,15 @@ def busy_pool(job_pid: int, log: Path, timeout: float = 120) -> tuple[int, set[i
     raise AssertionError(f"the pool never got busy:\n{log.read_text()[-3000:]}")
 
 
+def still_running(step: int, pool: set[int], log: Path) -> str:
+    """What a failure to end the pool must show: which processes live, and the run's log."""
+    living = {pid: command_line(pid)[:120] for pid in sorted(pool) if alive(pid)}
+    return (
+        f"still running after 60 s: {living}; the step process {step} is "
+        f"{'alive' if alive(step) else 'gone'}; the run's log ends:\n{log.read_text()[-3000:]}"
+    )
+
+
 def wait_for_text(log: Path, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while text not in log.read_text():
@@ -97,7 +106,7 @@ def test_terminating_a_run_ends_its_pool_processes_and_leaves_no_temporary_file(
         signalled = time.monotonic()
         # A bound that only catches a hang: ending a pool takes about a second.
         while any(alive(pid) for pid in pool):
-            assert time.monotonic() - signalled < 60, f"still running: {pool}"
+            assert time.monotonic() - signalled < 60, still_running(step, pool, log)
             time.sleep(0.05)
         if target == "step":
             # Dagster applies the step's RetryPolicy to an interrupted step (think of a node
