@@ -9,11 +9,9 @@ import dagster as dg
 from data_pipeline.defs.assets.numbers_file import numbers_file
 from data_pipeline.defs.assets.pooled_step import (
     POOLED_DAY_STEP,
-    chosen_kernel,
-    fixed_cost_metadata,
-    kernel_metadata,
     pool_sentence,
-    step_launch_seconds,
+    pooled_step_start,
+    step_cost_metadata,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
 from data_pipeline.defs.checks import LINE_CHECK, every_line_accepted_or_rejected
@@ -56,9 +54,7 @@ def cleaned_numbers(
     to `cleaned_numbers.parquet` (line_number, value), the rest to `rejected_lines.parquet`
     (line_number, raw, reason). Accepted + rejected always equals the lines in the file, which
     its blocking check verifies from the files written before any commit."""
-    launch_seconds = step_launch_seconds(context)
-    context.log.info(process_pool.describe_plan())
-    chosen = chosen_kernel(context, process_pool)
+    chosen = pooled_step_start(context, process_pool)
     kernel = chosen.kernel
     with writing(context, data_directory) as files:
         source = files.input(NUMBERS_FILE, "numbers_file")
@@ -105,8 +101,7 @@ def cleaned_numbers(
             "path": dg.MetadataValue.path(str(cleaned)),
             "rejected_path": dg.MetadataValue.path(str(rejected)),
             "rejected_lines_column_schema": column_schema(REJECTED_SCHEMA),
-            **kernel_metadata(chosen),
-            **fixed_cost_metadata(launch_seconds, chosen, summary.pool, seconds),
+            **step_cost_metadata(context, chosen, summary.pool, seconds),
             "lines": summary.lines,
             "accepted": summary.accepted,
             "rejected": summary.rejected,

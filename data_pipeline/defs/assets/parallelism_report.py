@@ -7,7 +7,11 @@ import os
 import dagster as dg
 
 from data_pipeline.defs.assets.numbers_file import numbers_file
-from data_pipeline.defs.assets.pooled_step import POOLED_DAY_STEP, chosen_kernel, kernel_metadata
+from data_pipeline.defs.assets.pooled_step import (
+    POOLED_DAY_STEP,
+    kernel_metadata,
+    pooled_step_start,
+)
 from data_pipeline.defs.assets.transformed_numbers import transformed_numbers
 from data_pipeline.defs.catalog import catalog
 from data_pipeline.defs.configs import ParallelismReportConfig
@@ -52,8 +56,7 @@ def parallelism_report(
     fails if any run's output differs in a value or in order, and records median timings
     with their spread, speedup, efficiency and where the parallel time went. Both runs'
     outputs are kept in `parallelism_report/` for the check to compare."""
-    context.log.info(process_pool.describe_plan())
-    chosen = chosen_kernel(context, process_pool)
+    chosen = pooled_step_start(context, process_pool)
     kernel = chosen.kernel
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]

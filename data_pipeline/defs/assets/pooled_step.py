@@ -34,6 +34,14 @@ class StepKernel:
     start_seconds: float
 
 
+def pooled_step_start(
+    context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
+) -> StepKernel:
+    """What every pooled step does first: log its CPU plan, then choose its kernel."""
+    context.log.info(process_pool.describe_plan())
+    return chosen_kernel(context, process_pool)
+
+
 def chosen_kernel(
     context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
 ) -> StepKernel:
@@ -88,17 +96,19 @@ def step_launch_seconds(context: dg.AssetExecutionContext) -> float:
     return max(0.0, started - launched)
 
 
-def fixed_cost_metadata(
-    launch_seconds: float, kernel: StepKernel, pool: PoolStats, seconds: float
+def step_cost_metadata(
+    context: dg.AssetExecutionContext, kernel: StepKernel, pool: PoolStats, seconds: float
 ) -> dict[str, object]:
-    """The step's fixed costs apart from its work, as plain numbers. Fixed: the step's launch,
+    """The kernel, and the step's fixed costs apart from its work, as plain numbers. Fixed: the
+    step's launch (read from the run's events once the work is done),
     its kernel start and its pool's start and shutdown (``pool_start_seconds`` and
     ``shutdown_seconds`` of the pool's metadata). Work: the stage's ``seconds`` less the pool's
     start and shutdown (paid inside them)."""
+    launch_seconds = step_launch_seconds(context)
     pool_fixed = pool.startup_seconds + pool.shutdown_seconds
     work = max(0.0, seconds - pool_fixed)
     fixed = launch_seconds + kernel.start_seconds + pool_fixed
-    return rounded(
+    return kernel_metadata(kernel) | rounded(
         {
             "step_launch_seconds": launch_seconds,
             "fixed_cost_seconds": fixed,

@@ -8,11 +8,9 @@ import dagster as dg
 from data_pipeline.defs.assets.cleaned_numbers import cleaned_numbers
 from data_pipeline.defs.assets.pooled_step import (
     POOLED_DAY_STEP,
-    chosen_kernel,
-    fixed_cost_metadata,
-    kernel_metadata,
     pool_sentence,
-    step_launch_seconds,
+    pooled_step_start,
+    step_cost_metadata,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
 from data_pipeline.defs.checks import TRANSFORM_CHECK, one_transformed_row_per_accepted_value
@@ -44,9 +42,7 @@ def transformed_numbers(
     installed one; plain Python is the reference every kernel must match), in the step or on a
     process pool as `mode` decides. Written in input order to `transformed_numbers.parquet`, and
     verified by its blocking check before any commit."""
-    launch_seconds = step_launch_seconds(context)
-    context.log.info(process_pool.describe_plan())
-    chosen = chosen_kernel(context, process_pool)
+    chosen = pooled_step_start(context, process_pool)
     kernel = chosen.kernel
     with writing(context, data_directory) as files:
         source = files.input(CLEANED_NUMBERS_FILE, "cleaned_numbers")
@@ -78,8 +74,7 @@ def transformed_numbers(
             "dagster/row_count": summary.rows,
             "dagster/column_schema": column_schema(TRANSFORMED_SCHEMA),
             "path": dg.MetadataValue.path(str(target)),
-            **kernel_metadata(chosen),
-            **fixed_cost_metadata(launch_seconds, chosen, summary.pool, seconds),
+            **step_cost_metadata(context, chosen, summary.pool, seconds),
             "rows": summary.rows,
             **summary.run.metadata(seconds, dg.MetadataValue.md),
             **summary.digests,
