@@ -106,8 +106,13 @@ def step_cost_metadata(
     start and shutdown (paid inside them)."""
     launch_seconds = step_launch_seconds(context)
     pool_fixed = pool.startup_seconds + pool.shutdown_seconds
-    work = max(0.0, seconds - pool_fixed)
-    fixed = launch_seconds + kernel.start_seconds + pool_fixed
+    # The share from the figures as shown, so the three entries agree with each other.
+    fixed, work = rounded(
+        {
+            "fixed": launch_seconds + kernel.start_seconds + pool_fixed,
+            "work": max(0.0, seconds - pool_fixed),
+        }
+    ).values()
     return kernel_metadata(kernel) | rounded(
         {
             "step_launch_seconds": launch_seconds,
