@@ -40,10 +40,12 @@ class SizeRow:
         the mode it chose, over the better median, averaged over its runs (1.0: it always
         chose the faster)."""
         best = min(self.serial.median, self.parallel.median)
-        if not best or not self.auto_choices:
+        measured = {SERIAL: self.serial.median, PARALLEL: self.parallel.median}
+        # Runs on threads (auto's third choice for compiled work) have no series here.
+        chosen = [measured[choice] for choice in self.auto_choices if choice in measured]
+        if not best or not chosen:
             return 1.0
-        chosen = {SERIAL: self.serial.median, PARALLEL: self.parallel.median}
-        return sum(chosen[choice] for choice in self.auto_choices) / len(self.auto_choices) / best
+        return sum(chosen) / len(chosen) / best
 
     @property
     def auto_first_over_best(self) -> float | None:
