@@ -1,5 +1,5 @@
-"""`dagster job execute` of numbers_job for one day, in a subprocess of its own, as the fault
-tests and `benchmarks/faults.py` run it."""
+"""`dagster job execute` of numbers_job for one day (or a range of days), in a subprocess of
+its own, as the fault tests and `benchmarks/faults.py` run it."""
 
 import json
 import os
@@ -24,16 +24,19 @@ def create_instance() -> None:
         instance.get_runs(limit=1)
 
 
-def start_run(work: Path, data: Path, config: str, name: str = "run") -> subprocess.Popen:
-    """numbers_job for DAY on ``data``, with ``config`` (YAML or JSON) written to
-    ``work/<name>.yaml`` and its output to ``work/<name>.log``, in its own session."""
+def start_run(
+    work: Path, data: Path, config: str, name: str = "run", tags: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """numbers_job for DAY (or the days ``tags`` name) on ``data``, with ``config`` (YAML or
+    JSON) written to ``work/<name>.yaml`` and its output to ``work/<name>.log``, in its own
+    session."""
     (work / f"{name}.yaml").write_text(config)
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("DATA_PIPELINE_")
     }
     environment[DATA_DIR_VARIABLE] = str(data)
     command = [DAGSTER, "job", "execute", "-m", "data_pipeline.definitions", "-j", "numbers_job"]
-    command += ["--tags", json.dumps({"dagster/partition": DAY}), "-c", f"{name}.yaml"]
+    command += ["--tags", json.dumps(tags or {"dagster/partition": DAY}), "-c", f"{name}.yaml"]
     with open(work / f"{name}.log", "w") as output:
         return subprocess.Popen(
             command,

@@ -268,16 +268,16 @@ def change_one_value(path):
     pq.write_table(table.set_column(1, "value", pa.array(values, pa.int64())), path)
 
 
-def damaged_on_writing(monkeypatch, asset: str, writer: str, argument: int, damage) -> None:
-    """The asset's writer damages the file it just wrote (its ``argument``-th), after
+def damaged_on_writing(monkeypatch, asset: str, writer: str, path_field: str, damage) -> None:
+    """The asset's writer damages each file it just wrote (its job's ``path_field``), after
     computing the digest it records: as a disk or a bug might, between writing and checking."""
     module = importlib.import_module(f"data_pipeline.defs.assets.{asset}")
     original = getattr(module, writer)
 
-    def write_then_damage(*args, **kwargs):
-        summary = original(*args, **kwargs)
-        damage(args[argument])
-        return summary
+    def write_then_damage(jobs, *args, **kwargs):
+        for job, summary in zip(jobs, original(jobs, *args, **kwargs), strict=True):
+            damage(getattr(job, path_field))
+            yield summary
 
     monkeypatch.setattr(module, writer, write_then_damage)
 
@@ -288,12 +288,12 @@ def step_failure(result) -> str:
 
 
 @pytest.mark.parametrize(
-    ("asset", "writer", "argument", "check", "damaged_file", "damage", "complaint"),
+    ("asset", "writer", "path_field", "check", "damaged_file", "damage", "complaint"),
     [
         (
             "cleaned_numbers",
-            "clean_to_parquet",
-            2,
+            "clean_files_to_parquet",
+            "rejected_path",
             "every_line_accepted_or_rejected",
             "rejected_lines.parquet",
             lose_first_row,
@@ -301,8 +301,8 @@ def step_failure(result) -> str:
         ),
         (
             "transformed_numbers",
-            "transform_to_parquet",
-            1,
+            "transform_files_to_parquet",
+            "transformed_path",
             "one_transformed_row_per_accepted_value",
             "transformed_numbers.parquet",
             change_one_value,
@@ -315,7 +315,7 @@ def test_a_blocking_check_that_refuses_the_files_just_written_fails_the_run_and_
     monkeypatch,
     asset,
     writer,
-    argument,
+    path_field,
     check,
     damaged_file,
     damage,
@@ -324,7 +324,7 @@ def test_a_blocking_check_that_refuses_the_files_just_written_fails_the_run_and_
     assert materialize({"count": 2_000, "seed": 1}).success
     day = isolated_directories / DAY
     earlier = current_set(day)
-    damaged_on_writing(monkeypatch, asset, writer, argument, damage)
+    damaged_on_writing(monkeypatch, asset, writer, path_field, damage)
     result = materialize({"count": 2_000, "seed": 2}, raise_on_error=False)
     assert not result.success
     # The refused step's check, the only one that failed (the report's never ran).
@@ -345,7 +345,9 @@ def test_after_a_refused_set_the_current_one_still_passes_the_checks(
 ):
     assert materialize({"count": 2_000, "seed": 1}).success
     with monkeypatch.context() as patched:
-        damaged_on_writing(patched, "cleaned_numbers", "clean_to_parquet", 2, lose_first_row)
+        damaged_on_writing(
+            patched, "cleaned_numbers", "clean_files_to_parquet", "rejected_path", lose_first_row
+        )
         assert not materialize({"count": 2_000, "seed": 2}, raise_on_error=False).success
     # transformed_numbers alone reads the current set's cleaned values: the refused
     # materialization of cleaned_numbers is not taken for the set's.
@@ -504,7 +506,11 @@ def test_transformed_values_from_other_cleaned_data_than_the_sets_fail_their_che
         (day / MANIFEST).write_text(json.dumps(manifest))
 
     damaged_on_writing(
-        monkeypatch, "transformed_numbers", "transform_to_parquet", 1, replace_cleaned_pair
+        monkeypatch,
+        "transformed_numbers",
+        "transform_files_to_parquet",
+        "transformed_path",
+        replace_cleaned_pair,
     )
     result = dg.materialize(
         [defs.get_assets_def("transformed_numbers")],

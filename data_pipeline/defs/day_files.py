@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from data_pipeline.defs.partitions import described_days
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.input_gate import UnusableInputError
@@ -40,10 +41,16 @@ class DayFiles:
     on a re-execution), else the day's current set; it writes only into its own set
     directory; its last writing step commits the set."""
 
-    def __init__(self, context: dg.AssetExecutionContext, data_directory: DataDirectoryResource):
-        self.context, self.data_directory = context, data_directory
-        self.day = context.partition_key
-        self.directory = data_directory.directory(self.day)
+    def __init__(
+        self,
+        context: dg.AssetExecutionContext,
+        data_directory: DataDirectoryResource,
+        day: str,
+    ):
+        self.context, self.data_directory, self.day = context, data_directory, day
+        self.directory = data_directory.directory(day)
+        # Whether this step committed the day's set (a range's steps commit day by day).
+        self.committed = False
         run = context.run
         self.run_id = run.run_id
         self.run_ids = (run.run_id, run.parent_run_id, run.root_run_id)
@@ -104,10 +111,11 @@ class DayFiles:
         if not _last_set_writer(self.context):
             return {"set_directory": dg.MetadataValue.path(str(own)), "set_committed": False}
         done = commit(self.directory, self.run_id, self.data_directory.keep_sets)
+        self.committed = True
         files = ", ".join(
             f"{name} ({entry.rows:,} rows)" for name, entry in done.current.files.items()
         )
-        self.context.log.info(f"committed the day's set {own.name}: {files}")
+        self.context.log.info(f"committed {self.day}'s set {own.name}: {files}")
         for name, reason in done.left_out.items():
             self.context.log.warning(f"{name} is not in the new set: {reason}; materialize it")
         if done.removed:
@@ -119,27 +127,52 @@ class DayFiles:
         }
 
 
+def step_days(context: dg.AssetExecutionContext) -> list[str]:
+    """The days this step writes: its one day, or every day of a backfill's range, in order."""
+    return list(context.partition_keys)
+
+
 @contextlib.contextmanager
 def writing(
     context: dg.AssetExecutionContext, data_directory: DataDirectoryResource
-) -> Iterator[DayFiles]:
-    """The day's files for a writing step, under the day's writer lock. Failures that a
-    retry would repeat (a full disk, a permission, unusable input, a busy day) are raised as
-    ``dg.Failure(allow_retries=False)``, in one sentence; a worker death keeps the step's
-    retry."""
-    files = DayFiles(context, data_directory)
+) -> Iterator[list[DayFiles]]:
+    """The files of each of the step's days (one, or a range's), under every day's writer
+    lock (taken in date order before anything is written). Failures that a retry would
+    repeat (a full disk, a permission, unusable input, a busy day) are raised as
+    ``dg.Failure(allow_retries=False)``, in one sentence that, in a range, says which days
+    this step committed; a worker death keeps the step's retry."""
+    days = [DayFiles(context, data_directory, day) for day in step_days(context)]
     try:
-        with exclusive_writer(files.directory, files.run_id):
-            yield files
+        with contextlib.ExitStack() as locks:
+            for files in days:
+                locks.enter_context(exclusive_writer(files.directory, files.run_id))
+            yield days
     except (DirectoryBusyError, UnusableInputError, ChunkFailedError, OutputMismatchError) as error:
-        raise _lasting_failure(context, str(error)) from error
+        raise _lasting_failure(context, f"{error}{_committed(days)}") from error
     except OSError as error:
         if not _lasting(error, data_directory):
             raise
         if error.errno in {errno.ENOSPC, errno.EDQUOT}:
-            remove_run_directory(files.directory, files.run_id)  # it only takes space
-        problem = data_directory.storage_problem(error, error.filename or files.directory)
-        raise _lasting_failure(context, f"{problem}. The day's current set is unchanged") from error
+            for files in days:  # they only take space
+                if not files.committed:
+                    remove_run_directory(files.directory, files.run_id)
+        problem = data_directory.storage_problem(error, error.filename or days[0].directory)
+        unchanged = "The day's current set is unchanged" if len(days) == 1 else "Sets unchanged"
+        raise _lasting_failure(context, f"{problem}. {unchanged}{_committed(days)}") from error
+
+
+def _committed(days: list[DayFiles]) -> str:
+    """For a range: which of its days this step committed before it failed."""
+    if len(days) == 1:
+        return ""
+    committed = [files.day for files in days if files.committed]
+    left = [files.day for files in days if not files.committed]
+    if not committed:
+        return f" (none of this run's {len(days)} days was committed: their sets are as they were)"
+    return (
+        f" (of this run's days, {described_days(committed)} committed before the failure, "
+        f"each whole; {described_days(left)} kept their sets as they were)"
+    )
 
 
 def _lasting_failure(context: dg.AssetExecutionContext, sentence: str) -> dg.Failure:

@@ -1,5 +1,5 @@
 """Dagster's multiprocess executor, guarded: in the run's own process, before any step
-starts, it checks the run's config and takes the day's writer lock."""
+starts, it checks the run's config and takes the writer lock of each day the run writes."""
 
 import contextlib
 from collections.abc import Iterator, Mapping
@@ -9,7 +9,7 @@ import dagster as dg
 import pydantic
 
 from data_pipeline.defs.day_files import DAY_WRITERS
-from data_pipeline.defs.partitions import PARTITION_TAG
+from data_pipeline.defs.partitions import days_of_run, described_days
 from data_pipeline.defs.resources.data_directory import data_directory_for_run
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import ManifestError, current_set
@@ -17,18 +17,21 @@ from data_pipeline.numbers.writer_lock import DirectoryBusyError, exclusive_writ
 
 
 class RunRefusedError(Exception):
-    """The run cannot start as configured, or its day is being written by another run."""
+    """The run cannot start as configured, or one of its days is being written by another
+    run."""
 
 
 class GuardedExecutor(dg.Executor):
     """Runs the plan on ``inner`` (the multiprocess executor) once the run's config holds
-    and the day's writer lock is this run's.
+    and the writer lock of each of its days (one, or a backfill's range) is this run's.
 
     The config is checked for every value this project validates (ranges, installed
     kernels, a usable data directory), so a bad value fails the run in one sentence instead
     of a resource's stack trace inside a step. The lock is taken for the whole run, so a
     second run of the same day is refused even between the first one's steps; it is an
-    ``fcntl.flock``, released by the kernel when this process dies."""
+    ``fcntl.flock``, released by the kernel when this process dies. A range's locks are
+    all taken, in date order, before any step starts, or the run is refused naming the day
+    another run holds."""
 
     def __init__(self, inner: dg.Executor, config_models: Mapping[str, type[pydantic.BaseModel]]):
         self._inner, self._config_models = inner, config_models
@@ -52,7 +55,7 @@ class GuardedExecutor(dg.Executor):
         try:
             if problems:
                 raise RunRefusedError("; ".join(problems))
-            with _day_lock(plan_context.dagster_run, run_config, steps):
+            with _day_locks(plan_context.dagster_run, run_config, steps):
                 yield from self._inner.execute(plan_context, execution_plan)
         except dg.DagsterExecutionInterruptedError:
             # Dagster's own RUN_FAILURE follows; this line says what it means for the day.
@@ -117,16 +120,26 @@ def _described(error: pydantic.ValidationError, given: dict[str, Any], where: st
 
 def _interrupted(run: dg.DagsterRun, run_config: dict[str, Any]) -> str:
     sentence = "the run was interrupted (Ctrl-C, a termination signal, or Terminate in the UI)"
-    day = run.tags.get(PARTITION_TAG)
-    if not day:
+    days = days_of_run(run.tags)
+    if not days:
         return f"{sentence}: run it again to finish its work"
     try:
-        current = current_set(data_directory_for_run(run_config).directory(day))
+        data_directory = data_directory_for_run(run_config)
+        sets = {day: current_set(data_directory.directory(day)) for day in days}
     except (OSError, ManifestError, dg.Failure):
-        return f"{sentence}: run it again to finish {day}"
+        return f"{sentence}: run it again to finish {described_days(days)}"
+    committed = [day for day in days if sets[day].run_id == run.run_id]
+    if len(days) > 1:
+        untouched = [day for day in days if day not in committed]
+        return (
+            f"{sentence}: it committed {described_days(committed)}, each day's set whole; "
+            f"{described_days(untouched)} kept their sets as they were. Run the range again "
+            "to finish the rest"
+        )
+    day, current = days[0], sets[days[0]]
     if current.run_id is None:
         return f"{sentence} and committed nothing: {day} has no set yet; run it again"
-    if current.run_id == run.run_id:
+    if committed:
         return f"{sentence} after it committed {day}'s set; run it again to finish the rest"
     return (
         f"{sentence} and committed nothing: {day}'s current set is still {current.describe()}; "
@@ -135,15 +148,18 @@ def _interrupted(run: dg.DagsterRun, run_config: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _day_lock(run: dg.DagsterRun, run_config: dict[str, Any], steps: set[str]) -> Iterator[None]:
-    """The day's writer lock for the run, if any of its steps writes the day's files."""
-    day = run.tags.get(PARTITION_TAG)
-    if not day or not steps & DAY_WRITERS:
+def _day_locks(run: dg.DagsterRun, run_config: dict[str, Any], steps: set[str]) -> Iterator[None]:
+    """The writer lock of every day of the run (in date order), if any of its steps writes
+    the days' files; refused, naming the day, if another run holds one."""
+    days = days_of_run(run.tags)
+    if not days or not steps & DAY_WRITERS:
         yield
         return
-    directory = data_directory_for_run(run_config).directory(day)
+    data_directory = data_directory_for_run(run_config)
     try:
-        with exclusive_writer(directory, run.run_id):
+        with contextlib.ExitStack() as locks:
+            for day in days:
+                locks.enter_context(exclusive_writer(data_directory.directory(day), run.run_id))
             yield
     except DirectoryBusyError as error:  # only ever raised on entry
         raise RunRefusedError(str(error)) from None

@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import warnings
 
 import dagster as dg
 
@@ -29,6 +30,16 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=start_date(), timezone="UTC", end_offset=1
 )
 
+# A backfill of the day's set writers runs up to 30 days in one run (each step once for all
+# of them: one step process, one kernel start, one pool), not one run per day. Runs of 30
+# rather than one run for any range: a failure redoes at most a month, a year's backfill is
+# 13 runs that the run queue can interleave with daily runs, and a run's writer locks and
+# open files stay few. See docs/operations.md ("Backfills").
+RANGE_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=30)
+# ``backfill_policy`` is marked beta in Dagster 1.13 (stable in use since 1.5): said once here,
+# not as a warning on every load of the definitions.
+warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
+
 
 def seed_of(day: str) -> int:
     """The seed of a day's generated file: its date as a number (2026-11-25: 20261125)."""
@@ -37,3 +48,26 @@ def seed_of(day: str) -> int:
 
 def today() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+
+
+# The tags Dagster puts on a run of a range of partitions (a backfill's run of several days).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def days_of_run(tags: dict[str, str]) -> list[str]:
+    """The days a run writes, from its tags: one day, a range of days (in order), or none."""
+    if tags.get(PARTITION_TAG):
+        return [tags[PARTITION_TAG]]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not (start and end):
+        return []
+    return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+
+
+def described_days(days: list[str]) -> str:
+    """Days as a reader wants them: "2026-01-01", "2026-01-01 and 2026-01-02", or the
+    first and last of a longer list with their count."""
+    if len(days) <= 2:
+        return " and ".join(days) or "no day"
+    return f"{len(days)} days, {days[0]} to {days[-1]}"

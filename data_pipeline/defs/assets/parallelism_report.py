@@ -60,7 +60,7 @@ def parallelism_report(
     kernel = chosen.kernel
     other_steps = _other_steps_running(context)
     load_before = os.getloadavg()[0]
-    with writing(context, data_directory) as files:
+    with writing(context, data_directory) as (files,):  # one day: no range policy
         source = files.input(NUMBERS_FILE, "numbers_file")
         directory = files.directory
         with pinned(files.path_of(source), beside=directory) as snapshot:

@@ -1,7 +1,7 @@
 """What the pooled numbers steps share: their partitions, concurrency pool and retry policy,
 the kernel they log, and how they say where the work ran."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -129,3 +129,70 @@ def pool_sentence(pool: PoolStats) -> str:
         return "serially in the step process"
     kind = "threads" if pool.start_method == "thread" else f"{pool.start_method} workers"
     return f"on {pool.workers} {kind} ({pool.startup_seconds:.2f} s to start)"
+
+
+@dataclass
+class DayOutcome:
+    """What a writing step made of one of its days: the day's metadata and its checks."""
+
+    day: str
+    metadata: dict[str, object]
+    checks: list[dg.AssetCheckResult] = field(default_factory=list)
+
+
+def step_result(
+    context: dg.AssetExecutionContext,
+    outcomes: list[DayOutcome],
+    step_metadata: dict[str, object],
+) -> dg.MaterializeResult:
+    """The step's result. One day: its metadata and checks, as any asset returns them. A
+    range (a backfill's run of several days): each day its own materialization, with its own
+    metadata and the step's, and its own check evaluations; the result then carries one
+    evaluation of each check for the whole range, passed only if every day's passed (a
+    blocking check that failed on any day stops the steps downstream for the range)."""
+    if len(outcomes) == 1:
+        (outcome,) = outcomes
+        return dg.MaterializeResult(
+            check_results=outcome.checks, metadata={**outcome.metadata, **step_metadata}
+        )
+    for outcome in outcomes:
+        metadata = {**outcome.metadata, **step_metadata, "days_in_run": len(outcomes)}
+        context.add_asset_metadata(metadata, partition_key=outcome.day)
+        for check in outcome.checks:
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=check.asset_key,
+                    check_name=check.check_name,
+                    passed=check.passed,
+                    metadata=check.metadata,
+                    description=check.description,
+                    blocking=True,
+                    partition=outcome.day,
+                )
+            )
+    return dg.MaterializeResult(check_results=_range_checks(outcomes))
+
+
+def _range_checks(outcomes: list[DayOutcome]) -> list[dg.AssetCheckResult]:
+    by_name: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
+    for outcome in outcomes:
+        for check in outcome.checks:
+            by_name.setdefault(check.check_name, []).append((outcome.day, check))
+    results = []
+    for name, checks in by_name.items():
+        failed = [day for day, check in checks if not check.passed]
+        description = (
+            f"failed on {len(failed)} of {len(checks)} days: {', '.join(failed)}"
+            if failed
+            else f"passed on each of the run's {len(checks)} days"
+        )
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=checks[0][1].asset_key,
+                check_name=name,
+                passed=not failed,
+                description=description,
+                metadata={"days": len(checks), "days_failed": len(failed)},
+            )
+        )
+    return results

@@ -8,17 +8,20 @@ import dagster as dg
 from data_pipeline.defs.assets.cleaned_numbers import cleaned_numbers
 from data_pipeline.defs.assets.pooled_step import (
     POOLED_DAY_STEP,
+    DayOutcome,
     pool_sentence,
     pooled_step_start,
     step_cost_metadata,
+    step_result,
 )
 from data_pipeline.defs.catalog import catalog, column_schema
 from data_pipeline.defs.checks import TRANSFORM_CHECK, one_transformed_row_per_accepted_value
 from data_pipeline.defs.day_files import writing
+from data_pipeline.defs.partitions import RANGE_BACKFILL
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA
-from data_pipeline.numbers.stages.transform import transform_to_parquet
+from data_pipeline.numbers.stages.transform import TransformJob, transform_files_to_parquet
 from data_pipeline.numbers.storage import CLEANED_NUMBERS_FILE, TRANSFORMED_NUMBERS_FILE, digest_key
 
 # transformed_numbers' metadata: the digest of the cleaned values it was computed from.
@@ -31,6 +34,7 @@ UPSTREAM_CLEANED_KEY = "upstream_cleaned_numbers_sha256"
     deps=[cleaned_numbers],
     check_specs=[TRANSFORM_CHECK],
     **POOLED_DAY_STEP,
+    backfill_policy=RANGE_BACKFILL,
 )
 def transformed_numbers(
     context: dg.AssetExecutionContext,
@@ -44,41 +48,49 @@ def transformed_numbers(
     verified by its blocking check before any commit."""
     chosen = pooled_step_start(context, process_pool)
     kernel = chosen.kernel
-    with writing(context, data_directory) as files:
-        source = files.input(CLEANED_NUMBERS_FILE, "cleaned_numbers")
-        target = files.output(TRANSFORMED_NUMBERS_FILE)
+    outcomes = []
+    with writing(context, data_directory) as days:
+        sources = [files.input(CLEANED_NUMBERS_FILE, "cleaned_numbers") for files in days]
+        jobs = [
+            TransformJob(files.path_of(source), files.output(TRANSFORMED_NUMBERS_FILE))
+            for files, source in zip(days, sources, strict=True)
+        ]
         started = time.perf_counter()
-        summary = transform_to_parquet(
-            files.path_of(source),
-            target,
+        summaries = transform_files_to_parquet(
+            jobs,
             process_pool.settings(),
             process_pool.chunk_values_for(kernel),
             context.log,
             kernel,
         )
+        for files, source, job, summary in zip(days, sources, jobs, summaries, strict=True):
+            files.record(
+                TRANSFORMED_NUMBERS_FILE,
+                summary.digests[digest_key(TRANSFORMED_NUMBERS_FILE)],
+                summary.rows,
+                {CLEANED_NUMBERS_FILE: source.sha256},
+            )
+            check = one_transformed_row_per_accepted_value(files)
+            metadata = {
+                "dagster/row_count": summary.rows,
+                "path": dg.MetadataValue.path(str(job.transformed_path)),
+                "rows": summary.rows,
+                **summary.digests,
+                UPSTREAM_CLEANED_KEY: source.sha256,
+                **files.finish(check),
+            }
+            outcomes.append(DayOutcome(files.day, metadata, [check]))
         seconds = time.perf_counter() - started
-        files.record(
-            TRANSFORMED_NUMBERS_FILE,
-            summary.digests[digest_key(TRANSFORMED_NUMBERS_FILE)],
-            summary.rows,
-            {CLEANED_NUMBERS_FILE: source.sha256},
-        )
-        context.log.info(
-            f"transformed {summary.rows:,} values, {pool_sentence(summary.pool)} in {seconds:.2f} s"
-        )
-        check = one_transformed_row_per_accepted_value(files)
-        set_metadata = files.finish(check)
-    return dg.MaterializeResult(
-        check_results=[check],
-        metadata={
-            "dagster/row_count": summary.rows,
+    rows = sum(outcome.metadata["rows"] for outcome in outcomes)
+    context.log.info(
+        f"transformed {rows:,} values, {pool_sentence(summary.pool)} in {seconds:.2f} s"
+    )
+    return step_result(
+        context,
+        outcomes,
+        {
             "dagster/column_schema": column_schema(TRANSFORMED_SCHEMA),
-            "path": dg.MetadataValue.path(str(target)),
             **step_cost_metadata(context, chosen, summary.pool, seconds),
-            "rows": summary.rows,
             **summary.run.metadata(seconds, dg.MetadataValue.md),
-            **summary.digests,
-            UPSTREAM_CLEANED_KEY: source.sha256,
-            **set_metadata,
         },
     )

@@ -5,6 +5,7 @@ import itertools
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,19 +132,63 @@ def transform_to_parquet(
         log: Where the pool's progress and decision lines go.
         kernel: Whose transform the workers run.
     """
-    parquet = pq.ParquetFile(cleaned_path)
-    chunk_count = -(-parquet.metadata.num_rows // chunk_values)
-    summary = TransformSummary()
-    batches = parquet.iter_batches(batch_size=chunk_values)
-    with (
-        atomic_output(transformed_path, summary.digests) as temporary,
-        ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
-    ):
-        for batch in transform_cleaned(
-            batches, chunk_count, pool_settings, summary, log, kernel, parquet.metadata.num_rows
-        ):
-            writer.write(batch)
+    jobs = [TransformJob(cleaned_path, transformed_path)]
+    (summary,) = transform_files_to_parquet(jobs, pool_settings, chunk_values, log, kernel)
     return summary
+
+
+@dataclass(frozen=True)
+class TransformJob:
+    """One cleaned Parquet file to transform, and where its transformed file goes."""
+
+    cleaned_path: Path
+    transformed_path: Path
+
+
+def transform_files_to_parquet(
+    jobs: list[TransformJob],
+    pool_settings: PoolSettings,
+    chunk_values: int,
+    log: Any = pool_logger,
+    kernel: Kernel = PYTHON,
+) -> Iterator[TransformSummary]:
+    """Transform each job's cleaned values into its Parquet file, every file's values on one
+    pool (one start, one decision, no file's last task a barrier): yield each job's summary,
+    in order, once its file is in place, while the pool goes on with the next files' values.
+    Each summary's ``run`` is the one pool run of all the files."""
+    parquets = [pq.ParquetFile(job.cleaned_path) for job in jobs]
+    rows_of = [parquet.metadata.num_rows for parquet in parquets]
+    step = TransformSummary()
+    batches = (
+        batch for parquet in parquets for batch in parquet.iter_batches(batch_size=chunk_values)
+    )
+    transformed = transform_cleaned(
+        batches,
+        sum(-(-rows // chunk_values) for rows in rows_of),
+        pool_settings,
+        step,
+        log,
+        kernel,
+        sum(rows_of),
+    )
+    try:
+        for job, rows in zip(jobs, rows_of, strict=True):
+            summary = TransformSummary()
+            with (
+                atomic_output(job.transformed_path, summary.digests) as temporary,
+                ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
+            ):
+                while summary.rows < rows:  # batches never span two files
+                    batch = next(transformed)
+                    writer.write(batch)
+                    summary.rows += batch.num_rows
+                    summary.chunks += 1
+            summary.run = step.run
+            yield summary
+        for _ in transformed:  # none left: this ends the run (its pool shut down, its stats kept)
+            raise RuntimeError("the transform pool returned more rows than the files hold")
+    finally:
+        transformed.close()  # a failure or an early stop: the pool shuts down now
 
 
 class CostSizedPieces:
