@@ -112,19 +112,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from data_pipeline.numbers.stages import transform
 
-_original = transform.transform_to_parquet
+_original = transform.transform_files_to_parquet
 
 
-def _damaged(*args, **kwargs):
-    summary = _original(*args, **kwargs)
-    table = pq.read_table(args[1])
-    values = table["value"].to_pylist()
-    values[-1] += 1
-    pq.write_table(table.set_column(1, "value", pa.array(values, pa.int64())), args[1])
-    return summary
+def _damaged(jobs, *args, **kwargs):
+    for job, summary in zip(jobs, _original(jobs, *args, **kwargs), strict=True):
+        table = pq.read_table(job.transformed_path)
+        values = table["value"].to_pylist()
+        values[-1] += 1
+        column = pa.array(values, pa.int64())
+        pq.write_table(table.set_column(1, "value", column), job.transformed_path)
+        yield summary
 
 
-transform.transform_to_parquet = _damaged
+transform.transform_files_to_parquet = _damaged
 """
 
 

@@ -46,14 +46,20 @@ class DayFiles:
         context: dg.AssetExecutionContext,
         data_directory: DataDirectoryResource,
         day: str,
+        days_in_step: int = 1,
     ):
         self.context, self.data_directory, self.day = context, data_directory, day
+        self.days_in_step = days_in_step
         self.directory = data_directory.directory(day)
         # Whether this step committed the day's set (a range's steps commit day by day).
         self.committed = False
         run = context.run
         self.run_id = run.run_id
         self.run_ids = (run.run_id, run.parent_run_id, run.root_run_id)
+
+    def about(self, sentence: str) -> str:
+        """``sentence`` as the step says it of this day: prefixed by the day in a range."""
+        return f"{self.day}: {sentence}" if self.days_in_step > 1 else sentence
 
     def input(self, name: str, producer: str) -> SetFile:
         """The file ``name`` this run should read: its own, else the current set's."""
@@ -141,7 +147,8 @@ def writing(
     repeat (a full disk, a permission, unusable input, a busy day) are raised as
     ``dg.Failure(allow_retries=False)``, in one sentence that, in a range, says which days
     this step committed; a worker death keeps the step's retry."""
-    days = [DayFiles(context, data_directory, day) for day in step_days(context)]
+    keys = step_days(context)
+    days = [DayFiles(context, data_directory, day, len(keys)) for day in keys]
     try:
         with contextlib.ExitStack() as locks:
             for files in days:

@@ -128,7 +128,7 @@ def _finish_day(
         summary.lines, summary.rejected_by_reason, summary.first_line_by_reason
     )
     if warning:
-        context.log.warning(f"{files.day}: {warning}")
+        context.log.warning(files.about(warning))
     check = every_line_accepted_or_rejected(files)
     metadata = {
         "dagster/row_count": summary.accepted,
@@ -165,4 +165,4 @@ def _enough_accepted(
         min_share,
     )
     if refusal:
-        raise UnusableInputError(f"{days[index].day}: {refusal}" if len(days) > 1 else refusal)
+        raise UnusableInputError(days[index].about(refusal))

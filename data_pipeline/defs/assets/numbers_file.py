@@ -1,7 +1,6 @@
 """The day's text file of numbers: the landed export, a given file, or one generated from the
 day's seed."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -12,11 +11,14 @@ from data_pipeline.defs.configs import NumbersFileConfig
 from data_pipeline.defs.day_files import DayFiles, writing
 from data_pipeline.defs.partitions import RANGE_BACKFILL, daily_partitions, seed_of
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
-from data_pipeline.defs.resources.process_pool import ProcessPoolResource
-from data_pipeline.numbers.chunking import count_lines
-from data_pipeline.numbers.generation import write_numbers_file
-from data_pipeline.numbers.input_gate import check_input_file
-from data_pipeline.numbers.storage import NUMBERS_FILE, atomic_output, digest_key
+from data_pipeline.defs.resources.process_pool import CPU_POOL, ProcessPoolResource
+from data_pipeline.numbers.input_gate import UnusableInputError
+from data_pipeline.numbers.stages.numbers_files import (
+    NumbersFileJob,
+    WrittenNumbersFile,
+    write_numbers_files,
+)
+from data_pipeline.numbers.storage import NUMBERS_FILE, digest_key
 
 
 @dg.asset(
@@ -24,6 +26,7 @@ from data_pipeline.numbers.storage import NUMBERS_FILE, atomic_output, digest_ke
     kinds={"python", "text"},
     partitions_def=daily_partitions,
     backfill_policy=RANGE_BACKFILL,
+    pool=CPU_POOL,
 )
 def numbers_file(
     context: dg.AssetExecutionContext,
@@ -35,50 +38,69 @@ def numbers_file(
     export from the landing directory (`incoming/YYYY-MM-DD.txt`) when it has arrived, else
     generated from a seed derived from the date (or copied from `source_path`). Written to
     `numbers.txt` in the day's directory."""
-    # The pool is not used here, but asking for it validates its config before any work
-    # starts, so a bad setting fails the first step rather than the third.
+    # The pool writes the files of a range's days side by side; for one day, asking for it
+    # still validates its config before any work starts, so a bad setting fails here.
     context.log.info(process_pool.describe_plan())
     with writing(context, data_directory) as days:
-        outcomes = [_write_day(context, config, data_directory, files) for files in days]
+        jobs = [_job(context, config, data_directory, files) for files in days]
+        written = write_numbers_files(jobs, process_pool.settings(), context.log)
+        outcomes = [
+            _finish_day(context, files, job, done)
+            for files, job, done in zip(days, jobs, written, strict=True)
+        ]
     return step_result(context, outcomes, {})
 
 
-def _write_day(
+def _job(
     context: dg.AssetExecutionContext,
     config: NumbersFileConfig,
     data_directory: DataDirectoryResource,
     files: DayFiles,
-) -> DayOutcome:
-    """One day's numbers.txt, written into the run's set for the day."""
-    day = files.day
-    landed = data_directory.landing_directory() / f"{day}.txt"
+) -> NumbersFileJob:
+    """What to write for the day: its landed export, the configured file, or its seed's."""
+    landed = data_directory.landing_directory() / f"{files.day}.txt"
     source = config.source_path or (str(landed) if landed.is_file() else None)
-    metadata: dict[str, object] = {}
-    digests: dict[str, str] = {}
-    target = files.output(NUMBERS_FILE)
-    with atomic_output(target, digests) as temporary:
-        if source:
-            metadata["source"] = dg.MetadataValue.path(source)
-            context.log.info(f"ingesting {source}")
-            check_input_file(Path(source), config.allow_empty)
-            shutil.copyfile(source, temporary)
-        else:
-            seed = seed_of(day) if config.seed is None else config.seed
-            dirt = write_numbers_file(temporary, config.count, seed, config.dirty_fraction)
-            check_input_file(temporary, config.allow_empty, shown_as=f"generated {target}")
-            metadata["source"] = f"generated (seed {seed}): no {landed} has arrived"
-            metadata["seed"] = seed
-            metadata["dirty_lines"] = sum(dirt.values())
-            metadata |= {f"dirty_lines_{kind}": count for kind, count in sorted(dirt.items())}
-    lines = count_lines(target)
-    files.record(NUMBERS_FILE, digests[digest_key(NUMBERS_FILE)], lines)
-    context.log.info(f"wrote {lines:,} lines to {target}")
-    metadata = {
-        "path": dg.MetadataValue.path(str(target)),
-        "lines": lines,
-        "bytes": target.stat().st_size,
-        **metadata,
-        **digests,
-        **files.finish(),
-    }
-    return DayOutcome(day, metadata)
+    if source:
+        context.log.info(f"ingesting {source}")
+    return NumbersFileJob(
+        target=files.output(NUMBERS_FILE),
+        source=Path(source) if source else None,
+        count=config.count,
+        seed=seed_of(files.day) if config.seed is None else config.seed,
+        dirty_fraction=config.dirty_fraction,
+        allow_empty=config.allow_empty,
+    )
+
+
+def _finish_day(
+    context: dg.AssetExecutionContext,
+    files: DayFiles,
+    job: NumbersFileJob,
+    written: WrittenNumbersFile,
+) -> DayOutcome:
+    """Record the day's file in the run's set; refuse a day whose input cannot be right."""
+    if written.refusal:
+        raise UnusableInputError(files.about(written.refusal))
+    files.record(NUMBERS_FILE, written.digests[digest_key(NUMBERS_FILE)], written.lines)
+    context.log.info(f"wrote {written.lines:,} lines to {job.target}")
+    if job.source is not None:
+        metadata: dict[str, object] = {"source": dg.MetadataValue.path(str(job.source))}
+    else:
+        landed = files.data_directory.landing_directory() / f"{files.day}.txt"
+        metadata = {
+            "source": f"generated (seed {job.seed}): no {landed} has arrived",
+            "seed": job.seed,
+            "dirty_lines": sum(written.dirt.values()),
+            **{f"dirty_lines_{kind}": count for kind, count in sorted(written.dirt.items())},
+        }
+    return DayOutcome(
+        files.day,
+        {
+            "path": dg.MetadataValue.path(str(job.target)),
+            "lines": written.lines,
+            "bytes": written.size,
+            **metadata,
+            **written.digests,
+            **files.finish(),
+        },
+    )

@@ -155,7 +155,8 @@ def transform_files_to_parquet(
     """Transform each job's cleaned values into its Parquet file, every file's values on one
     pool (one start, one decision, no file's last task a barrier): yield each job's summary,
     in order, once its file is in place, while the pool goes on with the next files' values.
-    Each summary's ``run`` is the one pool run of all the files."""
+    Each summary's ``run`` is the one pool run of all the files (complete once every summary
+    has been read)."""
     parquets = [pq.ParquetFile(job.cleaned_path) for job in jobs]
     rows_of = [parquet.metadata.num_rows for parquet in parquets]
     step = TransformSummary()
@@ -171,9 +172,11 @@ def transform_files_to_parquet(
         kernel,
         sum(rows_of),
     )
+    summaries: list[TransformSummary] = []
     try:
         for job, rows in zip(jobs, rows_of, strict=True):
             summary = TransformSummary()
+            summaries.append(summary)
             with (
                 atomic_output(job.transformed_path, summary.digests) as temporary,
                 ParquetOutput(temporary, TRANSFORMED_SCHEMA) as writer,
@@ -183,10 +186,12 @@ def transform_files_to_parquet(
                     writer.write(batch)
                     summary.rows += batch.num_rows
                     summary.chunks += 1
-            summary.run = step.run
+            summary.run = step.run  # None until the first value was sent (files of no rows)
             yield summary
         for _ in transformed:  # none left: this ends the run (its pool shut down, its stats kept)
             raise RuntimeError("the transform pool returned more rows than the files hold")
+        for summary in summaries:
+            summary.run = step.run
     finally:
         transformed.close()  # a failure or an early stop: the pool shuts down now
 
