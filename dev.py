@@ -2,8 +2,9 @@
 """Set up and run data_pipeline with nothing but Python 3.11+ and pip.
 
     python3 dev.py run [ARGS]   install if needed, then run numbers_job for today (UTC; extra
-                                ARGS go to `dagster job execute`, e.g. -c config.yaml or
-                                --partition 2026-11-24)
+                                ARGS go to `dagster job execute`, e.g. -c config.yaml,
+                                --partition 2026-11-24, or --partition-range
+                                2026-01-01...2026-01-30 for several days in one run)
     python3 dev.py test [ARGS]  install if needed, then run the test suite (ARGS go to pytest)
     python3 dev.py lint         ruff check and ruff format --check
     python3 dev.py ui [--port N]
@@ -28,6 +29,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed-pyproject-sha256"
+# The tags of a run of several days (a backfill's run), as Dagster names them.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def create_venv() -> None:
@@ -87,27 +91,46 @@ def with_dagster_home() -> None:
 def with_day(arguments: list[str]) -> list[str]:
     """``arguments`` for `dagster job execute`, the run tagged with its day: ``--partition
     DAY`` (that command has no such option: a run's day is its dagster/partition tag) merged
-    into any ``--tags`` given, else today (UTC)."""
-    rest, day, tags = [], None, {}
+    into any ``--tags`` given, else today (UTC); or ``--partition-range FIRST...LAST``, the
+    days of one run (the range's tags, as a backfill's run carries them)."""
+    rest, day, days, tags = [], None, None, {}
     given = iter(arguments)
     for argument in given:
         name, _, value = argument.partition("=")
-        if name in {"--partition", "--tags"}:
+        if name in {"--partition", "--partition-range", "--tags"}:
             value = value or next(given, "")
             if not value:
                 sys.exit(f"{name} needs a value")
             if name == "--partition":
                 day = value
+            elif name == "--partition-range":
+                days = value
             else:
                 tags = json.loads(value)
         else:
             rest.append(argument)
+    if days is not None:
+        first, separator, last = days.partition("...")
+        if not separator:
+            sys.exit(
+                f"--partition-range {days!r}: expected FIRST...LAST, e.g. 2026-01-01...2026-01-30"
+            )
+        first, last = as_day(first, "--partition-range"), as_day(last, "--partition-range")
+        if last < first:
+            sys.exit(f"--partition-range {days!r}: the last day is before the first")
+        tags = {key: value for key, value in tags.items() if key != "dagster/partition"}
+        range_tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
+        return [*rest, "--tags", json.dumps({**tags, **range_tags})]
     day = day or tags.get("dagster/partition") or datetime.datetime.now(datetime.UTC).date()
+    return [*rest, "--tags", json.dumps({**tags, "dagster/partition": as_day(day, "--partition")})]
+
+
+def as_day(text: object, option: str) -> str:
+    """``text`` as YYYY-MM-DD; a bad one ends the command naming the option."""
     try:
-        day = datetime.date.fromisoformat(str(day)).isoformat()
+        return datetime.date.fromisoformat(str(text).strip()).isoformat()
     except ValueError:
-        sys.exit(f"--partition {day!r}: expected a day as YYYY-MM-DD, e.g. 2026-11-24")
-    return [*rest, "--tags", json.dumps({**tags, "dagster/partition": day})]
+        sys.exit(f"{option} {text!r}: expected a day as YYYY-MM-DD, e.g. 2026-11-24")
 
 
 def ui_port(arguments: list[str]) -> str:

@@ -5,10 +5,12 @@ Real runs: `dagster job execute` with the range's tags (as a backfill's run carr
 the multiprocess executor, in a subprocess of its own; a real SIGINT; a real writer lock held
 by another process."""
 
+import importlib.util
 import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -138,8 +140,10 @@ resources: {process_pool: {config: {workers: 2, kernel: python}}}
     assert committed == DAYS[:2], log[-3000:]
     assert current_set(isolated_directories / last) == earlier, "the last day kept its set"
     first_error = first_line_at(log, "ERROR")
-    assert f"it committed {DAYS[0]} and {DAYS[1]}, each day's set whole" in first_error, log[-3000:]
-    assert f"{last} kept their sets as they were" in first_error
+    assert first_error.endswith(
+        f": {DAYS[0]} and {DAYS[1]} committed, each whole; {last} kept the set it had. Run the "
+        "range again to finish the rest"
+    ), log[-3000:]
     assert not [path.name for path in isolated_directories.rglob("*.tmp")]
     assert not process_group_alive(job.pid), f"left behind: {pool}"
 
@@ -160,3 +164,55 @@ def test_a_range_overlapping_a_day_another_run_is_writing_is_refused_naming_it(
     assert "STEP_START" not in log, "no step started"
     for day in DAYS:
         assert current_set(isolated_directories / day).run_id is None, f"{day} was written"
+
+
+def test_a_range_outside_the_days_is_refused_saying_which_days_there_are(
+    tmp_path, isolated_directories
+):
+    create_instance()
+    before_start = {RANGE_START_TAG: "2025-12-30", RANGE_END_TAG: "2026-01-02"}
+    code = finish(start_run(tmp_path, isolated_directories, CONFIG, tags=before_start))
+    log = (tmp_path / "run.log").read_text()
+    assert code != 0
+    today = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+    assert first_line_at(log, "ERROR") == (
+        "the run did not start: the run's days 2025-12-30...2026-01-02 are not a range of this "
+        "location's days: from 2026-01-01 (DATA_PIPELINE_START_DATE) to "
+        f"{today.get_last_partition_key()} (today, UTC), first day first"
+    )
+    assert "STEP_START" not in log
+
+
+def test_dev_py_runs_a_range_of_days_as_one_run_with_the_range_tags():
+    path = Path(__file__).resolve().parent.parent / "dev.py"
+    spec = importlib.util.spec_from_file_location("dev", path)
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    assert dev.with_day(["--partition-range", "2026-01-01...2026-01-30", "-c", "a.yaml"]) == [
+        "-c",
+        "a.yaml",
+        "--tags",
+        json.dumps({RANGE_START_TAG: "2026-01-01", RANGE_END_TAG: "2026-01-30"}),
+    ]
+    with pytest.raises(SystemExit, match="the last day is before the first"):
+        dev.with_day(["--partition-range", "2026-01-30...2026-01-01"])
+
+
+def test_a_day_of_the_range_whose_input_cannot_be_right_fails_the_range_naming_it(
+    tmp_path, isolated_directories
+):
+    create_instance()
+    landing = isolated_directories / "incoming"
+    landing.mkdir()
+    (landing / f"{DAYS[1]}.txt").write_bytes(b"")
+    code = finish(start_run(tmp_path, isolated_directories, CONFIG, tags=RANGE))
+    log = (tmp_path / "run.log").read_text()
+    assert code != 0
+    first_error = first_line_at(log, "ERROR")
+    assert first_error.startswith(f"{DAYS[1]}: input file is empty: "), first_error
+    assert first_error.endswith(
+        "(of this run's days, none of its 3 days was committed: each kept the set it had)"
+    ), first_error
+    assert "STEP_UP_FOR_RETRY" not in log, "an empty file does not mend on retry"
+    for day in DAYS:
+        assert current_set(isolated_directories / day).run_id is None, f"{day} was committed"

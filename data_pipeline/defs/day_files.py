@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from data_pipeline.defs.partitions import described_days
+from data_pipeline.defs.partitions import committed_and_untouched
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.input_gate import UnusableInputError
@@ -173,13 +173,8 @@ def _committed(days: list[DayFiles]) -> str:
     if len(days) == 1:
         return ""
     committed = [files.day for files in days if files.committed]
-    left = [files.day for files in days if not files.committed]
-    if not committed:
-        return f" (none of this run's {len(days)} days was committed: their sets are as they were)"
-    return (
-        f" (of this run's days, {described_days(committed)} committed before the failure, "
-        f"each whole; {described_days(left)} kept their sets as they were)"
-    )
+    untouched = [files.day for files in days if not files.committed]
+    return f" (of this run's days, {committed_and_untouched(committed, untouched)})"
 
 
 def _lasting_failure(context: dg.AssetExecutionContext, sentence: str) -> dg.Failure:

@@ -9,7 +9,7 @@ import dagster as dg
 import pydantic
 
 from data_pipeline.defs.day_files import DAY_WRITERS
-from data_pipeline.defs.partitions import days_of_run, described_days
+from data_pipeline.defs.partitions import committed_and_untouched, days_of_run, described_days
 from data_pipeline.defs.resources.data_directory import data_directory_for_run
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.numbers.output_set import ManifestError, current_set
@@ -132,8 +132,7 @@ def _interrupted(run: dg.DagsterRun, run_config: dict[str, Any]) -> str:
     if len(days) > 1:
         untouched = [day for day in days if day not in committed]
         return (
-            f"{sentence}: it committed {described_days(committed)}, each day's set whole; "
-            f"{described_days(untouched)} kept their sets as they were. Run the range again "
+            f"{sentence}: {committed_and_untouched(committed, untouched)}. Run the range again "
             "to finish the rest"
         )
     day, current = days[0], sets[days[0]]
@@ -151,7 +150,10 @@ def _interrupted(run: dg.DagsterRun, run_config: dict[str, Any]) -> str:
 def _day_locks(run: dg.DagsterRun, run_config: dict[str, Any], steps: set[str]) -> Iterator[None]:
     """The writer lock of every day of the run (in date order), if any of its steps writes
     the days' files; refused, naming the day, if another run holds one."""
-    days = days_of_run(run.tags)
+    try:
+        days = days_of_run(run.tags)
+    except ValueError as error:
+        raise RunRefusedError(str(error)) from None
     if not days or not steps & DAY_WRITERS:
         yield
         return

@@ -56,13 +56,20 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def days_of_run(tags: dict[str, str]) -> list[str]:
-    """The days a run writes, from its tags: one day, a range of days (in order), or none."""
+    """The days a run writes, from its tags: one day, a range of days (in order), or none.
+    A range that is not one of the partitions' raises ValueError saying which days are."""
     if tags.get(PARTITION_TAG):
         return [tags[PARTITION_TAG]]
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
     if not (start and end):
         return []
-    return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    keys = daily_partitions.get_partition_keys()
+    if start not in keys or end not in keys or end < start:
+        raise ValueError(
+            f"the run's days {start}...{end} are not a range of this location's days: from "
+            f"{keys[0]} ({START_DATE_VARIABLE}) to {keys[-1]} (today, UTC), first day first"
+        )
+    return keys[keys.index(start) : keys.index(end) + 1]
 
 
 def described_days(days: list[str]) -> str:
@@ -71,3 +78,14 @@ def described_days(days: list[str]) -> str:
     if len(days) <= 2:
         return " and ".join(days) or "no day"
     return f"{len(days)} days, {days[0]} to {days[-1]}"
+
+
+def committed_and_untouched(committed: list[str], untouched: list[str]) -> str:
+    """What a range's failure left: "2026-01-01 and 2026-01-02 committed, each whole;
+    2026-01-03 kept the set it had"."""
+    if not committed:
+        return f"none of its {len(untouched)} days was committed: each kept the set it had"
+    if not untouched:
+        return f"every one of its {len(committed)} days was committed, each whole"
+    kept = "kept the set it had" if len(untouched) == 1 else "kept the sets they had"
+    return f"{described_days(committed)} committed, each whole; {described_days(untouched)} {kept}"
