@@ -20,8 +20,11 @@ import dagster as dg
 import pytest
 
 from data_pipeline.definitions import defs
+from data_pipeline.defs.day_files import SET_WRITERS
 from data_pipeline.defs.jobs import MAX_CONCURRENT_STEPS
+from data_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from data_pipeline.defs.schedules import SCHEDULE_CRON_VARIABLE
+from data_pipeline.numbers.output_set import current_set
 from data_pipeline.numbers.storage import LANDING_DIR_VARIABLE
 from data_pipeline_tests.processes import process_group_alive
 from data_pipeline_tests.ticks import daily_schedule_tick
@@ -245,6 +248,43 @@ def wait_for_run(server, run_id: str) -> str:
         time.sleep(1)
     assert status == "SUCCESS", server.log_tail()
     return run_id
+
+
+def test_a_backfill_launched_like_the_ui_runs_its_days_as_one_run(
+    dagster_dev, isolated_directories
+):
+    """The UI's backfill of three days of the set writers: the daemon makes one run of the
+    range (BackfillPolicy.multi_run(30)), which commits each day's set."""
+    server, days = dagster_dev, ["2026-03-01", "2026-03-02", "2026-03-03"]
+    launched = server.graphql(
+        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(
+             backfillParams: $params) { __typename ... on LaunchBackfillSuccess { backfillId }
+             ... on PythonError { message } } }""",
+        params={
+            "partitionNames": days,
+            "assetSelection": [{"path": [name]} for name in SET_WRITERS],
+            "runConfigData": {"ops": {"numbers_file": {"config": {"count": 20_000}}}},
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    tag = {"key": "dagster/backfill", "value": launched["backfillId"]}
+    deadline = time.monotonic() + 300
+    while True:
+        runs = server.graphql(
+            """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
+                 results { runId status tags { key value } } } } }""",
+            filter={"tags": [tag]},
+        )["runsOrError"]["results"]
+        if runs and all(run["status"] in {"SUCCESS", "FAILURE", "CANCELED"} for run in runs):
+            break
+        assert time.monotonic() < deadline, f"the backfill's runs: {runs}\n{server.log_tail()}"
+        time.sleep(1)
+    [run] = runs
+    assert run["status"] == "SUCCESS", server.log_tail()
+    tags = {each["key"]: each["value"] for each in run["tags"]}
+    assert (tags[RANGE_START_TAG], tags[RANGE_END_TAG]) == (days[0], days[-1])
+    for day in days:
+        assert current_set(isolated_directories / day).run_id == run["runId"], day
 
 
 def test_the_schedule_can_be_started_and_requests_a_valid_run(dagster_dev):
