@@ -47,15 +47,19 @@ def events_of(run_id: str, event_type: dg.DagsterEventType) -> list:
         ]
 
 
+# Three days on two workers: every day's chunks are the pool's tasks; four: whole days are.
+@pytest.mark.parametrize("day_count", [3, 4], ids=["chunks of every day", "whole days"])
 def test_a_range_is_one_run_that_commits_materializes_and_checks_each_day(
-    tmp_path, isolated_directories
+    tmp_path, isolated_directories, day_count
 ):
     create_instance()
-    code = finish(start_run(tmp_path, isolated_directories, CONFIG, tags=RANGE))
+    days = [f"2026-03-0{number}" for number in range(1, day_count + 1)]
+    tags = {RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]}
+    code = finish(start_run(tmp_path, isolated_directories, CONFIG, tags=tags))
     log = (tmp_path / "run.log").read_text()
     assert code == 0, log[-3000:]
     run = only_run()
-    # Each step ran once for the three days: one process, one kernel start, one pool.
+    # Each step ran once for all the days: one process, one kernel start, one pool.
     starts = events_of(run.run_id, dg.DagsterEventType.STEP_START)
     assert sorted(event.step_key for event in starts) == [
         "cleaned_numbers",
@@ -71,9 +75,9 @@ def test_a_range_is_one_run_that_commits_materializes_and_checks_each_day(
     assert set(materialized) == {
         (asset, day)
         for asset in ("numbers_file", "cleaned_numbers", "transformed_numbers")
-        for day in DAYS
+        for day in days
     }
-    for day in DAYS:
+    for day in days:
         directory = isolated_directories / day
         committed = current_set(directory)
         assert committed.run_id == run.run_id, f"{day}'s set is not the run's"
@@ -84,15 +88,15 @@ def test_a_range_is_one_run_that_commits_materializes_and_checks_each_day(
         assert cleaned["accepted"] == committed.files[CLEANED_NUMBERS_FILE].rows
         assert cleaned["accepted"] + cleaned["rejected"] == 20_000
         assert materialized[("transformed_numbers", day)]["rows"] == cleaned["accepted"]
-        assert materialized[("transformed_numbers", day)]["days_in_run"] == 3
-    counts = {materialized[("cleaned_numbers", day)]["accepted"] for day in DAYS}
-    assert len(counts) == 3, "the days' files differ (their seeds), and so do their counts"
+        assert materialized[("transformed_numbers", day)]["days_in_run"] == day_count
+    counts = {materialized[("cleaned_numbers", day)]["accepted"] for day in days}
+    assert len(counts) == day_count, "the days' files differ (their seeds), and so do their counts"
     by_day = {}
     for event in events_of(run.run_id, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = event.event_specific_data
         by_day.setdefault(evaluation.check_name, {})[evaluation.partition] = evaluation.passed
     for check in ("every_line_accepted_or_rejected", "one_transformed_row_per_accepted_value"):
-        assert by_day[check] == {**dict.fromkeys(DAYS, True), None: True}, by_day[check]
+        assert by_day[check] == {**dict.fromkeys(days, True), None: True}, by_day[check]
 
 
 def test_an_interrupt_mid_range_leaves_each_day_committed_whole_or_untouched(

@@ -1,14 +1,15 @@
-"""How close ``mode: auto`` comes to the better of its choices (serial, threads, processes for a
-kernel that releases the GIL), counting every run after the machine's one-time measurement of
-the pools' costs: auto's first runs at a size included, not warmed up."""
+"""How close ``mode: auto`` comes to the best of its choices (serial and processes; threads too
+for a transform whose kernel releases the GIL), counting every run after the machine's one-time
+measurement of the pools' costs: auto's first runs at a size included, not warmed up."""
 
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_pipeline.measure.labels import CLEANING, TRANSFORM
+from data_pipeline.measure.labels import CLEANING, PARALLEL, SERIAL, TRANSFORM
 from data_pipeline.measure.sweeps.inputs import SweepInputs
+from data_pipeline.measure.sweeps.series import THREADS
 from data_pipeline.measure.timing import measure_alternately
 from data_pipeline.numbers.kernel_choice import Kernel
 from data_pipeline.parallel.calibration import PoolShape, pool_costs
@@ -16,18 +17,24 @@ from data_pipeline.parallel.local.process_pool import ProcessPool
 from data_pipeline.parallel.settings import PoolSettings, StartMethod
 
 AUTO_SIZES = (2_000, 40_000, 400_000)
+AUTO_REPEATS = 7
+# The goal: auto's median and mean, every run counted, within this of the best choice's median.
+AUTO_GOAL = 1.10
+# The sweep's names of auto's choices, as this table names the choices.
+_CHOICE_NAMES = {SERIAL: "serial", PARALLEL: "processes", THREADS: THREADS}
 
 
 @dataclass(frozen=True)
 class AutoRow:
-    """One stage at one size: each choice's median, auto's runs (its first included) and what
-    auto chose in each."""
+    """One stage at one size: the median of each choice auto had, auto's runs (its first
+    included), what auto chose in each and why."""
 
     stage: str
     size: int
     medians: dict[str, float]
     auto_seconds: tuple[float, ...]
     auto_choices: tuple[str, ...]
+    auto_reasons: tuple[str, ...] = ()
 
     @property
     def best(self) -> str:
@@ -42,12 +49,13 @@ def compare_auto(
     directory: Path,
     workers: int,
     start_method: StartMethod,
-    repeats: int = 7,
+    repeats: int = AUTO_REPEATS,
     sizes: Sequence[int] = AUTO_SIZES,
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[AutoRow]:
-    """Cleaning and the transform with ``kernel`` at each size: serial, threads (if the kernel
-    releases the GIL), processes and auto, ``repeats`` times each in alternating order.
+    """Cleaning and the transform with ``kernel`` at each size: serial, processes, threads
+    where auto may choose them (the transform, if the kernel releases the GIL) and auto,
+    ``repeats`` times each in alternating order.
 
     Args:
         kernel: the kernel every run uses.
@@ -64,15 +72,10 @@ def compare_auto(
         pool_costs(str(directory), PoolShape(workers, start_method, kernel.worker_modules, backend))
     with ProcessPool(workers, start_method, tuple(kernel.worker_modules)):
         pass  # the fork server, as a step process that has run a pool before
-    choices = {
-        "serial": PoolSettings(workers, start_method, mode="serial"),
-        "processes": PoolSettings(workers, start_method, mode="parallel"),
-    }
-    if kernel.releases_gil:
-        choices["threads"] = PoolSettings(workers, start_method, mode="parallel", backend="threads")
     auto = PoolSettings(workers, start_method, mode="auto", costs_directory=str(directory))
     rows = []
     for stage in (CLEANING, TRANSFORM):
+        choices = _choices(stage, kernel, workers, start_method)
         inputs = SweepInputs(directory, stage, kernel)
         for settings in choices.values():  # imports and numba's cache, too little to learn
             inputs.run(settings, 500, workers)
@@ -90,24 +93,42 @@ def compare_auto(
                     size,
                     {name: measured[name].seconds.median for name in choices},
                     measured["auto"].seconds.values,
-                    tuple(detail.choice for detail in measured["auto"].details),
+                    tuple(_CHOICE_NAMES[detail.choice] for detail in measured["auto"].details),
+                    tuple(detail.reason for detail in measured["auto"].details),
                 )
             )
             progress(f"{stage}, {kernel.name}: {size:,} {inputs.unit} done")
     return rows
 
 
+def _choices(
+    stage: str, kernel: Kernel, workers: int, start_method: StartMethod
+) -> dict[str, PoolSettings]:
+    """What auto chooses among for ``stage``: threads only for a transform whose kernel
+    releases the GIL (the cleaning weighs serial and processes only, see cleaning.py)."""
+    choices = {
+        "serial": PoolSettings(workers, start_method, mode="serial"),
+        "processes": PoolSettings(workers, start_method, mode="parallel"),
+    }
+    if stage == TRANSFORM and kernel.releases_gil:
+        choices[THREADS] = PoolSettings(workers, start_method, mode="parallel", backend="threads")
+    return choices
+
+
 def auto_markdown(rows: list[AutoRow]) -> str:
-    """The table: each choice's median, auto's median and mean over all its runs (its first
-    included) over the better choice's median, its first run, and what it chose."""
-    names = list(rows[0].medians)
+    """The table: each choice's median ("-" where auto could not choose it), auto's median and
+    mean over all its runs (its first included) over the best choice's median, its first run,
+    and what it chose."""
+    names = list(dict.fromkeys(name for row in rows for name in row.medians))
     lines = [
         f"| stage | size | {' | '.join(names)} | auto median / best | auto mean / best "
         "| auto's first run | its choices |",
         "|" + "---|" * (len(names) + 6),
     ]
     for row in rows:
-        medians = " | ".join(f"{row.medians[name] * 1e3:.1f} ms" for name in names)
+        medians = " | ".join(
+            f"{row.medians[name] * 1e3:.1f} ms" if name in row.medians else "-" for name in names
+        )
         chosen = ", ".join(
             f"{name} {row.auto_choices.count(name)}" for name in dict.fromkeys(row.auto_choices)
         )
@@ -116,6 +137,26 @@ def auto_markdown(rows: list[AutoRow]) -> str:
             f"| {row.ratio(statistics.fmean):.2f}x | {row.auto_seconds[0] * 1e3:.1f} ms "
             f"| {chosen} |"
         )
+    return "\n".join(lines)
+
+
+def auto_misses(rows: list[AutoRow], goal: float = AUTO_GOAL) -> str:
+    """Each run of auto, its time and its reason (which names its choice), at every stage and
+    size where its median or mean came further than ``goal`` from the best choice ("" where
+    none did)."""
+    lines = []
+    for row in rows:
+        ratios = row.ratio(statistics.median), row.ratio(statistics.fmean)
+        if max(ratios) <= goal:
+            continue
+        lines.append(
+            f"{row.stage}, {row.size:,}: auto median {ratios[0]:.2f}x, mean {ratios[1]:.2f}x "
+            f"the best ({row.best} {row.medians[row.best] * 1e3:.1f} ms); its runs:"
+        )
+        lines += [
+            f"  {seconds * 1e3:.1f} ms, {reason}"
+            for seconds, reason in zip(row.auto_seconds, row.auto_reasons, strict=True)
+        ]
     return "\n".join(lines)
 
 

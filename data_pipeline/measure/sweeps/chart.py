@@ -28,12 +28,14 @@ OVERSUBSCRIBED_SHADE = "#d62728"
 
 @dataclass(frozen=True)
 class SizePoint:
-    """One input size: serial and parallel timings, and the auto mode's when it was measured."""
+    """One input size: serial and parallel timings, and the auto mode's and a pool of threads'
+    when they were measured."""
 
     size: int
     serial: Spread
     parallel: Spread
     auto: Spread | None = None
+    threads: Spread | None = None
 
     @property
     def speedup(self) -> float | None:
@@ -50,6 +52,10 @@ class SizePoint:
     @property
     def auto_speedup(self) -> float | None:
         return None if self.auto is None else speedup(self.serial.median, self.auto.median)
+
+    @property
+    def threads_speedup(self) -> float | None:
+        return None if self.threads is None else speedup(self.serial.median, self.threads.median)
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,18 @@ def _draw_sizes(axes: Axes, series_list: Sequence[SizeSeries], size_unit: str) -
                 color=colour,
                 alpha=0.8,
                 label=f"{series.label}, auto mode",
+            )
+        threads = [point for point in series.points if point.threads_speedup is not None]
+        if threads:
+            axes.plot(
+                [point.size for point in threads],
+                [point.threads_speedup for point in threads],
+                linestyle="-.",
+                marker="^",
+                markersize=5,
+                color=colour,
+                alpha=0.8,
+                label=f"{series.label}, threads",
             )
         if crossover is not None:
             # Labelled on the side with more room, so the largest size's label stays inside.

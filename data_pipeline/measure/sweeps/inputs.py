@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from data_pipeline.measure.labels import CLEANING, PARALLEL, SERIAL
+from data_pipeline.measure.sweeps.series import THREADS
 from data_pipeline.measure.timing import Outcome
 from data_pipeline.numbers.generation import write_numbers_file
 from data_pipeline.numbers.kernel_choice import Kernel
@@ -28,11 +29,13 @@ CHUNKS_PER_WORKER = 4
 
 @dataclass(frozen=True)
 class SweepRunDetail:
-    """What one sweep run tells besides its time: its chunks, its pool's start-up, what it ran."""
+    """What one sweep run tells besides its time: its chunks, its pool's start-up, what it ran
+    and why."""
 
     chunks: int
     startup_seconds: float
     choice: str
+    reason: str = ""
 
 
 class SweepInputs:
@@ -90,15 +93,23 @@ class SweepInputs:
                 pa.Table.from_batches(
                     list(
                         transform_cleaned(
-                            pieces, len(pieces), settings, summary, kernel=self.kernel
+                            pieces,
+                            len(pieces),
+                            settings,
+                            summary,
+                            kernel=self.kernel,
+                            total_values=size,  # as the pipeline tells auto
                         )
                     )
                 ),
             )
-        choice = summary.decision.choice if summary.decision else SERIAL
-        choice = {"parallel": PARALLEL, "threads": "threads"}.get(choice, SERIAL)
+        decision = summary.decision
+        choice = {"parallel": PARALLEL, THREADS: THREADS}.get(
+            decision.choice if decision else SERIAL, SERIAL
+        )
         startup = summary.pool.startup_seconds if summary.pool else 0.0
-        return Outcome(output, SweepRunDetail(summary.chunks, startup, choice))
+        reason = decision.reason if decision else ""
+        return Outcome(output, SweepRunDetail(summary.chunks, startup, choice, reason))
 
 
 def _share(total: int, workers: int) -> int:

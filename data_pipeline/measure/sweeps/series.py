@@ -8,10 +8,15 @@ from data_pipeline.measure.sweeps.chart import SizePoint, SizeSeries, WorkerPoin
 from data_pipeline.measure.sweeps.scaling import AmdahlFit, amdahl_fit, crossover_size
 from data_pipeline.measure.timing import Spread
 
+# auto's third choice, a pool of threads of the step process: only for a transform whose
+# kernel releases the GIL, the only work auto may run on threads.
+THREADS = "threads"
+
 
 @dataclass(frozen=True)
 class SizeRow:
-    """One size of one series: serial, pool and auto timings, and what auto chose."""
+    """One size of one series: serial, pool (processes) and auto timings, threads' where auto
+    may choose them, and what auto chose."""
 
     size: int
     chunks: int
@@ -23,25 +28,50 @@ class SizeRow:
     # auto's first run at this size, before it had learned anything here (untimed by the
     # repeats, which measure auto once it has learned: see sweep.LEARNING_RUNS).
     auto_first_seconds: float | None = None
+    # On a pool of threads (None: not measured, as auto may not choose threads here).
+    threads: Spread | None = None
 
     @property
     def speedup(self) -> float:
         return self.serial.median / self.parallel.median if self.parallel.median else 0.0
 
     @property
+    def threads_speedup(self) -> float | None:
+        if self.threads is None:
+            return None
+        return self.serial.median / self.threads.median if self.threads.median else 0.0
+
+    @property
+    def medians(self) -> dict[str, float]:
+        """The median of each choice measured here: serial, parallel and, if run, threads."""
+        medians = {SERIAL: self.serial.median, PARALLEL: self.parallel.median}
+        if self.threads is not None:
+            medians[THREADS] = self.threads.median
+        return medians
+
+    @property
+    def best_choice(self) -> str:
+        return min(self.medians, key=self.medians.__getitem__)
+
+    @property
+    def best_seconds(self) -> float:
+        """The best median of the choices measured here (threads' included where run)."""
+        return min(self.medians.values())
+
+    @property
     def auto_over_best(self) -> float:
-        """auto's median over the better of serial and parallel (1.0: as good as the best)."""
-        best = min(self.serial.median, self.parallel.median)
+        """auto's median over the best choice's (1.0: as good as the best)."""
+        best = self.best_seconds
         return self.auto.median / best if best else 1.0
 
     @property
     def choice_over_best(self) -> float:
         """What auto's choices cost, apart from the noise of its own runs: the median time of
-        the mode it chose, over the better median, averaged over its runs (1.0: it always
-        chose the faster)."""
-        best = min(self.serial.median, self.parallel.median)
-        measured = {SERIAL: self.serial.median, PARALLEL: self.parallel.median}
-        # Runs on threads (auto's third choice for compiled work) have no series here.
+        the mode it chose, over the best median, averaged over its runs (1.0: it always
+        chose the fastest)."""
+        best, measured = self.best_seconds, self.medians
+        # A choice with no series here cannot be judged (none expected: threads are measured
+        # wherever auto may choose them).
         chosen = [measured[choice] for choice in self.auto_choices if choice in measured]
         if not best or not chosen:
             return 1.0
@@ -49,8 +79,8 @@ class SizeRow:
 
     @property
     def auto_first_over_best(self) -> float | None:
-        """auto's first run here over the better median: what learning this size cost."""
-        best = min(self.serial.median, self.parallel.median)
+        """auto's first run here over the best median: what learning this size cost."""
+        best = self.best_seconds
         if self.auto_first_seconds is None or not best:
             return None
         return self.auto_first_seconds / best
@@ -83,10 +113,14 @@ class Series:
     def label(self) -> str:
         return f"{self.stage}, {self.kernel}"
 
+    @property
+    def has_threads(self) -> bool:
+        return any(row.threads is not None for row in self.sizes)
+
     def crossover(self, startup: str = "counted") -> int | None:
-        """Where the pool starts to win for good: with its start-up as measured here
-        ("counted"), without it ("none": a pool already running), or with the cold start-up
-        a Dagster step's first pool pays ("cold", an estimate from the calibration)."""
+        """Where the pool of processes starts to win for good: with its start-up as measured
+        here ("counted"), without it ("none": a pool already running), or with the cold
+        start-up a Dagster step's first pool pays ("cold", an estimate from the calibration)."""
         shift = {"counted": 0.0, "none": 0.0, "cold": self.cold_startup_seconds}[startup]
         parallel = [
             row.parallel.median - (0.0 if startup == "counted" else row.startup_seconds) + shift
@@ -94,6 +128,18 @@ class Series:
         ]
         return crossover_size(
             [row.size for row in self.sizes], [row.serial.median for row in self.sizes], parallel
+        )
+
+    def threads_crossover(self) -> int | None:
+        """Where the pool of threads starts to win for good (None: never, or not measured).
+        Threads start in under a millisecond in the step process, cold or not, so their
+        start-up stays counted."""
+        if not self.has_threads:
+            return None
+        return crossover_size(
+            [row.size for row in self.sizes],
+            [row.serial.median for row in self.sizes],
+            [row.threads.median if row.threads else float("nan") for row in self.sizes],
         )
 
     @property
@@ -106,7 +152,8 @@ class Series:
 
     def size_series(self) -> SizeSeries:
         points = tuple(
-            SizePoint(row.size, row.serial, row.parallel, row.auto) for row in self.sizes
+            SizePoint(row.size, row.serial, row.parallel, row.auto, row.threads)
+            for row in self.sizes
         )
         return SizeSeries(self.label, points)
 

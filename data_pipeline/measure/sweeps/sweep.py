@@ -1,6 +1,8 @@
-"""When does the pool pay? The pipeline's cleaning and transform timed serially, on a pool and
-with ``mode: auto`` at sizes from ten items to millions, and on 1 to 2x the CPUs workers."""
+"""When does the pool pay? The pipeline's cleaning and transform timed serially, on a pool (and
+on threads where auto may choose them) and with ``mode: auto`` at sizes from ten items to
+millions, and on 1 to 2x the CPUs workers."""
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -11,12 +13,17 @@ from data_pipeline.measure.labels import CLEANING, PARALLEL, SERIAL, TRANSFORM
 from data_pipeline.measure.sweeps.inputs import SweepInputs
 from data_pipeline.measure.sweeps.report import SweepReport
 from data_pipeline.measure.sweeps.scaling import karp_flatt
-from data_pipeline.measure.sweeps.series import Series, SizeRow, WorkerRow
+from data_pipeline.measure.sweeps.series import THREADS, Series, SizeRow, WorkerRow
 from data_pipeline.measure.timing import Outcome, measure_alternately
 from data_pipeline.numbers.kernel_choice import Kernel
 from data_pipeline.parallel.calibration import PoolShape, pool_costs
 from data_pipeline.parallel.local.process_pool import ProcessPool
-from data_pipeline.parallel.settings import DEFAULT_START_METHOD, PoolSettings, StartMethod
+from data_pipeline.parallel.settings import (
+    DEFAULT_START_METHOD,
+    Backend,
+    PoolSettings,
+    StartMethod,
+)
 
 SIZES = (10, 100, 1_000, 10_000, 100_000, 400_000, 1_000_000, 4_000_000)
 # Serial Python needs ~25 µs a value in the transform: 4,000,000 values would be 100 s a run,
@@ -47,11 +54,17 @@ class SweepSettings:
     seconds_per_size: float = SECONDS_PER_SIZE
     progress: Callable[[str], None] = lambda line: None
 
-    def pool(self, mode: str, workers: int | None = None) -> PoolSettings:
+    def pool(
+        self, mode: str, workers: int | None = None, backend: Backend = "local"
+    ) -> PoolSettings:
         """The pool of one strategy, its measured costs kept with the sweep's inputs."""
         count = self.workers if workers is None else workers
         return PoolSettings(
-            count, self.start_method, mode=mode, costs_directory=str(self.directory)
+            count,
+            self.start_method,
+            mode=mode,
+            costs_directory=str(self.directory),
+            backend=backend,
         )
 
 
@@ -104,7 +117,9 @@ def sweep_series(
 ) -> Series:
     """Time one stage with one kernel over ``sizes`` and over 1 to 2x the sweep's workers.
 
-    Every strategy runs once untimed first (imports, the fork server, numba's cache), then
+    The strategies: serial, the pool of processes, auto and, for a transform whose kernel
+    releases the GIL (where auto may choose them), a pool of threads. Every strategy runs
+    once untimed first (imports, the fork server, numba's cache), then
     each size is timed by the measuring core: repeats in alternating order (up to twenty
     times as many for runs of milliseconds, whose noise is as large as what they measure),
     medians with min and max, outputs compared with the serial run's.
@@ -117,18 +132,17 @@ def sweep_series(
         sweep: what every series of the sweep shares.
     """
     inputs = SweepInputs(sweep.directory, stage, kernel)
-    strategies = {
-        SERIAL: sweep.pool(SERIAL),
-        PARALLEL: sweep.pool(PARALLEL),
-        AUTO: sweep.pool(AUTO),
-    }
-    # The pool's costs measured first, and one untimed run of each strategy on a small
+    strategies = {SERIAL: sweep.pool(SERIAL), PARALLEL: sweep.pool(PARALLEL)}
+    if stage == TRANSFORM and kernel.releases_gil:
+        strategies[THREADS] = sweep.pool(PARALLEL, backend="threads")
+    strategies[AUTO] = sweep.pool(AUTO)
+    # The pools' costs measured first, and one untimed run of each strategy on a small
     # input: the fork server, imports and auto's once-a-day calibration (~2 s) are not what
     # the sweep measures.
-    cold = pool_costs(
-        str(sweep.directory),
-        PoolShape(sweep.workers, sweep.start_method, tuple(kernel.worker_modules)),
-    )
+    shape = PoolShape(sweep.workers, sweep.start_method, tuple(kernel.worker_modules))
+    cold = pool_costs(str(sweep.directory), shape)
+    if THREADS in strategies:
+        pool_costs(str(sweep.directory), dataclasses.replace(shape, backend="threads"))
     for pool_settings in strategies.values():
         inputs.run(pool_settings, min(10_000, max(sizes)), sweep.workers)
     rows = []
@@ -151,7 +165,7 @@ def sweep_series(
 def _size_row(
     inputs: SweepInputs, strategies: dict[str, PoolSettings], size: int, sweep: SweepSettings
 ) -> SizeRow:
-    """Serial, pool and auto timed at one size, auto after its learning runs."""
+    """Every strategy timed at one size (threads where given), auto after its learning runs."""
     workers = sweep.workers
     inputs.prepare(size)  # made before any timing: no run pays for making its input
     learning = [
@@ -175,6 +189,7 @@ def _size_row(
         startup_seconds=by_name[PARALLEL].median(lambda run: run.startup_seconds),
         auto_choices=tuple(run.choice for run in by_name[AUTO].details),
         auto_first_seconds=learning[0],
+        threads=by_name[THREADS].seconds if THREADS in by_name else None,
     )
 
 

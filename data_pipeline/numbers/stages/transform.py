@@ -16,6 +16,7 @@ from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, settings_for_ker
 from data_pipeline.numbers.stages.chunk_sizes import FIRST_TASK_VALUES, TARGET_TASK_SECONDS
 from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA, ParquetOutput
 from data_pipeline.numbers.stages.summaries import TransformSummary
+from data_pipeline.numbers.stages.whole_files import whole_file_settings, whole_files_as_tasks
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.map_options import LONG_TASK_SECONDS
@@ -156,7 +157,11 @@ def transform_files_to_parquet(
     pool (one start, one decision, no file's last task a barrier): yield each job's summary,
     in order, once its file is in place, while the pool goes on with the next files' values.
     Each summary's ``run`` is the one pool run of all the files (complete once every summary
-    has been read)."""
+    has been read). Many files (see :func:`whole_files_as_tasks`): each file is one task,
+    transformed start to end by a worker that writes its Parquet file too."""
+    if whole_files_as_tasks(len(jobs), pool_settings):
+        yield from _transform_whole_files(jobs, pool_settings, chunk_values, log, kernel)
+        return
     parquets = [pq.ParquetFile(job.cleaned_path) for job in jobs]
     rows_of = [parquet.metadata.num_rows for parquet in parquets]
     step = TransformSummary()
@@ -194,6 +199,74 @@ def transform_files_to_parquet(
             summary.run = step.run
     finally:
         transformed.close()  # a failure or an early stop: the pool shuts down now
+
+
+@dataclass(frozen=True)
+class WholeFileTransform:
+    """A task of a range: one file transformed start to end in one worker."""
+
+    job: TransformJob
+    chunk_values: int
+    kernel: Kernel
+
+
+def transform_whole_file(task: WholeFileTransform) -> TransformSummary:
+    """Transform one cleaned file into its Parquet file in this process (runs in a pool
+    worker)."""
+    job = task.job
+    summary = transform_to_parquet(
+        job.cleaned_path,
+        job.transformed_path,
+        PoolSettings(1),
+        task.chunk_values,
+        kernel=task.kernel,
+    )
+    summary.run = None  # this worker's own serial run: the caller's run is the pool's
+    return summary
+
+
+def _transform_whole_files(
+    jobs: list[TransformJob],
+    pool_settings: PoolSettings,
+    chunk_values: int,
+    log: Any,
+    kernel: Kernel,
+) -> Iterator[TransformSummary]:
+    pool_settings = settings_for_kernel(pool_settings, kernel, log)
+    run = map_tasks(
+        whole_file_settings(pool_settings),
+        transform_whole_file,
+        [WholeFileTransform(job, chunk_values, kernel) for job in jobs],
+        log=log,
+        label="transform",
+        unit="values",
+        describe=_cleaned_path,
+        size_of=_cleaned_rows,
+        count_items=_rows_of,
+        preload_modules=kernel.worker_modules,
+    )
+    summaries = iter(run)
+    done: list[TransformSummary] = []
+    try:
+        for summary in summaries:
+            done.append(summary)
+            yield summary
+    finally:
+        summaries.close()  # a failure or an early stop: the pool shuts down now
+    for summary in done:
+        summary.run = run
+
+
+def _cleaned_path(task: WholeFileTransform) -> str:
+    return str(task.job.cleaned_path)
+
+
+def _cleaned_rows(task: WholeFileTransform) -> int:
+    return pq.read_metadata(task.job.cleaned_path).num_rows
+
+
+def _rows_of(summary: TransformSummary) -> int:
+    return summary.rows
 
 
 class CostSizedPieces:
