@@ -26,7 +26,11 @@ from data_pipeline.numbers.stages.parquet_output import (
     ParquetOutput,
 )
 from data_pipeline.numbers.stages.summaries import CleaningSummary
-from data_pipeline.numbers.stages.whole_files import whole_file_settings, whole_files_as_tasks
+from data_pipeline.numbers.stages.whole_files import (
+    files_summaries,
+    whole_file_settings,
+    whole_files_as_tasks,
+)
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.parallel.pool import logger as pool_logger
 from data_pipeline.parallel.pool_run import map_tasks
@@ -256,18 +260,7 @@ def _clean_whole_files(
         count_items=_lines_of,
         preload_modules=kernel.worker_modules,
     )
-    summaries = iter(run)
-    done: list[CleaningSummary] = []
-    try:
-        for index, summary in enumerate(summaries):
-            done.append(summary)
-            if accept is not None:
-                accept(index, summary)
-            yield summary
-    finally:
-        summaries.close()  # a failure or an early stop: the pool shuts down now
-    for summary in done:
-        summary.run = run
+    yield from files_summaries(run, accept)
 
 
 def _source_of(task: WholeFileCleaning) -> str:

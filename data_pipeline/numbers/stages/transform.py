@@ -16,7 +16,11 @@ from data_pipeline.numbers.kernel_choice import PYTHON, Kernel, settings_for_ker
 from data_pipeline.numbers.stages.chunk_sizes import FIRST_TASK_VALUES, TARGET_TASK_SECONDS
 from data_pipeline.numbers.stages.parquet_output import TRANSFORMED_SCHEMA, ParquetOutput
 from data_pipeline.numbers.stages.summaries import TransformSummary
-from data_pipeline.numbers.stages.whole_files import whole_file_settings, whole_files_as_tasks
+from data_pipeline.numbers.stages.whole_files import (
+    files_summaries,
+    whole_file_settings,
+    whole_files_as_tasks,
+)
 from data_pipeline.numbers.storage import atomic_output
 from data_pipeline.numbers.transforms import ValueChunk
 from data_pipeline.parallel.map_options import LONG_TASK_SECONDS
@@ -245,16 +249,7 @@ def _transform_whole_files(
         count_items=_rows_of,
         preload_modules=kernel.worker_modules,
     )
-    summaries = iter(run)
-    done: list[TransformSummary] = []
-    try:
-        for summary in summaries:
-            done.append(summary)
-            yield summary
-    finally:
-        summaries.close()  # a failure or an early stop: the pool shuts down now
-    for summary in done:
-        summary.run = run
+    yield from files_summaries(run)
 
 
 def _cleaned_path(task: WholeFileTransform) -> str:

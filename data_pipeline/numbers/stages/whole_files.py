@@ -2,9 +2,15 @@
 worker, rather than their chunks."""
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
+from data_pipeline.numbers.stages.summaries import StepSummary
 from data_pipeline.parallel.cpus import available_cpus_recently
+from data_pipeline.parallel.pool_run import PoolRun
 from data_pipeline.parallel.settings import PoolSettings
+
+Summary = TypeVar("Summary", bound=StepSummary)
 
 # Whole files as tasks once there are this many per worker: enough that the last round leaves
 # few workers idle (a file of a default day is a few tenths of a second of work), while
@@ -26,3 +32,23 @@ def whole_file_settings(settings: PoolSettings) -> PoolSettings:
     if settings.backend == "threads":
         return dataclasses.replace(settings, backend="local")
     return settings
+
+
+def files_summaries(
+    run: PoolRun, accept: Callable[[int, Summary], None] | None = None
+) -> Iterator[Summary]:
+    """Each whole file's summary, in order, as the pool returns it (``accept(index, summary)``
+    may refuse it first, by raising). Once all are read each names the pool's run; a failure
+    or an early stop shuts the pool down at once."""
+    summaries = iter(run)
+    done: list[Summary] = []
+    try:
+        for index, summary in enumerate(summaries):
+            done.append(summary)
+            if accept is not None:
+                accept(index, summary)
+            yield summary
+    finally:
+        summaries.close()
+    for summary in done:
+        summary.run = run
