@@ -25,8 +25,8 @@ class DirectoryBusyError(RuntimeError):
         super().__init__(
             f"run {run_id[:8]} is writing {directory} (it has held {directory / LOCK_FILE} "
             f"since {since}, process {holder.get('pid', '?')}): this run stopped before "
-            "writing anything. Wait for it to end, or launch runs through the UI, a schedule "
-            "or a sensor, which queue one run per day"
+            "writing anything. Wait for it to end and run again (runs of one day launched "
+            "through the UI, a schedule or a sensor wait in the queue by themselves)"
         )
 
 
