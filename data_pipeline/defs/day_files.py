@@ -133,11 +133,6 @@ class DayFiles:
         }
 
 
-def step_days(context: dg.AssetExecutionContext) -> list[str]:
-    """The days this step writes: its one day, or every day of a backfill's range, in order."""
-    return list(context.partition_keys)
-
-
 @contextlib.contextmanager
 def writing(
     context: dg.AssetExecutionContext, data_directory: DataDirectoryResource
@@ -147,7 +142,7 @@ def writing(
     repeat (a full disk, a permission, unusable input, a busy day) are raised as
     ``dg.Failure(allow_retries=False)``, in one sentence that, in a range, says which days
     this step committed; a worker death keeps the step's retry."""
-    keys = step_days(context)
+    keys = list(context.partition_keys)  # one day, or every day of a backfill's range
     days = [DayFiles(context, data_directory, day, len(keys)) for day in keys]
     try:
         with contextlib.ExitStack() as locks:

@@ -58,7 +58,7 @@ def _job(
     files: DayFiles,
 ) -> NumbersFileJob:
     """What to write for the day: its landed export, the configured file, or its seed's."""
-    landed = data_directory.landing_directory() / f"{files.day}.txt"
+    landed = _landed(data_directory, files.day)
     source = config.source_path or (str(landed) if landed.is_file() else None)
     if source:
         context.log.info(f"ingesting {source}")
@@ -86,7 +86,7 @@ def _finish_day(
     if job.source is not None:
         metadata: dict[str, object] = {"source": dg.MetadataValue.path(str(job.source))}
     else:
-        landed = files.data_directory.landing_directory() / f"{files.day}.txt"
+        landed = _landed(files.data_directory, files.day)
         metadata = {
             "source": f"generated (seed {job.seed}): no {landed} has arrived",
             "seed": job.seed,
@@ -104,3 +104,8 @@ def _finish_day(
             **files.finish(),
         },
     )
+
+
+def _landed(data_directory: DataDirectoryResource, day: str) -> Path:
+    """Where the day's export lands, if it arrives."""
+    return data_directory.landing_directory() / f"{day}.txt"
