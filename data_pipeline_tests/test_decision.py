@@ -20,6 +20,7 @@ from data_pipeline.parallel.calibration import (
     learn,
     pool_costs,
 )
+from data_pipeline.parallel.corrections import FORGET_AFTER, KEPT_RATIOS
 from data_pipeline.parallel.decision import (
     Corrections,
     Decision,
@@ -207,6 +208,25 @@ def test_a_close_second_never_measured_at_this_size_is_run_to_measure_it():
     near_tie_measured = Corrections(17, serial_ratios=(1.0, 1.0), parallel_ratios=(1.0,))
     third = predicted(*arguments, True, 4, lambda size: near_tie_measured)
     assert third.workers == 2 and third.reason.startswith("parallel: "), "now the faster"
+
+
+def test_lessons_of_a_choice_not_run_for_ten_runs_are_forgotten(tmp_path):
+    # Three slow pool runs on a loaded machine taught x3.0: serial was chosen ever after. Ten
+    # serial runs later the pool's lessons are forgotten, and the model's near tie runs it.
+    arguments = (2, 100_000, 20, "values", sample_of(1.25e-6), costs)
+    slow_pools = Corrections(17, parallel_ratios=(3.0,) * 3, parallel_seconds_per_item=(4e-6,) * 3)
+    serial_chosen = Decision("auto", 1, "serial", 0.125, 0.2, 1e-6, slow_pools, 100_000)
+    for _ in range(FORGET_AFTER - 1):
+        learn(tmp_path, "a step", serial_chosen, 0.125)
+        serial_chosen = dataclasses.replace(
+            serial_chosen, corrections=corrections(tmp_path, "a step", 17)
+        )
+    assert corrections(tmp_path, "a step", 17).runs("parallel") == 3, "not yet stale"
+    learn(tmp_path, "a step", serial_chosen, 0.125)
+    learned = corrections(tmp_path, "a step", 17)
+    assert learned.runs("parallel") == 0 and learned.runs("serial") == KEPT_RATIOS
+    refresh = predicted(*arguments, True, 4, lambda size: learned)
+    assert refresh.workers == 2 and refresh.reason.startswith("parallel, to measure it")
 
 
 def test_what_past_runs_of_this_size_took_corrects_the_model():

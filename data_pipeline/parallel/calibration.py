@@ -122,7 +122,7 @@ def pool_costs(
 
 def corrections(directory: str | os.PathLike | None, subject: str, size: int) -> Corrections:
     """What past runs of ``subject`` (a kind of step) in ``size`` class taught, kept beside
-    the costs."""
+    the costs (lessons of a mode not run lately forgotten: :meth:`Corrections.without_stale`)."""
     path = None if directory is None else Path(directory) / COSTS_FILE
     kept = _section(_read(path)).get(subject, {}).get(str(size))
     try:
@@ -130,7 +130,8 @@ def corrections(directory: str | os.PathLike | None, subject: str, size: int) ->
             size,
             # Fields an older version did not keep (threads') start empty.
             *(tuple(float(figure) for figure in kept.get(field, ())) for field in _KEPT_FIELDS),
-        )
+            recent_choices=tuple(str(mode) for mode in kept.get("recent_choices", ())),
+        ).without_stale()
     except (TypeError, AttributeError, ValueError):
         return Corrections(size)  # none kept, or kept by another version
 
@@ -158,7 +159,7 @@ def learn(
     kept = _read(path)
     by_subject = _section(kept)
     sizes = by_subject.get(subject, {})
-    entry = {field: list(getattr(learned, field)) for field in _KEPT_FIELDS}
+    entry = {field: list(getattr(learned, field)) for field in (*_KEPT_FIELDS, "recent_choices")}
     by_subject = {**by_subject, subject: {**sizes, str(learned.size_class): entry}}
     _write(path, {**kept, _CORRECTIONS: by_subject})
 

@@ -10,6 +10,9 @@ from typing import Any
 CLOSE_SECOND = 1.25
 # Each mode's ratios kept per kind of step and size: the median of these corrects the model.
 KEPT_RATIOS = 5
+# A mode not run in this many runs at a size has its lessons forgotten: a lesson taught by a
+# few slow runs on a loaded machine must not keep a choice from being tried again for ever.
+FORGET_AFTER = 10
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Corrections:
     # Threads, where ``auto`` weighs them beside processes (a kernel that releases the GIL).
     threads_ratios: tuple[float, ...] = ()
     threads_seconds_per_item: tuple[float, ...] = ()
+    # The modes the last :data:`FORGET_AFTER` runs took, oldest first.
+    recent_choices: tuple[str, ...] = ()
 
     def ratios(self, mode: str) -> tuple[float, ...]:
         return getattr(self, f"{mode}_ratios")
@@ -71,8 +76,28 @@ class Corrections:
                     *getattr(self, f"{mode}_seconds_per_item"),
                     float(f"{per_item:.4g}"),
                 )[-KEPT_RATIOS:],
+                "recent_choices": (*self.recent_choices, mode)[-FORGET_AFTER:],
             },
         )
+
+    def stale(self, mode: str) -> bool:
+        """Whether ``mode`` ran here before but not in the last :data:`FORGET_AFTER` runs."""
+        return (
+            self.runs(mode) > 0
+            and len(self.recent_choices) >= FORGET_AFTER
+            and mode not in self.recent_choices
+        )
+
+    def without_stale(self) -> "Corrections":
+        """These lessons with every :meth:`stale` mode's forgotten: the model predicts it
+        again, and a close second is run again to measure it."""
+        forgotten = {
+            field: ()
+            for mode in ("serial", "parallel", "threads")
+            if self.stale(mode)
+            for field in (f"{mode}_ratios", f"{mode}_seconds_per_item")
+        }
+        return dataclasses.replace(self, **forgotten) if forgotten else self
 
     def untried(self, mode: str, times_the_chosen: float) -> bool:
         """Whether ``mode``, predicted to take ``times_the_chosen`` the chosen mode's time, is
