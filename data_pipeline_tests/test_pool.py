@@ -64,10 +64,10 @@ def run_python(code: str, **kwargs) -> subprocess.Popen:
 def test_results_come_back_in_input_order_even_when_a_later_task_finishes_first(
     start_method, tmp_path
 ):
-    # Task 0 waits until task 2 has started, which the other worker does only after task 1.
-    marker = str(tmp_path / "task 2 started")
-    tasks = [(0, None, marker), (1, None, None), (2, marker, None)]
-    tasks += [(value, None, None) for value in range(3, 12)]
+    # Task 0 waits until task 3 has started, which the other worker does only after task 1.
+    marker = str(tmp_path / "task 3 started")
+    tasks = [(0, None, marker), (1, None, None), (2, None, None), (3, marker, None)]
+    tasks += [(value, None, None) for value in range(4, 12)]
     with fails_if_it_hangs(60), ProcessPool(2, start_method) as pool:
         results = list(pool.map(square_in_a_set_order, tasks))
     assert [square for square, _ in results] == [value * value for value in range(12)]
@@ -117,13 +117,14 @@ def test_a_dead_worker_is_named_with_its_chunk_without_waiting_for_the_other_tas
     assert_no_worker_left(pool)
 
 
-def test_chunks_lost_with_a_dead_worker_are_retried_once_on_a_fresh_pool(tmp_path, caplog):
+def test_a_chunk_lost_with_a_dead_worker_is_retried_once_on_a_fresh_worker(tmp_path, caplog):
     tasks = [(value, str(tmp_path / "died")) for value in range(8)]
     with ProcessPool(2, restarts_on_worker_death=1) as pool:
         results = list(pool.map(die_once, tasks, describe=lambda task: f"chunk #{task[0]}"))
     assert results == list(range(8))
-    assert "exited with code 3 while running chunk #2. Retrying" in caplog.text
-    assert len(pool.worker_pids) == 4, "a second set of workers replaced the first"
+    assert "exited with code 3 while running chunk #2." in caplog.text
+    assert "Retrying it on a fresh worker (1 of 1); the other tasks go on." in caplog.text
+    assert len(pool.worker_pids) == 3, "one fresh worker replaced the one that died"
     assert_no_worker_left(pool)
 
 
@@ -133,13 +134,16 @@ def test_a_chunk_that_kills_every_pool_fails_after_its_retry():
         ProcessPool(2, restarts_on_worker_death=1) as pool,
     ):
         list(pool.map(killed_on_one, range(4)))
-    assert len(pool.worker_pids) == 4
+    assert len(pool.worker_pids) >= 3, "the task was tried again on a fresh worker"
     assert_no_worker_left(pool)
 
 
 def test_a_result_that_cannot_be_pickled_names_its_chunk():
     with (
-        pytest.raises(ChunkFailedError, match=r"chunk #2 failed.*Can't pickle"),
+        pytest.raises(
+            ChunkFailedError,
+            match=r"chunk #2 returned a result that cannot be sent back .*Can't pickle local",
+        ),
         ProcessPool(2) as pool,
     ):
         list(pool.map(return_unpicklable, range(5), describe=lambda value: f"chunk #{value}"))
@@ -149,7 +153,11 @@ def test_a_result_that_cannot_be_pickled_names_its_chunk():
 def test_an_exception_that_cannot_be_unpickled_is_reported_without_waiting_for_the_others():
     with (
         fails_if_it_hangs(NOT_WAITED_FOR),
-        pytest.raises(ChunkFailedError, match=r"(?s)pool broke.*missing 1 required positional"),
+        pytest.raises(
+            ChunkFailedError,
+            match=r"(?s)task #0 \(0\) failed in a pool worker: .*NeedsTwoArguments: bad value.*"
+            r"raise NeedsTwoArguments.*could not travel back",
+        ),
         ProcessPool(2) as pool,
     ):
         list(pool.map(raise_unpicklable_on_zero, range(4)))
@@ -222,7 +230,11 @@ def test_a_task_the_workers_cannot_import_fails_instead_of_respawning_forever(mo
     monkeypatch.setitem(sys.modules, "phantom_tasks", phantom)
     with (
         fails_if_it_hangs(60),
-        pytest.raises(WorkerDiedError, match=r"between chunks.*import"),
+        pytest.raises(
+            ChunkFailedError,
+            match=r"task #\d \(\d\) could not be read by a pool worker: ModuleNotFoundError: No "
+            "module named 'phantom_tasks'",
+        ),
         ProcessPool(2, "spawn") as pool,
     ):
         list(pool.map(phantom.double, [1, 2, 3]))

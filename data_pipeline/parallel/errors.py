@@ -8,6 +8,10 @@ class ChunkFailedError(RuntimeError):
     traceback."""
 
 
+class TaskTimeoutError(ChunkFailedError):
+    """A task ran past its deadline (``task_timeout``) as often as it was allowed to."""
+
+
 class WorkerDiedError(RuntimeError):
     """A worker process exited while tasks were running (killed, out of memory, os._exit, or
     unable to import the task's function)."""

@@ -67,16 +67,16 @@ class PoolStats:
         results to be taken, and for the slowest worker at the end."""
         return max(0.0, self.map_seconds - self.compute_seconds)
 
-    def record(self, timing: Timing, items: int | None) -> None:
-        """Count one finished task: its worker's busy and CPU time, a chunk, and ``items``
-        (None: not counted)."""
+    def record(self, timing: Timing, items: int | None, tasks: int = 1) -> None:
+        """Count finished tasks (one, or a batch of ``tasks`` timed together): their
+        worker's busy and CPU time, the chunks, and ``items`` (None: not counted)."""
         pid, started, finished, cpu_seconds = timing
-        self.chunks += 1
+        self.chunks += tasks
         self.busy_seconds_by_worker[pid] = self.busy_seconds_by_worker.get(pid, 0.0) + (
             finished - started
         )
         self.cpu_seconds_by_worker[pid] = self.cpu_seconds_by_worker.get(pid, 0.0) + cpu_seconds
-        self.chunks_by_worker[pid] = self.chunks_by_worker.get(pid, 0) + 1
+        self.chunks_by_worker[pid] = self.chunks_by_worker.get(pid, 0) + tasks
         if items is not None:
             self.items_by_worker[pid] = self.items_by_worker.get(pid, 0) + items
 

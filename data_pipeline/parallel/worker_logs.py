@@ -21,7 +21,7 @@ def forwardable(record: logging.LogRecord) -> bool:
 
 
 class WorkerLogRelay:
-    """Parent side: one pipe per worker slot and a thread that forwards what arrives.
+    """Parent side: one pipe per worker process and a thread that forwards what arrives.
 
     Each worker sends its records down a pipe of its own: a send returns only once the
     record is in the pipe, so a worker killed right after logging loses nothing, and a
@@ -29,7 +29,8 @@ class WorkerLogRelay:
     unlike a shared ``multiprocessing.Queue``). What a worker writes to its stdout or stderr
     (``print``, warnings, native libraries) becomes records too, a line at a time. The
     thread forwards them, for example to Dagster's ``context.log``, which shows them in the
-    run's log under the step that owns the pool.
+    run's log under the step that owns the pool. Workers started later (replacing one that
+    died, was stopped or recycled) get pipes of their own from :meth:`new_pipe`.
     """
 
     def __init__(self, context: Any, slots: int, log: Any, level: int = logging.INFO):
@@ -37,25 +38,36 @@ class WorkerLogRelay:
 
         Args:
             context: the multiprocessing context the workers start from.
-            slots: the pool's workers (one pipe each).
-            log: where the records go (its ``log(level, message)``).
+            slots: pipes to make now (:attr:`writers`; more with :meth:`new_pipe`).
+            log: where the records go (its ``log(level, message)``); may be changed later.
             level: the workers' records at this level or above are sent.
         """
-        pipes = [context.Pipe(duplex=False) for _ in range(slots)]
-        self.readers = [reader for reader, _ in pipes]
-        self.writers = [writer for _, writer in pipes]
+        self._context = context
         self.level = level
-        self._log = log
+        self.log = log
+        self._lock = threading.Lock()
+        self._readers: list[Connection] = []
+        self._new_readers: list[Connection] = []
+        self._closing = threading.Event()
         self._stopping = threading.Event()
         self._forwarding_failed = False
+        self.writers = [self.new_pipe() for _ in range(slots)]
         self._thread = threading.Thread(target=self._forward, name="worker-logs", daemon=True)
         self._thread.start()
 
+    def new_pipe(self) -> Connection:
+        """A new pipe's write end, for a worker to start with (close this process's copy once
+        it has started: :func:`release`)."""
+        reader, writer = self._context.Pipe(duplex=False)
+        with self._lock:
+            self._new_readers.append(reader)
+        return writer
+
     def release_writers(self) -> None:
-        """Close this process's copies of the write ends once every worker has its own, so a
-        pipe reports its end when its worker exits."""
+        """Close this process's copies of the first write ends once every worker has its own,
+        so a pipe reports its end when its worker exits."""
         for writer in self.writers:
-            writer.close()
+            release(writer)
 
     def close(self, timeout: float = 30.0) -> None:
         """Forward what is still in the pipes, then stop.
@@ -68,33 +80,50 @@ class WorkerLogRelay:
         # Our own copies of the write ends must go too (they are still open if the pool
         # failed or was interrupted while starting), or no pipe would ever report its end.
         self.release_writers()
+        self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._stopping.set()
             self._thread.join(1.0)
         if self._thread.is_alive():
-            self._log.warning("worker log forwarding did not finish: late records may be lost")
+            self.log.warning("worker log forwarding did not finish: late records may be lost")
             return
-        for reader in self.readers:
+        for reader in self._readers + self._new_readers:
             with contextlib.suppress(OSError):
                 reader.close()
 
     def _forward(self) -> None:
-        open_readers = list(self.readers)
-        while open_readers and not self._stopping.is_set():
+        open_readers = self._readers
+        while not self._stopping.is_set():
+            with self._lock:
+                open_readers.extend(self._new_readers)
+                self._new_readers.clear()
+            if not open_readers:
+                if self._closing.is_set():
+                    return
+                self._closing.wait(0.05)
+                continue
             for reader in wait(open_readers, timeout=0.1):
                 try:
                     record = reader.recv()
                 except (EOFError, OSError):
                     open_readers.remove(reader)
+                    with contextlib.suppress(OSError):
+                        reader.close()
                     continue
                 try:
-                    forward(self._log, record)
+                    forward(self.log, record)
                 except Exception:  # the thread must go on reading, or workers block in send
                     if not self._forwarding_failed:  # say so once, not once per record
                         self._forwarding_failed = True
                         with contextlib.suppress(Exception):
                             logging.getLogger(__name__).exception("could not forward a record")
+
+
+def release(connection: Connection) -> None:
+    """Close this process's copy of a pipe end a child has its own copy of."""
+    with contextlib.suppress(OSError):
+        connection.close()
 
 
 # A line longer than this is forwarded in pieces of this size: nothing is dropped, and one

@@ -1,52 +1,67 @@
-"""The worker side of the local pool: what a worker process sets up when it starts, and the
-timed call that runs each task. Workers import this module, so it stays small and Dagster-free."""
+"""The worker side of the local pool: a worker process's main loop, which receives batches of
+tasks on a pipe of its own, runs them and sends each batch's results (or what went wrong,
+as text that always travels) back on another. Workers import this module, so it stays small
+and Dagster-free."""
 
 import contextlib
 import logging
 import multiprocessing.util
 import os
+import pickle
 import signal
+import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from data_pipeline.parallel.stats import Timing, timed_call
 from data_pipeline.parallel.worker_logs import OutputRelay, PipeHandler, without_signals
 
-# The slot table holds two numbers per worker: its pid and the index of the task it runs
-# (IDLE between tasks). Each worker writes only its own slot, so no lock is needed; the
-# owner reads it to tell which chunk a dead worker held, which the executor does not know.
-IDLE = -1
-_slot: int | None = None
-_slots: Any = None
-_output: OutputRelay | None = None
+# A worker's slot: two numbers it writes and the owner reads (no lock: one writer): the index
+# of the task it runs (IDLE between tasks) and since when (time.monotonic(), one clock for
+# every process on Linux and macOS). The owner tells from it which task a worker that died
+# or ran past its deadline was running, even inside a batch.
+IDLE = -1.0
+SLOT_INDEX, SLOT_SINCE = 0, 1
+# What the owner sends a worker that is to exit once its batches are done.
+STOP = b"stop"
+# The first frame of each reply: its kind and how many out-of-band buffers follow the pickle,
+# then each buffer's size.
+_HEADER = struct.Struct("!cI")
+RESULTS, FAILED, READY = b"r", b"f", b"s"
+# Results larger than this travel as pickle protocol 5 buffers of their own (numpy arrays,
+# bytearrays, Arrow buffers): no copy into the pickle on this side, none out of it on the
+# owner's.
+_OUT_OF_BAND_BYTES = 64 * 1024
 
 
-def initialize_worker(
-    slot_counter: Any,
-    slots: Any,
+def worker_main(
+    tasks_in: Connection,
+    results_out: Connection,
+    slot: Any,
     lifeline: Connection,
-    log_writers: list[Connection],
+    log_writer: Connection,
     log_level: int,
+    name: str,
     import_paths: tuple[str, ...] = (),
     start_method: str = "",
 ) -> None:
-    """Run once in each worker before its first task; says so at INFO (the owner's log shows
-    it tagged with the worker).
+    """A worker process: set up, say it is ready, then run the batches it receives until
+    :data:`STOP` or the end of its pipe.
 
     Args:
-        slot_counter: shared counter handing each worker its slot number.
-        slots: the slot table (pid and running task of each worker).
+        tasks_in: where batches arrive: pickled ``(first index, function, tasks)``.
+        results_out: where replies go (see :func:`send_reply`).
+        slot: this worker's slot (see :data:`IDLE`).
         lifeline: read end of the pipe that ends when the owner is gone.
-        log_writers: one log pipe per slot; the worker keeps its own, closes the others.
-        log_level: records at this level or above go to the owner.
+        log_writer: this worker's log pipe (records at ``log_level`` or above, and printed
+            lines).
+        name: how its log lines are tagged (``worker 3``; its pid is added).
         import_paths: directories to put on ``sys.path`` (the owner's code location).
         start_method: named in the "started" line.
     """
-    global _slot, _slots, _output
     # Where the owner's code location imports from (a working directory Dagster put on
     # sys.path only while loading it), so the tasks' functions unpickle here too.
     sys.path.extend(path for path in import_paths if path not in sys.path)
@@ -57,27 +72,139 @@ def initialize_worker(
     threading.Thread(
         target=_exit_when_owner_gone, args=(lifeline,), name="pool-lifeline", daemon=True
     ).start()
-    with slot_counter.get_lock():
-        _slot = slot_counter.value
-        slot_counter.value += 1
-    _slots = slots
-    _slots[2 * _slot] = os.getpid()
-    for slot, writer in enumerate(log_writers):
-        if slot != _slot:
-            writer.close()  # so each log pipe ends when its own worker does
-    name = f"worker {_slot} pid {os.getpid()}"
-    handler = PipeHandler(log_writers[_slot], name, log_level)
+    slot[SLOT_INDEX] = IDLE
+    handler = PipeHandler(log_writer, f"{name} pid {os.getpid()}", log_level)
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(log_level)
-    _output = OutputRelay(handler)
-    _output.start()
-    # What the worker writes last (the traceback of a task it could not even unpickle, say)
-    # is forwarded before it exits: multiprocessing runs these finalizers at a child's exit.
-    multiprocessing.util.Finalize(None, _output.flush, exitpriority=100)
+    output = OutputRelay(handler)
+    output.start()
+    # What the worker writes last is forwarded before it exits: multiprocessing runs these
+    # finalizers at a child's exit.
+    multiprocessing.util.Finalize(None, output.flush, exitpriority=100)
     logging.getLogger(__name__).info(
         "started (pid %d, %s), ready for tasks", os.getpid(), start_method or "unknown start"
     )
+    output.flush()
+    send_reply(results_out, READY, os.getpid())
+    while True:
+        try:
+            message = tasks_in.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if message == STOP:
+            return
+        _run_batch(message, slot, results_out, output)
+
+
+def _run_batch(message: bytes, slot: Any, results_out: Connection, output: OutputRelay) -> None:
+    """Run one batch and send its results, or the first failure (the tasks after it do not
+    run: the owner fails the map or retries)."""
+    try:
+        first_index, function, tasks = pickle.loads(message)
+    except BaseException as error:
+        # The batch could not be read here: its module does not import, say.
+        # -1: the owner knows it as this worker's oldest unanswered batch.
+        send_reply(results_out, FAILED, (-1, "unreadable", *_described(error)))
+        return
+    results, seconds = [], []
+    started, cpu_started = time.monotonic(), time.thread_time()
+    for offset, task in enumerate(tasks):
+        task_started = time.monotonic()
+        slot[SLOT_SINCE] = task_started
+        slot[SLOT_INDEX] = first_index + offset
+        try:
+            results.append(function(task))
+        except SystemExit as error:
+            slot[SLOT_INDEX] = IDLE
+            output.flush()
+            send_reply(
+                results_out, FAILED, (first_index + offset, "exit", repr(error.code), "", None)
+            )
+            return
+        except BaseException as error:
+            slot[SLOT_INDEX] = IDLE
+            output.flush()
+            send_reply(results_out, FAILED, (first_index + offset, "raised", *_described(error)))
+            return
+        seconds.append(time.monotonic() - task_started)
+    slot[SLOT_INDEX] = IDLE
+    output.flush()  # what the tasks printed goes before their results
+    timing = (os.getpid(), started, time.monotonic(), time.thread_time() - cpu_started)
+    try:
+        send_reply(results_out, RESULTS, (first_index, results, seconds, timing))
+    except _UNPICKLABLE as error:
+        offset, culprit = _unpicklable_result(results, error)
+        text = f"{type(culprit).__name__}: {culprit}"
+        send_reply(results_out, FAILED, (first_index + offset, "result", text, "", None))
+
+
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError, RecursionError, ValueError)
+
+
+def _unpicklable_result(results: list, error: BaseException) -> tuple[int, BaseException]:
+    """Which result of a batch would not pickle, and why (the first; the batch's error if each
+    alone pickles)."""
+    for offset, result in enumerate(results):
+        try:
+            pickle.dumps(result, protocol=5)
+        except _UNPICKLABLE as culprit:
+            return offset, culprit
+    return 0, error
+
+
+def _described(error: BaseException) -> tuple[str, str, bytes | None]:
+    """An exception as ``"Type: message"``, its traceback as text, and the exception itself
+    pickled if it can be rebuilt from that on the owner's side (None if not: its class takes
+    other arguments than it passes up, it holds a lock...)."""
+    kind = type(error)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = f"{name}: {error}"
+    trace = "".join(traceback.format_exception(error))
+    try:
+        pickled = pickle.dumps(error, protocol=5)
+        pickle.loads(pickled)
+    except BaseException:
+        pickled = None
+    return text, trace, pickled
+
+
+def send_reply(results_out: Connection, kind: bytes, payload: Any) -> None:
+    """One reply: a header frame (kind, buffer count), the pickle, then each large buffer as
+    a frame of its own, sent straight from the object's memory."""
+    buffers: list[pickle.PickleBuffer] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < _OUT_OF_BAND_BYTES:
+            return True  # small: pickled in-band
+        buffers.append(buffer)
+        return False
+
+    data = pickle.dumps(payload, protocol=5, buffer_callback=out_of_band)
+    sizes = struct.pack(f"!{len(buffers)}Q", *(buffer.raw().nbytes for buffer in buffers))
+    results_out.send_bytes(_HEADER.pack(kind, len(buffers)) + sizes)
+    results_out.send_bytes(data)
+    for buffer in buffers:
+        results_out.send_bytes(buffer.raw())
+
+
+def receive_reply(results_in: Connection) -> tuple[bytes, Any]:
+    """The other end of :func:`send_reply`: (kind, payload). Buffers arrive in writable
+    memory of their own (a numpy array result can be changed in place)."""
+    header = results_in.recv_bytes()
+    kind, count = _HEADER.unpack_from(header)
+    sizes = struct.unpack_from(f"!{count}Q", header, _HEADER.size)
+    data = results_in.recv_bytes()
+    buffers = []
+    for size in sizes:
+        buffer = bytearray(size)
+        results_in.recv_bytes_into(buffer)
+        buffers.append(buffer)
+    return kind, pickle.loads(data, buffers=buffers)
 
 
 def _exit_when_owner_gone(lifeline: Connection) -> None:
@@ -93,23 +220,3 @@ def _exit_when_owner_gone(lifeline: Connection) -> None:
         while True:
             lifeline.recv_bytes()
     os._exit(1)
-
-
-def run_task(function: Callable[[Any], Any], task: Any, index: int) -> tuple[Any, Timing]:
-    """What the executor runs in a worker: the timed call, recorded in the slot table."""
-    _slots[2 * _slot + 1] = index
-    try:
-        return timed_call(function, task)
-    finally:
-        _slots[2 * _slot + 1] = IDLE
-        if _output is not None:
-            _output.flush()  # what the task printed goes before its result
-
-
-def wait_for_all_workers(timeout: float) -> None:
-    """Return once every worker of the pool has written its pid into its slot."""
-    deadline = time.monotonic() + timeout
-    while any(pid == 0 for pid in _slots[0::2]):
-        if time.monotonic() > deadline:
-            return  # start-up is slow, not broken: the pool works with the workers it has
-        time.sleep(0.002)

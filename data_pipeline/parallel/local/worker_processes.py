@@ -1,43 +1,99 @@
-"""The owner's side of one set of local pool workers: start them, stop or kill them, and tell
-how a dead one died (the executor's processes are known through :mod:`.cpython`)."""
+"""The owner's side of the local pool's worker processes: start them (and one more whenever
+one must be replaced), send each its batches on a pipe of its own, read its replies, and
+stop, kill or recycle any one of them without touching the others."""
 
 import contextlib
+import fcntl
 import multiprocessing
+import os
+import pickle
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing.connection import wait
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from data_pipeline.parallel.child_processes import main_module_hidden, native_threads_capped
-from data_pipeline.parallel.local.cpython import RecordingContext
 from data_pipeline.parallel.local.worker import (
     IDLE,
-    initialize_worker,
-    run_task,
-    wait_for_all_workers,
+    READY,
+    SLOT_INDEX,
+    SLOT_SINCE,
+    STOP,
+    receive_reply,
+    worker_main,
 )
-from data_pipeline.parallel.worker_logs import WorkerLogRelay
+from data_pipeline.parallel.worker_logs import WorkerLogRelay, release
 
 # How long terminated workers get to exit before they are killed.
 TERMINATE_GRACE_SECONDS = 3.0
 # A killed process is gone within milliseconds; these bounds only keep a hang from spreading.
 _EXIT_AFTER_KILL_SECONDS = 5.0
-_EXECUTOR_SHUTDOWN_SECONDS = 10.0
 _WORKER_START_TIMEOUT_SECONDS = 60.0
+# Each pipe is asked for this much room (Linux; the default is 64 KiB): a worker can send a
+# large result without waiting for the owner to read it, and a batch fits in one write.
+_PIPE_BYTES = 1 << 20
+_DEFAULT_PIPE_BYTES = 64 * 1024
 _LIFELINES_OF_SURVIVORS: list[Any] = []
 # Starting workers changes process-wide state for a moment (the environment, __main__): two
 # pools starting at once in different threads must not see each other's temporary values.
 _STARTING = threading.Lock()
 
 
-class WorkerProcesses:
-    """The workers of one executor. :meth:`start` raises ``BrokenProcessPool`` if they cannot
-    start; after the executor broke, :meth:`deaths` tells which worker died, how, and with
-    which task; :meth:`stop` or :meth:`abort` ends them and releases every pipe."""
+class WorkersFailedToStart(RuntimeError):
+    """A worker process exited before it was ready for tasks."""
+
+
+@dataclass(eq=False)
+class Worker:
+    """The owner's handle on one worker process and the batches it has been sent."""
+
+    number: int
+    process: BaseProcess
+    tasks_out: Connection
+    results_in: Connection
+    slot: Any
+    # Bytes its task pipe holds: a batch of under a quarter of it is written at once.
+    room: int
+    # First index of each batch sent and not answered, in the order sent: its (index, task)s.
+    batches: dict[int, list[tuple[int, Any]]] = field(default_factory=dict)
+    tasks_sent: int = 0
+    ready: bool = False
+    # Sent STOP (recycled after its tasks): it gets no more batches.
+    retiring: bool = False
+    # Sends of this worker's batches still queued for the sender thread.
+    queued_sends: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.number} (pid {self.pid})"
+
+    def running(self) -> tuple[int, float] | None:
+        """(index, since) of the task this worker runs now, as its slot says; None if idle."""
+        index, since = self.slot[SLOT_INDEX], self.slot[SLOT_SINCE]
+        return None if index == IDLE else (int(index), since)
+
+    def memory_bytes(self) -> int | None:
+        """Its resident memory now (Linux), None if unknown."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as statm:
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+class WorkerSet:
+    """The worker processes of one pool. :meth:`start` starts ``workers`` and waits until
+    each is ready; :meth:`replace` starts one more in place of one that is gone; :meth:`stop`
+    lets them finish and exit, :meth:`abort` ends them now."""
 
     def __init__(
         self,
@@ -51,7 +107,7 @@ class WorkerProcesses:
         """Workers to start with :meth:`start`.
 
         Args:
-            workers: the processes to start.
+            workers: the processes to keep running.
             start_method: ``forkserver`` or ``spawn``.
             preload_modules: modules the fork server imports first (forkserver only).
             log: where the workers' records and printed lines go.
@@ -64,90 +120,164 @@ class WorkerProcesses:
         self.import_paths = import_paths
         self._log = log
         self._log_level = log_level
-        self._context: RecordingContext | None = None
-        self._slots: Any = None
-        self._lifeline: Any = None
+        self._context: Any = None
+        self._lifeline_reader: Connection | None = None
+        self._lifeline: Connection | None = None
         self._log_relay: WorkerLogRelay | None = None
-        self._executor: ProcessPoolExecutor | None = None
-
-    @property
-    def processes(self) -> list[BaseProcess]:
-        """Every worker process started so far."""
-        recorded = self._context.processes if self._context else []
-        return [process for process in recorded if process.pid is not None]
+        self._sender: _Sender | None = None
+        self._started = 0
+        # The live workers, and every process started (for pids, and to end them all).
+        self.live: list[Worker] = []
+        self.processes: list[BaseProcess] = []
 
     @property
     def pids(self) -> list[int]:
-        return [process.pid for process in self.processes]
+        return [process.pid for process in self.processes if process.pid is not None]
+
+    @property
+    def log(self) -> Any:
+        return self._log
+
+    @log.setter
+    def log(self, log: Any) -> None:
+        """Where the workers' records go from now on (a kept pool serves the next map)."""
+        self._log = log
+        if self._log_relay is not None:
+            self._log_relay.log = log
 
     def start(self) -> None:
-        """Start every worker now, so start-up is measured on its own and fails early.
-
-        The executor starts a process per submitted task until it has ``workers`` of them, so
-        each warm-up task waits until all have started. Meanwhile ``__main__`` is hidden from
-        them: a spawned worker would otherwise re-run the owner's main script, and under the
-        ``dagster`` command that imports all of Dagster again (about a second per pool).
-        """
+        """Start every worker now and wait until each is ready, so start-up is measured on
+        its own and fails early (:class:`WorkersFailedToStart`)."""
         context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver" and self.preload_modules:
             context.set_forkserver_preload(list(self.preload_modules))
-        self._context = RecordingContext(context)
-        slot_counter = context.Value("i", 0)
-        self._slots = context.RawArray("q", [0, IDLE] * self.workers)
+        self._context = context
         # This process keeps the only write end: each worker holds a read end that reports
         # end-of-file when this process is gone, however it ended.
-        lifeline_reader, self._lifeline = context.Pipe(duplex=False)
+        self._lifeline_reader, self._lifeline = context.Pipe(duplex=False)
+        self._log_relay = WorkerLogRelay(context, 0, self._log, self._log_level)
+        self._sender = _Sender()
         try:
-            self._log_relay = WorkerLogRelay(context, self.workers, self._log, self._log_level)
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=self._context,
-                initializer=initialize_worker,
-                initargs=(
-                    slot_counter,
-                    self._slots,
-                    lifeline_reader,
-                    self._log_relay.writers,
-                    self._log_level,
-                    self.import_paths,
-                    self.start_method,
-                ),
-            )
-            with _STARTING, main_module_hidden(), native_threads_capped():
-                warm_ups = [
-                    self._executor.submit(wait_for_all_workers, _WORKER_START_TIMEOUT_SECONDS)
-                    for _ in range(self.workers)
-                ]
-            for future in warm_ups:
-                future.result()
+            for _ in range(self.workers):
+                self.replace()
+            deadline = time.monotonic() + _WORKER_START_TIMEOUT_SECONDS
+            while not all(worker.ready for worker in self.live):
+                for worker in self.ready_to_read(max(0.0, deadline - time.monotonic())):
+                    self.read_ready(worker)
+                if time.monotonic() > deadline:
+                    break  # start-up is slow, not broken: the pool works with those it has
         except BaseException:
             self.abort()
             raise
-        finally:
-            lifeline_reader.close()  # each started worker has its own copy
-        self._log_relay.release_writers()
 
-    def submit(self, function: Callable[[Any], Any], task: Any, index: int) -> Future:
-        return self._executor.submit(run_task, function, task, index)
+    def replace(self) -> Worker:
+        """Start one more worker (without waiting for it: its ready reply comes later)."""
+        context = self._context
+        tasks_in, tasks_out = context.Pipe(duplex=False)
+        results_in, results_out = context.Pipe(duplex=False)
+        _widen(results_in)
+        room = _widen(tasks_out)
+        slot = context.RawArray("d", [IDLE, 0.0])
+        number = self._started  # worker 0, 1, ... and on for replacements
+        self._started += 1
+        log_writer = self._log_relay.new_pipe()
+        process = context.Process(
+            target=worker_main,
+            args=(
+                tasks_in,
+                results_out,
+                slot,
+                self._lifeline_reader,
+                log_writer,
+                self._log_level,
+                f"worker {number}",
+                self.import_paths,
+                self.start_method,
+            ),
+            name=f"pool-worker-{number}",
+        )
+        with _STARTING, main_module_hidden(), native_threads_capped():
+            process.start()
+        self.processes.append(process)
+        for connection in (tasks_in, results_out, log_writer):
+            release(connection)  # the worker has its own copies: a pipe ends with its worker
+        worker = Worker(number, process, tasks_out, results_in, slot, room)
+        self.live.append(worker)
+        return worker
+
+    def read_ready(self, worker: Worker) -> None:
+        """Read a worker's ready reply (at start-up), or learn that it died before it."""
+        try:
+            kind, _ = receive_reply(worker.results_in)
+        except (EOFError, OSError) as error:
+            process = worker.process
+            process.join(_EXIT_AFTER_KILL_SECONDS)
+            raise WorkersFailedToStart(
+                f"pool {worker.name} exited with code {process.exitcode} before it was ready "
+                f"({self.start_method}): could it import the package?"
+            ) from error
+        if kind != READY:
+            raise WorkersFailedToStart(f"pool {worker.name} sent {kind!r} before it was ready")
+        worker.ready = True
+
+    def ready_to_read(self, timeout: float | None) -> list[Worker]:
+        """The live workers with a reply (or an end: death) to read, waiting up to
+        ``timeout``."""
+        by_connection = {worker.results_in: worker for worker in self.live}
+        by_sentinel = {worker.process.sentinel: worker for worker in self.live}
+        ready = wait([*by_connection, *by_sentinel], timeout=timeout)
+        found: list[Worker] = []
+        for item in ready:
+            worker = by_connection.get(item) or by_sentinel.get(item)
+            if worker is not None and worker not in found:
+                found.append(worker)
+        return found
+
+    def send(self, worker: Worker, first_index: int, function: Callable, batch: list) -> None:
+        """Send ``worker`` a batch: ``(index, task)`` pairs from ``first_index`` on. Raises what
+        pickling a task raised (the caller names the task)."""
+        data = pickle.dumps((first_index, function, [task for _, task in batch]), protocol=5)
+        worker.batches[first_index] = batch
+        worker.tasks_sent += len(batch)
+        self._sender.send(worker, data)
+
+    def retire(self, worker: Worker) -> None:
+        """No more batches for ``worker``: it exits once those it has are done."""
+        worker.retiring = True
+        self._sender.send(worker, STOP)
+
+    def forget(self, worker: Worker) -> None:
+        """``worker`` has exited or been killed: no longer live, its pipes closed."""
+        if worker in self.live:
+            self.live.remove(worker)
+        worker.process.join(_EXIT_AFTER_KILL_SECONDS)
+        for connection in (worker.tasks_out, worker.results_in):
+            release(connection)
+
+    def kill(self, worker: Worker) -> None:
+        """End ``worker`` now (SIGKILL: it may be stuck in native code) and forget it."""
+        _kill([worker.process])
+        _wait_for_exit([worker.process], _EXIT_AFTER_KILL_SECONDS)
+        self.forget(worker)
 
     def stop(self) -> None:
         """Let the workers finish their tasks and exit; an interrupt meanwhile aborts."""
         try:
-            self._executor.shutdown(wait=True)
+            for worker in self.live:
+                if not worker.retiring:
+                    self.retire(worker)
+            _wait_for_exit(self.processes, TERMINATE_GRACE_SECONDS)
         except BaseException:
             self.abort()
             raise
-        self._release()
+        self.abort()  # any that did not exit in time
 
     def abort(self) -> None:
-        """Stop now: cancel queued tasks, terminate the workers, kill those still running after
-        a grace period. A second interrupt (or any exception) meanwhile kills every worker at
-        once before it propagates."""
+        """Stop now: terminate the workers, kill those still running after a grace period. A
+        second interrupt (or any exception) meanwhile kills every worker at once before it
+        propagates."""
         try:
-            if self._executor is None:
-                return
             try:
-                shutdown = self._shut_down_in_background()
                 for process in _running(self.processes):
                     process.terminate()
                 _wait_for_exit(self.processes, TERMINATE_GRACE_SECONDS)
@@ -155,64 +285,26 @@ class WorkerProcesses:
                 _kill(self.processes)
                 raise
             _kill(self.processes)
-            shutdown.join(_EXECUTOR_SHUTDOWN_SECONDS)
         finally:
             self._release()
-
-    def running_tasks(self) -> set[int]:
-        """The index of each task a worker runs now, as the workers' slot table says."""
-        slots = self._slots
-        if slots is None:
-            return set()
-        return {slots[2 * slot + 1] for slot in range(self.workers)} - {IDLE}
-
-    def deaths(self) -> list[tuple[int, int | None, int]]:
-        """Once the executor broke: (pid, exit code, index of the task it was running or IDLE)
-        of each worker that died on its own.
-
-        The executor then terminates the other workers (SIGTERM) and reaps them in its own
-        thread. For a forkserver child, reading the exit code means reading it from the
-        process's sentinel pipe, and two threads doing so race (one gets 255). So wait for every
-        worker through its sentinel (which reads nothing), kill any that ignore SIGTERM, let
-        the executor's thread finish, and only then read the exit codes.
-        """
-        processes = self.processes
-        _wait_for_exit(processes, TERMINATE_GRACE_SECONDS)
-        killed_here = _running(processes)
-        _kill(killed_here)
-        _wait_for_exit(processes, _EXIT_AFTER_KILL_SECONDS)
-        shutdown = self._shut_down_in_background()
-        shutdown.join(_EXECUTOR_SHUTDOWN_SECONDS)
-        if shutdown.is_alive():
-            return []  # still reaping: its exit codes cannot be read safely
-        slots = self._slots
-        task_by_pid = {slots[2 * slot]: slots[2 * slot + 1] for slot in range(self.workers)}
-        return [
-            (process.pid, process.exitcode, task_by_pid.get(process.pid, IDLE))
-            for process in processes
-            if process not in killed_here and process.exitcode not in (0, -signal.SIGTERM)
-        ]
-
-    def _shut_down_in_background(self) -> threading.Thread:
-        """``executor.shutdown(wait=True)`` in a thread of its own, so waiting for the
-        executor's thread to reap the workers can be bounded."""
-        thread = threading.Thread(
-            target=self._executor.shutdown,
-            kwargs={"wait": True, "cancel_futures": True},
-            name="pool-shutdown",
-            daemon=True,
-        )
-        thread.start()
-        return thread
 
     def _release(self) -> None:
         """Once the workers have exited: forward their last log records, let go of the pipes."""
         processes = self.processes
         _wait_for_exit(processes, _EXIT_AFTER_KILL_SECONDS)
         survivors = _running(processes)
+        for worker in list(self.live):
+            if worker.process not in survivors:
+                self.forget(worker)
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
         if self._log_relay is not None:
             self._log_relay.close()
             self._log_relay = None
+        if self._lifeline_reader is not None:
+            release(self._lifeline_reader)
+            self._lifeline_reader = None
         if self._lifeline is not None and survivors:
             # The lifeline says whether this process is alive, nothing more: a worker that
             # outlived SIGKILL (stuck in the kernel) keeps it and ends with this process.
@@ -222,22 +314,81 @@ class WorkerProcesses:
                 "SIGKILL; they end with this process at the latest"
             )
         elif self._lifeline is not None:
-            self._lifeline.close()
+            release(self._lifeline)
         self._lifeline = None
-        self._executor = None
+
+
+class _Sender:
+    """Sends batches to workers. A message that fits in a pipe's free room is written at once;
+    a larger one (or any after it to the same worker) goes through a thread, so the owner
+    never blocks on a worker that is itself blocked sending a large result back."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def send(self, worker: Worker, data: bytes) -> None:
+        with self._lock:
+            # Two batches in flight per worker, each under a quarter of its pipe: never blocks.
+            direct = worker.queued_sends == 0 and len(data) <= worker.room // 4
+            if not direct:
+                worker.queued_sends += 1
+        if direct:
+            with contextlib.suppress(OSError):  # a dead worker: its sentinel says so
+                worker.tasks_out.send_bytes(data)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pool-sender", daemon=True)
+            self._thread.start()
+        self._queue.put((worker, data))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            worker, data = item
+            with contextlib.suppress(OSError):
+                worker.tasks_out.send_bytes(data)
+            with self._lock:
+                worker.queued_sends -= 1
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(_EXIT_AFTER_KILL_SECONDS)
+
+
+def _widen(connection: Connection) -> int:
+    """Ask for :data:`_PIPE_BYTES` of room in the pipe (Linux only); the room it has."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            return fcntl.fcntl(connection.fileno(), set_size, _PIPE_BYTES)
+    return _DEFAULT_PIPE_BYTES
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """How a process ended, in words."""
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (as the out-of-memory killer does)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {exitcode}"
 
 
 def _running(processes: list[BaseProcess]) -> list[BaseProcess]:
     """The processes that have not exited, judged by their sentinels (which reads nothing)."""
-    if not processes:
+    started = [process for process in processes if process.pid is not None]
+    if not started:
         return []
-    exited = set(wait([process.sentinel for process in processes], timeout=0))
-    return [process for process in processes if process.sentinel not in exited]
+    exited = set(wait([process.sentinel for process in started], timeout=0))
+    return [process for process in started if process.sentinel not in exited]
 
 
 def _wait_for_exit(processes: list[BaseProcess], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    pending = {process.sentinel for process in processes}
+    pending = {process.sentinel for process in processes if process.pid is not None}
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
