@@ -36,6 +36,12 @@ class MapOptions:
         releases_gil: the function spends its time in code that releases the GIL (numba
             ``nogil``, numpy, Arrow compute): with ``mode: auto`` on backend ``local``, threads
             of this process are weighed beside processes.
+        task_timeout: seconds a task may run in a worker process: past it, its worker is
+            stopped (the others go on) and the task is retried on a fresh one
+            ``task_retries`` times, then fails the map naming it. Tasks then always run in
+            worker processes (a deadline needs a process to stop), never in this one.
+        task_retries: see ``task_timeout``.
+        ordered: False hands results on as they finish, not in input order.
     """
 
     label: str = "tasks"
@@ -50,10 +56,17 @@ class MapOptions:
     chunk_size: int = 1
     long_task_seconds: float = LONG_TASK_SECONDS
     releases_gil: bool = False
+    task_timeout: float | None = None
+    task_retries: int = 0
+    ordered: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size={self.chunk_size!r} must be at least 1")
+        if self.task_timeout is not None and not self.task_timeout > 0:
+            raise ValueError(f"task_timeout={self.task_timeout!r} must be a number of seconds > 0")
+        if self.task_retries < 0:
+            raise ValueError(f"task_retries={self.task_retries!r} must be 0 or more")
         object.__setattr__(self, "preload_modules", tuple(self.preload_modules))
 
 

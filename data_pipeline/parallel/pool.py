@@ -8,7 +8,11 @@ from typing import Any
 from data_pipeline.parallel.cpus import effective_workers
 from data_pipeline.parallel.dask_cluster.dask_pool import DaskPool, local_clusters_started
 from data_pipeline.parallel.decision import Decision
-from data_pipeline.parallel.local.process_pool import ProcessPool, forkserver_pools_started
+from data_pipeline.parallel.local.process_pool import (
+    ProcessPool,
+    forkserver_pools_started,
+    workers_are_kept,
+)
 from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.threads.thread_pool import ThreadPool
 
@@ -22,6 +26,9 @@ def open_pool(
     log: Any = logger,
     decision: Decision | None = None,
     import_paths: Iterable[str] = (),
+    *,
+    reuse: bool = False,
+    in_process_when_one: bool = True,
 ) -> ProcessPool | DaskPool | ThreadPool:
     """A pool sized for ``chunk_count`` chunks (never more workers than chunks), or as
     ``decision`` says: on the settings' backend, or in this process for one worker. Use it
@@ -35,6 +42,10 @@ def open_pool(
         decision: overrides the number of workers, and the backend if it names one
             (``auto``'s choice).
         import_paths: directories workers put on ``sys.path``.
+        reuse: local workers kept from an earlier map of this step serve this one, and
+            these are kept for the next (:func:`~.local.process_pool.workers_kept`).
+        in_process_when_one: False runs one worker in a process of its own (a deadline
+            needs a process to stop).
     """
     workers = effective_workers(settings.workers, chunk_count)
     workers = decision.workers if decision is not None else workers
@@ -53,7 +64,15 @@ def open_pool(
     if backend == "threads" and workers > 1:
         # Threads in this process: nothing to preload, import or restart.
         return ThreadPool(workers, log, settings.worker_log_level)
-    return ProcessPool(workers, settings.start_method, **options)
+    return ProcessPool(
+        workers,
+        settings.start_method,
+        **options,
+        max_tasks_per_worker=settings.max_tasks_per_worker,
+        memory_limit_mb=settings.worker_memory_limit_mb,
+        in_process_when_one=in_process_when_one,
+        reuse=reuse,
+    )
 
 
 def starts_warm(settings: PoolSettings) -> bool:
@@ -62,4 +81,6 @@ def starts_warm(settings: PoolSettings) -> bool:
         return True  # threads start in microseconds, the first time too
     if settings.backend == "dask":
         return settings.scheduler_address is not None or local_clusters_started() > 0
+    if workers_are_kept():
+        return True  # an earlier map's workers, still running
     return settings.start_method == "forkserver" and forkserver_pools_started() > 0

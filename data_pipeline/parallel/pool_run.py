@@ -1,6 +1,7 @@
 """One function mapped over tasks, serially or on a pool as ``mode`` decides: the one path
 every pooled step takes, the pipeline's own and anyone's asset (through the pool resource)."""
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -8,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from data_pipeline.parallel.cpus import effective_workers
 from data_pipeline.parallel.decision import Decision, WorkSample
 from data_pipeline.parallel.insight import insight_markdown, pool_insight, rounded
 from data_pipeline.parallel.local.process_pool import ProcessPool
@@ -35,6 +37,9 @@ SAMPLE_SECONDS = 0.01
 THREADS_SAMPLE_SECONDS = 0.002
 # A first task this long is sample enough: sampling a second would run it serially too.
 HEAVY_TASK_SECONDS = 0.1
+# An iterable without a length is read this far ahead: if it ends there, its tasks are
+# counted (for progress and auto's decision); if not, it is read lazily from then on.
+READ_AHEAD_TASKS = 10_000
 # seconds_per_unit() is over this many of the last tasks: recent enough to follow a change
 # in cost, more than one so that one worker's first call does not decide alone.
 COST_WINDOW_TASKS = 4
@@ -55,7 +60,7 @@ def map_tasks(
     Args:
         settings: how to run the pool.
         function: a top-level function of an importable module.
-        tasks: what to call it on, read lazily when ``total_tasks`` is given.
+        tasks: what to call it on, read lazily unless a sized collection.
         log: where progress, the decision and the workers' records and lines go.
         markdown: makes the workers table of :meth:`PoolRun.metadata`.
         **options: the fields of :class:`~.map_options.MapOptions`.
@@ -93,13 +98,18 @@ class PoolRun(Generic[Task, Result]):
         Args:
             settings: how to run the pool.
             function: a top-level function of an importable module (checked now).
-            tasks: what to call it on, read lazily when ``options.total_tasks`` is given.
+            tasks: what to call it on: a sized collection (counted, not copied), or any
+                iterable, read lazily (the first :data:`READ_AHEAD_TASKS` at once, to know
+                whether there are more).
             options: how to name, size, count and send the tasks (defaults if None).
             log: where progress, the decision and the workers' records and lines go.
             markdown: makes the workers table of :meth:`metadata`.
         """
         check_sendable(function)
         options = options or MapOptions()
+        if options.task_timeout is not None and settings.backend != "local":
+            # Threads cannot be stopped, nor a Dask task: a deadline needs local processes.
+            settings = dataclasses.replace(settings, backend="local", scheduler_address=None)
         self.settings, self.options, self.log = settings, options, log
         self._markdown = markdown
         # What the workers must import: the function given, also when tasks go in chunks.
@@ -117,12 +127,13 @@ class PoolRun(Generic[Task, Result]):
         self.count_items = sent.count_items or one_each  # a result counts as one item
         total_tasks, total_size = sent.total_tasks, sent.total_size
         if total_tasks is None:
-            tasks = list(tasks)
-            total_tasks = len(tasks)
-            if total_size is None:
+            tasks, total_tasks = _counted(tasks)
+            if total_size is None and total_tasks is not None:
                 total_size = sum(self.size_of(task) for task in tasks)
         self._tasks: Iterable[Task] | None = tasks
-        self.total_tasks, self.total_size = total_tasks, total_size
+        # None: a long iterable of unknown length (at least READ_AHEAD_TASKS tasks).
+        self.total_tasks: int | None = total_tasks
+        self.total_size = total_size
         self.decision: Decision | None = None
         self.stats: PoolStats | None = None
         self.tasks_done = 0
@@ -163,7 +174,16 @@ class PoolRun(Generic[Task, Result]):
         count = self.count_items
         first_task: list[Task] = []
         sampler: PoolStats | None = None
-        self.decision = forced_decision(self.settings, self.total_tasks)
+        deadline = self.options.task_timeout is not None
+        self.decision = forced_decision(self.settings, self._known_tasks)
+        if deadline:  # tasks must run where they can be stopped: never in this process
+            workers = max(1, effective_workers(self.settings.workers, self._known_tasks))
+            self.decision = Decision(
+                "parallel",
+                workers,
+                f"parallel on {workers} worker process{'es' if workers > 1 else ''}: a task "
+                f"deadline ({self.options.task_timeout:g} s) needs processes that can be stopped",
+            )
         if self.decision is None:
             sampling = _Sampling(self, tasks, first_task)
             for result in sampling.results():
@@ -177,9 +197,9 @@ class PoolRun(Generic[Task, Result]):
                 self.seconds = time.perf_counter() - started
                 return
         # However many tasks were announced, every task given runs.
-        remaining = max(1, self.total_tasks - self.tasks_done)
+        remaining = max(1, self._known_tasks - self.tasks_done)
         work_started = time.perf_counter()
-        parallel = self.decision.workers > 1
+        parallel = self.decision.workers > 1 or deadline
         if parallel and not first_task:  # its type's module is needed by the workers too
             first_task.extend(itertools.islice(tasks, 1))
             tasks = itertools.chain(first_task, tasks)
@@ -190,6 +210,8 @@ class PoolRun(Generic[Task, Result]):
             self.log,
             self.decision,
             import_paths_of(self._sent_function, *self._unchunked(first_task)) if parallel else (),
+            reuse=True,
+            in_process_when_one=not deadline,
         ) as pool:
             self.stats = pool.stats
             if sampler is not None and pool.workers == 1:
@@ -202,6 +224,7 @@ class PoolRun(Generic[Task, Result]):
                 self.count_items,
                 on_finished=self._note_cost,
                 long_tasks=long_tasks,
+                **self._local_options(pool),
             ):
                 progress.update(count(result))
                 self.tasks_done += 1
@@ -217,6 +240,25 @@ class PoolRun(Generic[Task, Result]):
             self.log,
         )
         self.seconds = time.perf_counter() - started
+
+    @property
+    def _known_tasks(self) -> int:
+        """The tasks there are, or at least are (a long iterable of unknown length)."""
+        return READ_AHEAD_TASKS if self.total_tasks is None else self.total_tasks
+
+    def _local_options(self, pool: Any) -> dict[str, Any]:
+        """What only the local pool offers: deadlines, results as they finish, batches."""
+        if not isinstance(pool, ProcessPool):
+            return {}
+        left = None if self.total_tasks is None else max(0, self.total_tasks - self.tasks_done)
+        return {
+            "task_timeout": self.options.task_timeout,
+            "task_retries": self.options.task_retries,
+            "ordered": self.options.ordered,
+            "total_tasks": left,
+            # Tasks the caller put in chunks go one chunk at a time.
+            "batching": self.options.chunk_size == 1,
+        }
 
     def _say_what_each_worker_did(self, stats: PoolStats) -> None:
         """One INFO line per worker once the pool is done: its share of the work."""
@@ -253,6 +295,18 @@ class PoolRun(Generic[Task, Result]):
         }
         table = (markdown or self._markdown)(insight_markdown(self.stats))
         return {**rounded(figures), "workers_table": table}
+
+
+def _counted(tasks: Iterable) -> tuple[Iterable, int | None]:
+    """``tasks`` and how many there are: a sized collection as it is, an iterable read
+    :data:`READ_AHEAD_TASKS` ahead (None: more than that, the rest read lazily)."""
+    if hasattr(tasks, "__len__") and hasattr(tasks, "__iter__"):
+        return tasks, len(tasks)
+    iterator = iter(tasks)
+    head = list(itertools.islice(iterator, READ_AHEAD_TASKS))
+    if len(head) < READ_AHEAD_TASKS:
+        return head, len(head)
+    return itertools.chain(head, iterator), None
 
 
 class _Sampling:
@@ -330,7 +384,7 @@ class _Sampling:
         sample = self._sample()
         if self.exhausted or sample is None:
             return Decision("auto", 1, f"serial: all {done:,} tasks ran while sampling")
-        remaining = max(1, run.total_tasks - done)
+        remaining = max(1, run._known_tasks - done)
         size_done = sum(self.sizes)
         if run.total_size is not None:
             size_left = max(0, run.total_size - size_done)

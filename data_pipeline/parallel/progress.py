@@ -18,7 +18,7 @@ class Progress:
         self,
         log: Any,
         label: str,
-        total_chunks: int,
+        total_chunks: int | None,
         unit: str = "items",
         min_seconds: float = 5.0,
         min_fraction: float = 0.1,
@@ -29,7 +29,8 @@ class Progress:
         Args:
             log: where the lines go.
             label: starts each line (the step).
-            total_chunks: the chunks there are (may be updated as tasks are planned).
+            total_chunks: the chunks there are (may be updated as tasks are planned; None:
+                unknown, a line every ``min_seconds``).
             unit: what the items counted are, in the rate.
             min_seconds: at least this long between two lines.
             min_fraction: at least this share of the chunks done between two lines.
@@ -45,13 +46,17 @@ class Progress:
         self.chunks += 1
         self.items += items
         now = self._clock()
-        enough_progress = (self.chunks - self._last_chunks) >= self.min_fraction * self.total_chunks
+        total = self.total_chunks or 0
+        enough_progress = (self.chunks - self._last_chunks) >= self.min_fraction * total
         if enough_progress and now - self._last_time >= self.min_seconds:
             self._last_time, self._last_chunks = now, self.chunks
             self.log.info(self.line(now))
 
     def line(self, now: float) -> str:
         elapsed = max(now - self._started, 1e-9)
+        if self.total_chunks is None:
+            rate = self.items / elapsed
+            return f"{self.label}: {self.chunks:,} chunks, {rate:,.0f} {self.unit}/s"
         done = self.chunks / self.total_chunks if self.total_chunks else 1.0
         remaining = elapsed * (1 - done) / done if done else float("inf")
         return (

@@ -43,6 +43,10 @@ class PoolSettings:
     costs_directory: str | None = None
     backend: Backend = "local"
     scheduler_address: str | None = None
+    # Local workers: replaced by a fresh one after this many tasks (None: never), and stopped,
+    # their task reported out of memory, past this resident memory (None: no limit).
+    max_tasks_per_worker: int | None = None
+    worker_memory_limit_mb: float | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -1,13 +1,14 @@
 """The process pool each CPU-heavy step starts inside itself, as a Dagster resource, and the
 Dagster concurrency pool such steps hold while they run."""
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 import dagster as dg
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from data_pipeline.numbers.kernel_choice import (
     AUTO,
@@ -28,6 +29,7 @@ from data_pipeline.parallel.dask_cluster.distributed_module import (
     import_distributed,
 )
 from data_pipeline.parallel.errors import ChunkFailedError
+from data_pipeline.parallel.local.process_pool import workers_kept
 from data_pipeline.parallel.map_options import MapOptions
 from data_pipeline.parallel.pool_run import PoolRun
 from data_pipeline.parallel.settings import (
@@ -52,6 +54,8 @@ MAX_WORKERS_PER_CPU = 4
 
 class ProcessPoolResource(dg.ConfigurableResource):
     """The process pool each CPU-heavy step starts inside itself."""
+
+    _kept_workers: contextlib.ExitStack = PrivateAttr(default_factory=contextlib.ExitStack)
 
     workers: int | None = Field(
         default=None,
@@ -151,6 +155,38 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ),
     )
 
+    task_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds a task of map() may run (unset: no limit; map(task_timeout=...) sets it "
+            "per call). Past it, the task's worker process is stopped (only that one), the "
+            "task is retried on a fresh worker task_retries times, then the step fails naming "
+            "the task and the deadline. Tasks with a deadline always run in worker processes."
+        ),
+    )
+    task_retries: int = Field(
+        default=0,
+        ge=0,
+        description="Retries, on a fresh worker, of a task that ran past task_timeout.",
+    )
+    max_tasks_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Replace a worker process by a fresh one after this many tasks (for functions "
+            "that leak memory or state). Unset: workers live as long as the step."
+        ),
+    )
+    worker_memory_limit_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Resident memory a worker process may use: past it, the worker is stopped and the "
+            "step fails naming the task as out of memory (checked every 0.1 s). Unset: none."
+        ),
+    )
+
     worker_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
         description=(
@@ -242,7 +278,17 @@ class ProcessPoolResource(dg.ConfigurableResource):
             mode=self.mode,
             backend=self.backend,
             scheduler_address=self.scheduler_address,
+            max_tasks_per_worker=self.max_tasks_per_worker,
+            worker_memory_limit_mb=self.worker_memory_limit_mb,
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """For the step: workers of one map are kept for the next (closed when it ends)."""
+        self._kept_workers.enter_context(workers_kept())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The step is done: stop the workers kept for its maps."""
+        self._kept_workers.close()
 
     def map(
         self,
@@ -256,23 +302,26 @@ class ProcessPoolResource(dg.ConfigurableResource):
         in input order; then ``.metadata()`` is the pool's insight to return as metadata.
 
         ``function`` must be a top-level function of an importable module (lambdas, closures
-        and functions of ``__main__`` are refused before any worker starts). With ``backend:
-        threads`` it still runs on processes, since a Python function holds the GIL, unless
-        ``releases_gil=True`` says it spends its time in code that releases it (numpy, numba
-        ``nogil``, Arrow compute): then it runs on threads of the step process (and with
-        ``mode: auto`` on backend ``local``, auto weighs threads beside processes). Its log
-        records
-        and printed lines reach the step's log as they happen, tagged with the worker; a
-        progress line with an ETA comes every 10 % (at most every 5 s). A task that raises
-        fails the step naming it (``describe=`` names tasks: ``str`` by type otherwise); a
-        worker that dies is reported with its task, which gets one retry on a fresh pool.
+        and functions of ``__main__`` are refused before any worker starts); its module may
+        live in a code location that is not installed. With ``backend: threads`` it still
+        runs on processes, since a Python function holds the GIL, unless ``releases_gil=True``
+        says it spends its time in code that releases it (numpy, numba ``nogil``, Arrow
+        compute). Small tasks are batched by what the first ones cost (no chunk size to
+        guess); the workers of one map serve the step's next maps, and stop when the step
+        ends. Their log records and printed lines reach the step's log as they happen, tagged
+        with the worker; a progress line with an ETA comes every 10 % (at most every 5 s). A
+        task that raises, calls ``sys.exit``, returns what cannot be pickled or kills its
+        worker fails the step naming it (``describe=``, else ``task #13 (13)``).
 
-        Options: ``describe``, ``chunk_size`` (tasks sent together, for tasks of well under
-        10 ms), ``size_of`` (a task's work, for ``auto``), ``total_size``, ``total_tasks``
-        (else ``tasks`` is read into a list first), ``count_items`` (a result's items, for
-        progress), ``label`` and ``unit`` for the log lines.
+        Options: ``task_timeout`` and ``task_retries`` (default: the resource's), ``ordered``
+        (False: results as they finish), ``describe``, ``chunk_size`` (tasks sent together,
+        instead of automatic batches), ``size_of`` (a task's work, for ``auto``),
+        ``total_size``, ``total_tasks`` (a generator is otherwise read lazily, 10,000 tasks
+        ahead), ``count_items`` (a result's items, for progress), ``label`` and ``unit``.
         """
         options.setdefault("label", context.op_def.name)
+        options.setdefault("task_timeout", self.task_timeout)
+        options.setdefault("task_retries", self.task_retries)
         settings = self.settings()
         releases_gil = bool(options.pop("releases_gil", False))
         if settings.backend == "threads" and not releases_gil:

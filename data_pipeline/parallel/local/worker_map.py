@@ -26,8 +26,10 @@ WINDOW_PER_WORKER = 4
 # Tasks go in batches that take about this long: long enough that sending costs little
 # (about 0.1 ms a batch), short enough that the last batches balance the workers.
 TARGET_BATCH_SECONDS = 0.05
-# A batch grows at most this much at a time (the first tasks may not show the cost).
+# A batch grows at most this much at a time (the first tasks may not show the cost), and to
+# at most this many tasks (which bounds what is read ahead of the results).
 MAX_BATCH_GROWTH = 8
+MAX_BATCH_TASKS = 2_000
 # While a deadline, a memory limit or long tasks are watched, the owner looks this often.
 WATCH_SECONDS = 0.1
 
@@ -81,7 +83,7 @@ class BatchSizes:
             return
         per_task = max(seconds / tasks, 1e-7)
         ideal = max(1, int(TARGET_BATCH_SECONDS / per_task))
-        self.size = min(ideal, self.size * MAX_BATCH_GROWTH)
+        self.size = min(ideal, self.size * MAX_BATCH_GROWTH, MAX_BATCH_TASKS)
 
 
 class WorkerMap:
