@@ -73,7 +73,9 @@ def test_pooled_steps_separate_their_fixed_costs_from_the_work(isolated_director
             metadata = metadata_of(result, asset)
             # materialize runs every step in this process: nothing was launched for a step.
             assert metadata["step_launch_seconds"] == 0
-            if mode == "parallel":
+            # The first pool starts its workers; the next step reuses them (materialize
+            # runs one process, and keeps a run's workers for its later maps).
+            if mode == "parallel" and asset == "cleaned_numbers":
                 assert metadata["pool_start_seconds"] > 0, asset
             assert_fixed_costs_add_up(metadata, step_wall_seconds(instance, result.run_id, asset))
 
