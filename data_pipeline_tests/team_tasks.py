@@ -79,3 +79,12 @@ def kilobytes(count: int) -> bytes:
 
 def square(value: int) -> int:
     return value * value
+
+
+def allocate_briefly(megabytes: int) -> int:
+    """Touch ``megabytes`` of memory, free it, return the pid (a peak the worker keeps)."""
+    block = bytearray(megabytes * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    del block
+    return os.getpid()

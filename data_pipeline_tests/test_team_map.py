@@ -13,6 +13,7 @@ import pytest
 
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.parallel.errors import ChunkFailedError, TaskTimeoutError, WorkerDiedError
+from data_pipeline.parallel.local import worker_map
 from data_pipeline.parallel.local.process_pool import ProcessPool
 from data_pipeline.parallel.local.worker_map import MAX_BATCH_TASKS, WINDOW_PER_WORKER
 from data_pipeline.parallel.pool_run import READ_AHEAD_TASKS, map_tasks
@@ -20,6 +21,7 @@ from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline_tests.deadlines import fails_if_it_hangs
 from data_pipeline_tests.processes import alive
 from data_pipeline_tests.team_tasks import (
+    allocate_briefly,
     exit_on,
     hang_on,
     hang_once,
@@ -132,6 +134,16 @@ def test_a_worker_over_its_memory_limit_is_stopped_and_its_task_named_out_of_mem
         ProcessPool(2, memory_limit_mb=150) as pool,
     ):
         list(pool.map(hold_memory, [1, 200, 1]))
+    assert no_process_left(pool.worker_pids)
+
+
+def test_workers_that_would_not_fit_in_memory_at_their_peak_are_fewer(monkeypatch, caplog):
+    # Each task peaks at 100 MiB: with (as if) nothing more available, one worker fits.
+    monkeypatch.setattr(worker_map, "available_memory_bytes", lambda: 0)
+    with ProcessPool(2) as pool:
+        pids = list(pool.map(allocate_briefly, [100] * 12, batching=False))
+    assert "of the 2 workers fit, so the others finish their batches and stop" in caplog.text
+    assert len(set(pids[-4:])) == 1, "the last tasks ran on the one worker left"
     assert no_process_left(pool.worker_pids)
 
 

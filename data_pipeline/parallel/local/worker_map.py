@@ -14,7 +14,12 @@ from typing import Any
 
 from data_pipeline.parallel.errors import ChunkFailedError, TaskTimeoutError, WorkerDiedError
 from data_pipeline.parallel.local.worker import FAILED, READY, RESULTS, receive_reply
-from data_pipeline.parallel.local.worker_processes import Worker, WorkerSet, exit_reason
+from data_pipeline.parallel.local.worker_processes import (
+    Worker,
+    WorkerSet,
+    available_memory_bytes,
+    exit_reason,
+)
 from data_pipeline.parallel.progress import LongTasks
 from data_pipeline.parallel.stats import PoolStats
 
@@ -120,6 +125,8 @@ class WorkerMap:
         self._timeouts: dict[int, int] = {}
         self._deaths: dict[int, int] = {}
         self._last_watch = 0.0
+        # Workers that have answered a batch: once all have, their memory is known.
+        self._answered_by: set[int] | None = set()
 
     def name(self, index: int, task: Any) -> str:
         return task_name(index, task, self._describe)
@@ -231,6 +238,11 @@ class WorkerMap:
 
     def _collect(self, worker: Worker, first: int, results: list, seconds: list, timing) -> None:
         batch = worker.batches.pop(first)
+        if self._answered_by is not None:
+            self._answered_by.add(worker.pid)
+            if len(self._answered_by) >= len(self.set.live):
+                self._answered_by = None
+                self._fit_in_memory()
         count = self._count_items
         items = None if count is None else sum(count(result) for result in results)
         self.stats.record(timing, items, tasks=len(results))
@@ -300,6 +312,27 @@ class WorkerMap:
         raise ChunkFailedError(message.rstrip("\n")) from cause
 
     # Deaths, deadlines and memory ------------------------------------------------------------
+
+    def _fit_in_memory(self) -> None:
+        """Once every worker has run a batch: if the workers at the most any of them has
+        held would not fit in this machine's memory, retire some (never the last)."""
+        live = [worker for worker in self.set.live if not worker.retiring]
+        peaks = [worker.peak_memory_bytes() for worker in live]
+        now = [worker.memory_bytes() for worker in live]
+        available = available_memory_bytes()
+        if available is None or None in peaks or None in now or len(live) < 2:
+            return
+        fit = max(1, int((available + sum(now)) // max(peaks)))
+        if fit >= len(live):
+            return
+        for worker in live[fit:]:
+            self.set.retire(worker)
+        self.set.workers = fit
+        self.set.log.warning(
+            f"pool: each worker held up to {max(peaks) / 2**20:,.0f} MiB in its first tasks and "
+            f"{available / 2**20:,.0f} MiB more are available: {fit} of the {len(live)} "
+            "workers fit, so the others finish their batches and stop"
+        )
 
     def _died(self, worker: Worker) -> None:
         running = worker.running()

@@ -89,6 +89,26 @@ class Worker:
         except (OSError, ValueError, IndexError):
             return None
 
+    def peak_memory_bytes(self) -> int | None:
+        """The most resident memory it has held (Linux: VmHWM), None if unknown."""
+        return _status_kib(f"/proc/{self.pid}/status", "VmHWM:")
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give without swapping (Linux: MemAvailable), None if unknown."""
+    return _status_kib("/proc/meminfo", "MemAvailable:")
+
+
+def _status_kib(path: str, field_name: str) -> int | None:
+    try:
+        with open(path) as status:
+            for line in status:
+                if line.startswith(field_name):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
 
 class WorkerSet:
     """The worker processes of one pool. :meth:`start` starts ``workers`` and waits until
