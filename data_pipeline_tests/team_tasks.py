@@ -16,13 +16,14 @@ def hang_on(task: tuple[int, int]) -> int:
     return value
 
 
-def hang_once(task: tuple[int, str]) -> int:
-    """Hang the first time task 2 runs (marked by creating ``marker``), return the value."""
+def hang_once(task: tuple[int, str]) -> tuple[int, int]:
+    """Hang the first time task 2 runs (marked by creating ``marker``); return the value and
+    the worker's pid."""
     value, marker = task
     if value == 2 and not os.path.exists(marker):
         open(marker, "w").close()
         time.sleep(3600)
-    return value
+    return value, os.getpid()
 
 
 class NeedsCodeAndDetail(Exception):

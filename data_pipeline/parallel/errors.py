@@ -17,6 +17,10 @@ class WorkerDiedError(RuntimeError):
     unable to import the task's function)."""
 
 
+class OutOfMemoryError(WorkerDiedError):
+    """A worker went past its memory limit while running a task (it would again)."""
+
+
 def describe_by_type(task: Any) -> str:
     """How a task is named when the caller gives no ``describe``."""
     return f"a task of type {type(task).__name__}"

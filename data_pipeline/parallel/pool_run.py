@@ -265,7 +265,7 @@ class PoolRun(Generic[Task, Result]):
         worker = "thread tid" if stats.start_method == THREAD_START else "worker pid"
         for pid in sorted(stats.busy_seconds_by_worker):
             self.log.info(
-                f"{self.label}: {worker} {pid} done: {stats.chunks_by_worker.get(pid, 0)} "
+                f"{self.label}: {worker} {pid} done: {stats.chunks_by_worker.get(pid, 0):,} "
                 f"chunks, {stats.items_by_worker.get(pid, 0):,} {self.progress_unit}, busy "
                 f"{stats.busy_seconds_by_worker[pid]:.2f} s"
             )

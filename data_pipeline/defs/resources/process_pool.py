@@ -28,7 +28,7 @@ from data_pipeline.parallel.dask_cluster.distributed_module import (
     DaskUnavailableError,
     import_distributed,
 )
-from data_pipeline.parallel.errors import ChunkFailedError
+from data_pipeline.parallel.errors import ChunkFailedError, OutOfMemoryError, WorkerDiedError
 from data_pipeline.parallel.local.process_pool import workers_kept
 from data_pipeline.parallel.map_options import MapOptions
 from data_pipeline.parallel.pool_run import PoolRun
@@ -339,11 +339,15 @@ class ProcessPoolResource(dg.ConfigurableResource):
 
 
 class StepPoolRun(PoolRun[Task, Result]):
-    """A :class:`PoolRun` inside a Dagster step: a task that raised fails the step at once,
-    naming the task, without the step's retries (it would raise again)."""
+    """A :class:`PoolRun` inside a Dagster step: a failure fails the step with one sentence
+    naming the task (a ``dg.Failure``); a task that raised, ran past its deadline or over
+    the memory limit without the step's retries (it would again), a worker that died with
+    them (a crash may not recur)."""
 
     def __iter__(self) -> Iterator[Result]:
         try:
             yield from super().__iter__()
-        except ChunkFailedError as error:
+        except (ChunkFailedError, OutOfMemoryError) as error:
             raise dg.Failure(str(error), allow_retries=False) from error
+        except WorkerDiedError as error:  # a crash may not happen again: the step may retry
+            raise dg.Failure(str(error)) from error

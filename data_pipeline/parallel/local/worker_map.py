@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from data_pipeline.parallel.errors import ChunkFailedError, TaskTimeoutError, WorkerDiedError
+from data_pipeline.parallel.errors import (
+    ChunkFailedError,
+    OutOfMemoryError,
+    TaskTimeoutError,
+    WorkerDiedError,
+)
 from data_pipeline.parallel.local.worker import FAILED, READY, RESULTS, receive_reply
 from data_pipeline.parallel.local.worker_processes import (
     Worker,
@@ -35,6 +40,9 @@ TARGET_BATCH_SECONDS = 0.05
 # at most this many tasks (which bounds what is read ahead of the results).
 MAX_BATCH_GROWTH = 8
 MAX_BATCH_TASKS = 2_000
+# Workers (per worker of the pool) that may exit before running any task, replaced each
+# time, before the map gives up on starting them.
+IDLE_DEATHS_ALLOWED = 3
 # While a deadline, a memory limit or long tasks are watched, the owner looks this often.
 WATCH_SECONDS = 0.1
 
@@ -117,6 +125,9 @@ class WorkerMap:
         self._total_tasks = total_tasks
         self._sizes = BatchSizes(workers.workers, batching)
         self._again: deque[tuple[int, Any]] = deque()  # run these first (index order)
+        self._idle_deaths = 0
+        # A task to retry, for the fresh worker started in place of the one it stopped.
+        self._for_fresh: dict[Worker, tuple[int, Any]] = {}
         self._exhausted = False
         self._taken = 0
         self._next_index = 0  # ordered: the next result to hand on
@@ -151,6 +162,7 @@ class WorkerMap:
         return (
             self._exhausted
             and not self._again
+            and not self._for_fresh
             and not any(worker.batches for worker in self.set.live)
             and not self._done
             and not self._answered
@@ -180,7 +192,14 @@ class WorkerMap:
                 if not worker.retiring and len(worker.batches) < BATCHES_PER_WORKER
             ]
             # Tasks to run again go out whatever the window: results wait for them.
-            if not open_workers or not (self._again or self._outstanding() < window):
+            if not open_workers:
+                return
+            fresh = [worker for worker in open_workers if worker in self._for_fresh]
+            if fresh:  # a retry goes to the worker started for it, before anything else
+                worker = fresh[0]
+                self._send(worker, [self._for_fresh.pop(worker)])
+                continue
+            if not (self._again or self._outstanding() < window):
                 return
             worker = min(open_workers, key=lambda worker: len(worker.batches))
             left = None if self._total_tasks is None else self._total_tasks - self._taken
@@ -340,8 +359,17 @@ class WorkerMap:
         exitcode = worker.process.exitcode
         if worker.retiring and not worker.batches and exitcode == 0:
             return  # recycled after its tasks, as asked: its replacement is running
-        self.set.replace()
+        fresh = self.set.replace()
+        orphan = self._for_fresh.pop(worker, None)
+        if orphan is not None:  # it died before its retry reached it: the next one takes it
+            self._for_fresh[fresh] = orphan
         if running is None and not worker.batches:
+            self._idle_deaths += 1
+            if self._idle_deaths > IDLE_DEATHS_ALLOWED * self.set.workers:
+                raise WorkerDiedError(
+                    f"pool workers keep exiting before they run a task (the last: {worker.name} "
+                    f"{exit_reason(exitcode)}). {_DEATH_CAUSES}"
+                )
             self.set.log.warning(f"pool {worker.name} {exit_reason(exitcode)} between tasks")
             return
         index = running[0] if running is not None else -1
@@ -352,13 +380,16 @@ class WorkerMap:
         death = f"pool worker {worker.pid} {exit_reason(exitcode)} while running {name}."
         if exitcode is not None and exitcode > 0:
             death += f" A task that calls os._exit({exitcode}) ends its worker this way."
+        else:
+            death += f" {_DEATH_CAUSES}"
         if tries > self.limits.retries_on_worker_death:
-            raise WorkerDiedError(f"{death} {_DEATH_CAUSES}")
+            retried = f" (tried {tries} times)" if tries > 1 else ""
+            raise WorkerDiedError(death.replace(f"{name}.", f"{name}{retried}.", 1))
         self.set.log.warning(
             f"{death} Retrying it on a fresh worker ({tries} of "
             f"{self.limits.retries_on_worker_death}); the other tasks go on."
         )
-        self._again.appendleft((index, task))
+        self._for_fresh[fresh] = (index, task)
 
     def _requeue(self, worker: Worker, culprit: int) -> None:
         """A worker is gone: its batches' tasks (but ``culprit``) are run again, one by one,
@@ -400,7 +431,7 @@ class WorkerMap:
         index, task = self._batch_of(worker, index)
         name = self.name(index, task)
         self.set.kill(worker)
-        self.set.replace()
+        fresh = self.set.replace()
         self._requeue(worker, index)
         timeout, allowed = self.limits.task_timeout, self.limits.task_retries
         tries = self._timeouts[index] = self._timeouts.get(index, 0) + 1
@@ -415,13 +446,13 @@ class WorkerMap:
                 "the other workers were not stopped."
             )
         self.set.log.warning(f"{late}; retrying it on a fresh worker ({tries} of {allowed})")
-        self._again.appendleft((index, task))
+        self._for_fresh[fresh] = (index, task)
 
     def _out_of_memory(self, worker: Worker, index: int, used: int) -> None:
         index, task = self._batch_of(worker, index)
         self.set.kill(worker)
         limit = self.limits.memory_limit_bytes
-        raise WorkerDiedError(
+        raise OutOfMemoryError(
             f"{self.name(index, task)} ran out of memory in pool worker {worker.pid}: it used "
             f"{used / 2**20:,.0f} MiB, over the limit of {limit / 2**20:,.0f} MiB per worker "
             "(worker_memory_limit_mb), and the worker was stopped. Give tasks less to hold at "
