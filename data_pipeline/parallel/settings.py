@@ -26,8 +26,8 @@ MODES: tuple[Mode, ...] = ("auto", "serial", "parallel")
 @dataclass(frozen=True)
 class PoolSettings:
     """How to run a pool: ``workers`` None means one per available CPU; 1 means in-process;
-    after a worker dies, the unfinished chunks get ``restarts_on_worker_death`` more tries
-    on a fresh pool. ``mode`` (see :mod:`.decision`) ``auto`` starts a pool only where it
+    after a worker dies, the task it ran gets ``restarts_on_worker_death`` more tries on
+    fresh workers. ``mode`` (see :mod:`.decision`) ``auto`` starts a pool only where it
     is predicted to win; the pool's measured costs are kept in ``costs_directory`` (None:
     this machine's cache directory, see :func:`.calibration.costs_directory_in_use`).
     ``backend`` ``dask`` runs the same tasks on a Dask cluster: the one at

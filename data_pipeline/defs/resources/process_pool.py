@@ -100,8 +100,9 @@ class ProcessPoolResource(dg.ConfigurableResource):
         ge=0,
         le=3,
         description=(
-            "When a worker dies (killed, out of memory), retry the chunks it left unfinished "
-            "this many times on a fresh pool before failing the step; the log says so."
+            "When a worker dies (killed, os._exit, a crash), retry the task it was running "
+            "this many times, each on a fresh worker, before failing the step; the tasks it "
+            "had queued go to the other workers. The log says so."
         ),
     )
 

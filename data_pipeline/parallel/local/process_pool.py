@@ -128,7 +128,7 @@ class ProcessPool(PoolLife):
             workers: processes to start (1: tasks run in this process).
             start_method: ``forkserver`` or ``spawn``.
             preload_modules: modules a worker imports before its first task.
-            restarts_on_worker_death: fresh pools tried after a worker died.
+            restarts_on_worker_death: tries, on fresh workers, of a task whose worker died.
             log: where warnings and the workers' records and printed lines go.
             worker_log_level: the level from which the workers' records are forwarded.
             import_paths: directories workers put on ``sys.path``.
