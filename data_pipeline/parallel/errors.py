@@ -1,5 +1,7 @@
 """The errors both pools raise (local processes and a Dask cluster), and how they name a task."""
 
+import reprlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -19,6 +21,19 @@ class WorkerDiedError(RuntimeError):
 
 class OutOfMemoryError(WorkerDiedError):
     """A worker went past its memory limit while running a task (it would again)."""
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 40
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 4
+
+
+def task_name(index: int, task: Any, describe: Callable[[Any], str] | None = None) -> str:
+    """How a task is named in failures and log lines: ``describe(task)`` if given, else its
+    position and a short repr (``task #13 (13)``)."""
+    if describe is not None:
+        return describe(task)
+    return f"task #{index} ({_short.repr(task)})"
 
 
 def describe_by_type(task: Any) -> str:

@@ -10,8 +10,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from data_pipeline.parallel.errors import ChunkFailedError, WorkerDiedError, failure_message
-from data_pipeline.parallel.local.worker_map import MapLimits, WorkerMap, task_name
+from data_pipeline.parallel.errors import (
+    ChunkFailedError,
+    WorkerDiedError,
+    failure_message,
+    task_name,
+)
+from data_pipeline.parallel.local.worker_map import MapLimits, WorkerMap
 from data_pipeline.parallel.local.worker_processes import WorkerSet, WorkersFailedToStart
 from data_pipeline.parallel.pool_life import PoolLife
 from data_pipeline.parallel.progress import LongTasks

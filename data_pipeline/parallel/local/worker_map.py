@@ -4,7 +4,6 @@ every failure named by its task."""
 
 import logging
 import pickle
-import reprlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +16,7 @@ from data_pipeline.parallel.errors import (
     OutOfMemoryError,
     TaskTimeoutError,
     WorkerDiedError,
+    task_name,
 )
 from data_pipeline.parallel.local.worker import FAILED, READY, RESULTS, receive_reply
 from data_pipeline.parallel.local.worker_processes import (
@@ -51,17 +51,6 @@ _DEATH_CAUSES = (
     "code inside the task, or a worker that cannot import the task's module (is the package "
     "installed? run `pip install -e .`)."
 )
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 40
-_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 4
-
-
-def task_name(index: int, task: Any, describe: Callable[[Any], str] | None = None) -> str:
-    """How a task is named in failures and log lines: ``describe(task)`` if given, else its
-    position and a short repr (``task #13 (13)``)."""
-    if describe is not None:
-        return describe(task)
-    return f"task #{index} ({_short.repr(task)})"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
 from typing import Any, TypeVar
 
-from data_pipeline.parallel.errors import ChunkFailedError, describe_by_type, failure_message
+from data_pipeline.parallel.errors import ChunkFailedError, failure_message, task_name
 from data_pipeline.parallel.pool_life import PoolLife
 from data_pipeline.parallel.progress import LongTasks
 from data_pipeline.parallel.stats import PoolStats, Timing, timed_call
@@ -109,14 +109,13 @@ class ThreadPool(PoolLife):
         Args:
             function: any callable (nothing is pickled); it gains only if it releases the GIL.
             tasks: read lazily, as threads become free.
-            describe: names a task in errors (by its type if None).
+            describe: names a task in errors (its position and repr if None).
             count_items: how many items a result holds, for per-thread insight.
             on_finished: hears ``(task, seconds)`` for each task before its result is
                 yielded (so ``tasks``, read lazily, can be cut by what earlier ones cost).
             long_tasks: hears, while this thread waits for a result, which tasks run and
                 since when.
         """
-        describe = describe or describe_by_type
         if self._executor is None:
             raise RuntimeError("use the pool inside a 'with' block")
         self._count_items, self._on_finished = count_items, on_finished
@@ -136,13 +135,13 @@ class ThreadPool(PoolLife):
         for index, task in islice(numbered_tasks, 2 * self.workers):
             submit(index, task)
         while in_flight:
-            _, task, future = in_flight[0]
+            index, task, future = in_flight[0]
             if long_tasks is not None:
                 self._wait_watching(future, in_flight, describe, long_tasks)
             try:
                 result, timing = future.result()
             except Exception as error:
-                raise ChunkFailedError(_failure(describe(task), error)) from error
+                raise ChunkFailedError(_failure(task_name(index, task, describe), error)) from error
             in_flight.popleft()
             yield from self._collect(result, timing, task)
             for next_index, next_task in islice(numbered_tasks, 1):
@@ -164,7 +163,11 @@ class ThreadPool(PoolLife):
         while not future.done():
             since = dict(self._running_since)
             long_tasks.check(
-                [(describe(task), since[index]) for index, task, _ in in_flight if index in since]
+                [
+                    (task_name(index, task, describe), since[index])
+                    for index, task, _ in in_flight
+                    if index in since
+                ]
             )
             wait([future], timeout=long_tasks.poll_seconds, return_when=FIRST_COMPLETED)
 
