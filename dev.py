@@ -70,6 +70,9 @@ def with_dagster_home() -> None:
     limits); a new instance is created before anything can race to create it."""
     if os.environ.get("DAGSTER_HOME"):
         home = Path(os.environ["DAGSTER_HOME"])
+        if not home.is_dir():  # Dagster would refuse it with a stack trace
+            print(f"note: DAGSTER_HOME {home} did not exist: created it", flush=True)
+            home.mkdir(parents=True)
         if not (home / "dagster.yaml").exists():
             print(
                 f"note: {home} has no dagster.yaml: pooled steps of different runs are not "

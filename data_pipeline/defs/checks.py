@@ -134,15 +134,46 @@ def _as_written(files: DayFiles, upstream: dict[dg.AssetKey, list[str]], own: li
 
 def _latest_accepted(context: dg.AssetExecutionContext, key: dg.AssetKey, day: str):
     """The latest materialization of ``key`` for ``day`` whose check did not refuse it (a
-    refused set was never committed, so it names no file of the day's set)."""
+    refused set was never committed, so it names no file of the day's set). Read once per
+    step and upstream asset for all the step's days (a range's days share one query); an
+    upstream asset does not change while its downstream step runs."""
+    cache_key = (context.run_id, context.op_def.name, key)
+    by_day = _ACCEPTED_BY_STEP.get(cache_key)
+    if by_day is None:
+        days = list(context.partition_keys)
+        by_day = _latest_accepted_by_day(context, key, days)
+        _ACCEPTED_BY_STEP.clear()  # a process runs one step at a time: keep only this one's
+        _ACCEPTED_BY_STEP[cache_key] = by_day
+    if day not in by_day:
+        by_day[day] = _latest_accepted_by_day(context, key, [day]).get(day)
+    return by_day[day]
+
+
+# The latest accepted materialization of each day, by (run, step, upstream asset).
+_ACCEPTED_BY_STEP: dict[tuple, dict] = {}
+# Materializations read per day: a day refused more often than this in a row is not looked at
+# further (its set then names no file of that asset, and the check says so).
+_RECORDS_PER_DAY = 10
+
+
+def _latest_accepted_by_day(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, days: list[str]
+) -> dict[str, object]:
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=10
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=days),
+        limit=_RECORDS_PER_DAY * len(days),
     ).records
-    for record in records:
-        metadata = record.event_log_entry.asset_materialization.metadata
-        if not _value(metadata.get(REFUSED_BY_CHECK)):
-            return record.event_log_entry
-    return None
+    latest: dict[str, object] = dict.fromkeys(days)
+    decided: set[str] = set()
+    for record in records:  # newest first
+        entry = record.event_log_entry
+        day = entry.dagster_event.partition
+        if day in decided or day not in latest:
+            continue
+        if not _value(entry.asset_materialization.metadata.get(REFUSED_BY_CHECK)):
+            latest[day] = entry
+            decided.add(day)
+    return latest
 
 
 def _value(metadata_value: object) -> object:

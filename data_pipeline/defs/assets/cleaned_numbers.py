@@ -86,8 +86,13 @@ def cleaned_numbers(
             chosen.kernel,
             accept=functools.partial(_enough_accepted, config.min_accepted_share, days),
         )
-        for files, source, job, summary in zip(days, sources, jobs, summaries, strict=True):
-            outcomes.append(_finish_day(context, files, source, job, summary))
+        warnings: list[str] = []
+        try:
+            for files, source, job, summary in zip(days, sources, jobs, summaries, strict=True):
+                outcomes.append(_finish_day(context, files, source, job, summary, warnings))
+        finally:
+            if warnings:  # a range's days in one WARNING: each log line is a stored event
+                context.log.warning("\n".join(warnings))
         seconds = time.perf_counter() - started
     context.log.info(
         f"{sum(outcome.metadata['lines'] for outcome in outcomes):,} lines cleaned, "
@@ -111,24 +116,29 @@ def _finish_day(
     source: SetFile,
     job: CleaningJob,
     summary: CleaningSummary,
+    warnings: list[str],
 ) -> DayOutcome:
     """Record a day's two files, check them, and commit the day's set if this step is the
-    run's last writer and the check passed."""
+    run's last writer and the check passed. A day of a range adds its rejection warning to
+    ``warnings`` (logged once for the range); a single day logs it now."""
     upstream = {NUMBERS_FILE: source.sha256}
     for name, rows in (
         (CLEANED_NUMBERS_FILE, summary.accepted),
         (REJECTED_LINES_FILE, summary.rejected),
     ):
         files.record(name, summary.digests[digest_key(name)], rows, upstream)
-    context.log.info(
-        f"{files.day}: {summary.lines:,} lines, {summary.accepted:,} accepted, "
-        f"{summary.rejected:,} rejected"
-    )
     warning = rejection_warning(
         summary.lines, summary.rejected_by_reason, summary.first_line_by_reason
     )
-    if warning:
-        context.log.warning(files.about(warning))
+    if files.days_in_step == 1:
+        context.log.info(
+            f"{files.day}: {summary.lines:,} lines, {summary.accepted:,} accepted, "
+            f"{summary.rejected:,} rejected"
+        )
+        if warning:
+            context.log.warning(warning)
+    elif warning:
+        warnings.append(files.about(warning))
     check = every_line_accepted_or_rejected(files)
     metadata = {
         "dagster/row_count": summary.accepted,

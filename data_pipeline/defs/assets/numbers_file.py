@@ -48,6 +48,9 @@ def numbers_file(
             _finish_day(context, files, job, done)
             for files, job, done in zip(days, jobs, written, strict=True)
         ]
+    if len(days) > 1:  # one line for a range: each day's figures are in its materialization
+        lines = sum(outcome.metadata["lines"] for outcome in outcomes)
+        context.log.info(f"wrote {len(days)} days' files, {lines:,} lines in all")
     return step_result(context, outcomes, {})
 
 
@@ -82,7 +85,8 @@ def _finish_day(
     if written.refusal:
         raise UnusableInputError(files.about(written.refusal))
     files.record(NUMBERS_FILE, written.digests[digest_key(NUMBERS_FILE)], written.lines)
-    context.log.info(f"wrote {written.lines:,} lines to {job.target}")
+    if files.days_in_step == 1:
+        context.log.info(f"wrote {written.lines:,} lines to {job.target}")
     if job.source is not None:
         metadata: dict[str, object] = {"source": dg.MetadataValue.path(str(job.source))}
     else:
