@@ -137,7 +137,7 @@ def _latest_accepted(context: dg.AssetExecutionContext, key: dg.AssetKey, day: s
     refused set was never committed, so it names no file of the day's set). Read once per
     step and upstream asset for all the step's days (a range's days share one query); an
     upstream asset does not change while its downstream step runs."""
-    cache_key = (context.run_id, context.op_def.name, key)
+    cache_key = (context.run.run_id, context.op_def.name, key)
     by_day = _ACCEPTED_BY_STEP.get(cache_key)
     if by_day is None:
         days = list(context.partition_keys)
