@@ -145,6 +145,12 @@ def test_a_task_that_raises_names_its_chunk_and_carries_the_worker_traceback():
     assert "Worker traceback:" in message and "fail_on_three" in message
 
 
+def test_a_task_without_describe_is_named_by_its_position_and_value():
+    with pytest.raises(ChunkFailedError) as failure, open_pool(DASK, 6) as pool:
+        list(pool.map(pool_tasks.fail_on_three, range(6)))
+    assert str(failure.value).startswith("task #3 (3) failed on a Dask worker: ValueError")
+
+
 def test_a_file_the_workers_cannot_open_says_where_the_input_must_be(tmp_path):
     missing = ByteRange(str(tmp_path / "not_here.txt"), 0, 0, 100)
     with pytest.raises(ChunkFailedError) as failure, open_pool(DASK, 2) as pool:

@@ -2,6 +2,7 @@
 ``dask.distributed`` cluster, with the local pool's interface (no Dagster here)."""
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -18,6 +19,7 @@ from data_pipeline.parallel.errors import (
     WorkerDiedError,
     describe_by_type,
     failure_message,
+    task_name,
 )
 from data_pipeline.parallel.pool_life import PoolLife
 from data_pipeline.parallel.stats import PoolStats, Timing
@@ -213,7 +215,7 @@ class DaskPool(PoolLife):
         Args:
             function: a top-level function of a module the workers can import.
             tasks: read lazily, as workers become free.
-            describe: names a task in errors (by its type if None).
+            describe: names a task in errors (its position and repr if None).
             count_items: how many items a result holds, for per-worker insight.
             on_finished: hears ``(task, seconds)`` for each task before its result is yielded.
             long_tasks: not watched: a future does not say when its task started on the
@@ -221,7 +223,6 @@ class DaskPool(PoolLife):
         """
         if self._client is None:
             raise RuntimeError("use the pool inside a 'with' block")
-        describe = describe or describe_by_type
         started = time.monotonic()
         try:
             yield from self._map(function, tasks, describe, count_items, on_finished)
@@ -240,7 +241,7 @@ class DaskPool(PoolLife):
         def submit(index: int, task: Any) -> None:
             key = f"{prefix}-{index}"
             # Named only when its worker dies: naming a byte range counts the lines before it.
-            self._running[key] = (task, describe)
+            self._running[key] = (task, functools.partial(_name_at, index, describe=describe))
             future = self._client.submit(
                 run_dask_task, function, task, self._topic, self.worker_log_level, key=key
             )
@@ -251,7 +252,7 @@ class DaskPool(PoolLife):
                 submit(index, task)
             while in_flight:
                 key, task, future = in_flight[0]
-                result, timing, lines = self._result(future, task, describe)
+                result, timing, lines = self._result(future, task, self._running[key][1])
                 in_flight.popleft()
                 self._running.pop(key, None)
                 future.release()  # the cluster may forget the result now
@@ -313,6 +314,11 @@ class DaskPool(PoolLife):
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close(timeout=CLOSE_TIMEOUT_SECONDS)
+
+
+def _name_at(index: int, task: Any, describe: Callable[[Any], str] | None) -> str:
+    """The task at ``index``, named as every pool names it (:func:`~..errors.task_name`)."""
+    return task_name(index, task, describe)
 
 
 def _named(task: Any, describe: Callable[[Any], str]) -> str:
