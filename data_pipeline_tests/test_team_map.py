@@ -14,7 +14,7 @@ import pytest
 from data_pipeline.defs.resources.process_pool import ProcessPoolResource
 from data_pipeline.parallel.errors import ChunkFailedError, TaskTimeoutError, WorkerDiedError
 from data_pipeline.parallel.local import worker_map
-from data_pipeline.parallel.local.process_pool import ProcessPool
+from data_pipeline.parallel.local.process_pool import ProcessPool, workers_kept
 from data_pipeline.parallel.local.worker_map import MAX_BATCH_TASKS, WINDOW_PER_WORKER
 from data_pipeline.parallel.pool_run import READ_AHEAD_TASKS, map_tasks
 from data_pipeline.parallel.settings import PoolSettings
@@ -186,6 +186,14 @@ def two_maps(context: dg.AssetExecutionContext, process_pool: ProcessPoolResourc
     return dg.MaterializeResult(
         metadata={"first": str(sorted(first)), "second": str(sorted(second))}
     )
+
+
+def test_a_map_left_early_does_not_hand_its_results_to_the_next_one():
+    with workers_kept():
+        first = iter(map_tasks(PARALLEL, slow_square, range(200)))
+        assert next(first) == 0
+        first.close()  # batches still in flight on the workers
+        assert list(map_tasks(PARALLEL, square, range(300))) == [v * v for v in range(300)]
 
 
 def test_the_maps_of_one_step_share_its_workers_and_none_outlive_the_step():

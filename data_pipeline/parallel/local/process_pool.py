@@ -67,8 +67,10 @@ class _KeptWorkers:
 
     def keep(self, key: tuple, workers: WorkerSet) -> bool:
         """Keep ``workers`` for the next map (False: no scope is open, stop them)."""
+        busy = any(worker.batches or worker.retiring for worker in workers.live)
         with self._lock:
-            if not self._scopes or len(workers.live) != workers.workers:
+            # A map left early leaves batches in flight: their results must not reach the next.
+            if not self._scopes or busy or len(workers.live) != workers.workers:
                 return False
             self._idle.setdefault(key, []).append(workers)
             return True
