@@ -177,7 +177,9 @@ def test_a_log_that_fails_cannot_block_the_workers():
 def test_closing_a_relay_whose_pool_never_started_does_not_wait_for_its_timeout():
     # As when a pool is interrupted while its workers start: this process still holds the
     # pipes' write ends, which must not keep the forwarding thread waiting for their end.
-    relay = WorkerLogRelay(multiprocessing.get_context("spawn"), 2, logging.getLogger(__name__))
+    relay = WorkerLogRelay(multiprocessing.get_context("spawn"), logging.getLogger(__name__))
+    for _ in range(2):  # write ends this process still holds, as workers never started
+        relay.new_pipe()
     started = time.monotonic()
     relay.close(timeout=60)
     assert time.monotonic() - started < 30

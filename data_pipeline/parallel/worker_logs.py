@@ -33,12 +33,11 @@ class WorkerLogRelay:
     died, was stopped or recycled) get pipes of their own from :meth:`new_pipe`.
     """
 
-    def __init__(self, context: Any, slots: int, log: Any, level: int = logging.INFO):
-        """Pipes and the forwarding thread, started now.
+    def __init__(self, context: Any, log: Any, level: int = logging.INFO):
+        """The forwarding thread, started now (a pipe per worker: :meth:`new_pipe`).
 
         Args:
             context: the multiprocessing context the workers start from.
-            slots: pipes to make now (:attr:`writers`; more with :meth:`new_pipe`).
             log: where the records go (its ``log(level, message)``); may be changed later.
             level: the workers' records at this level or above are sent.
         """
@@ -51,22 +50,28 @@ class WorkerLogRelay:
         self._closing = threading.Event()
         self._stopping = threading.Event()
         self._forwarding_failed = False
-        self.writers = [self.new_pipe() for _ in range(slots)]
+        # The write ends handed out: this process's copies are closed once each worker has
+        # its own, and at the latest by close() (a worker that never started).
+        self._writers: list[Connection] = []
         self._thread = threading.Thread(target=self._forward, name="worker-logs", daemon=True)
         self._thread.start()
 
     def new_pipe(self) -> Connection:
-        """A new pipe's write end, for a worker to start with (close this process's copy once
-        it has started: :func:`release`)."""
+        """A new pipe's write end, for a worker to start with. Once the worker has started,
+        :meth:`release_writers` closes this process's copy, so that the pipe reports its end
+        when its worker exits."""
         reader, writer = self._context.Pipe(duplex=False)
         with self._lock:
             self._new_readers.append(reader)
+            self._writers.append(writer)
         return writer
 
     def release_writers(self) -> None:
-        """Close this process's copies of the first write ends once every worker has its own,
-        so a pipe reports its end when its worker exits."""
-        for writer in self.writers:
+        """Close this process's copies of every write end handed out (each started worker has
+        its own)."""
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for writer in writers:
             release(writer)
 
     def close(self, timeout: float = 30.0) -> None:

@@ -175,8 +175,6 @@ class ProcessPool(PoolLife):
         # Every worker process this pool used, including replacements.
         self.worker_pids: set[int] = set()
         self._workers: WorkerSet | None = None
-        # Whether this pool's workers came from an earlier pool (kept: see workers_kept).
-        self.reused = False
         self._count_items: Callable[[Any], int] | None = None
         self._on_finished: Callable[[Any, float], None] | None = None
 
@@ -200,8 +198,7 @@ class ProcessPool(PoolLife):
     def _start_workers(self) -> None:
         workers = _kept.take(self._key) if self.reuse else None
         if workers is not None:
-            workers.log = self.log
-            self.reused = True
+            workers.log = self.log  # kept from an earlier map of the step
         else:
             workers = WorkerSet(
                 self.workers,

@@ -5,7 +5,6 @@ stop, kill or recycle any one of them without touching the others."""
 import contextlib
 import fcntl
 import multiprocessing
-import os
 import pickle
 import queue
 import signal
@@ -82,12 +81,8 @@ class Worker:
         return None if index == IDLE else (int(index), since)
 
     def memory_bytes(self) -> int | None:
-        """Its resident memory now (Linux), None if unknown."""
-        try:
-            with open(f"/proc/{self.pid}/statm") as statm:
-                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return None
+        """Its resident memory now (Linux: VmRSS), None if unknown."""
+        return _status_kib(f"/proc/{self.pid}/status", "VmRSS:")
 
     def peak_memory_bytes(self) -> int | None:
         """The most resident memory it has held (Linux: VmHWM), None if unknown."""
@@ -175,7 +170,7 @@ class WorkerSet:
         # This process keeps the only write end: each worker holds a read end that reports
         # end-of-file when this process is gone, however it ended.
         self._lifeline_reader, self._lifeline = context.Pipe(duplex=False)
-        self._log_relay = WorkerLogRelay(context, 0, self._log, self._log_level)
+        self._log_relay = WorkerLogRelay(context, self._log, self._log_level)
         self._sender = _Sender()
         try:
             for _ in range(self.workers):
@@ -219,8 +214,9 @@ class WorkerSet:
         with _STARTING, main_module_hidden(), native_threads_capped():
             process.start()
         self.processes.append(process)
-        for connection in (tasks_in, results_out, log_writer):
+        for connection in (tasks_in, results_out):
             release(connection)  # the worker has its own copies: a pipe ends with its worker
+        self._log_relay.release_writers()
         worker = Worker(number, process, tasks_out, results_in, slot, room)
         self.live.append(worker)
         return worker
@@ -233,8 +229,7 @@ class WorkerSet:
             process = worker.process
             process.join(_EXIT_AFTER_KILL_SECONDS)
             raise WorkersFailedToStart(
-                f"pool {worker.name} exited with code {process.exitcode} before it was ready "
-                f"({self.start_method}): could it import the package?"
+                f"pool {worker.name} exited with code {process.exitcode} before it was ready"
             ) from error
         if kind != READY:
             raise WorkersFailedToStart(f"pool {worker.name} sent {kind!r} before it was ready")
