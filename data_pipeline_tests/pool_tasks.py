@@ -169,6 +169,39 @@ def report_what_workers_saw_at_import(start_method: str) -> None:
     print(json.dumps({**seen, "owner": os.getpid(), "owner_after_pool": after}))  # noqa: T201
 
 
+def report_a_fork_server_started_ahead() -> None:
+    """Run in a fresh process: start the fork server ahead of any pool (preloading the
+    recording module), wait until the module is surely loaded, then start a pool; print, as
+    JSON, what its worker saw, this process's pid, whether this process imported the module,
+    the head start counted before the pool, and the pool's start-up."""
+    import json
+
+    from data_pipeline.parallel.local.process_pool import ProcessPool
+    from data_pipeline.parallel.pool import fork_server_head_start, start_fork_server_early
+    from data_pipeline.parallel.settings import PoolSettings
+
+    module = "data_pipeline_tests.environment_at_import"
+    start_fork_server_early(PoolSettings(2, "forkserver"), [module])
+    time.sleep(1.0)
+    head_start = fork_server_head_start(PoolSettings(2, "forkserver"))
+    with ProcessPool(2, "forkserver", preload_modules=[module]) as pool:
+        [seen] = pool.map(_seen_at_import, [None])
+    report = {
+        **seen,
+        "owner": os.getpid(),
+        "owner_imported_it": module in sys.modules,
+        "head_start": head_start,
+        "pool_startup_seconds": pool.stats.startup_seconds,
+    }
+    print(json.dumps(report))  # noqa: T201
+
+
+def _seen_at_import(_: object) -> dict:
+    from data_pipeline_tests import environment_at_import
+
+    return environment_at_import.seen_at_import(None)
+
+
 def log_and_square(value: int) -> int:
     """Log at two levels from inside a worker, then work."""
     import logging

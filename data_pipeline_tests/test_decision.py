@@ -97,6 +97,12 @@ def test_a_warm_pool_moves_the_line_the_cold_one_draws():
     assert predicted(*arguments, True, 2, as_modelled).workers == 2
 
 
+def test_a_fork_server_started_ahead_takes_its_head_start_off_the_cold_start_up():
+    assert COSTS.started_ahead(0.1).cold_startup_seconds == pytest.approx(0.2)
+    # Never below a warm start-up: the workers themselves still start.
+    assert COSTS.started_ahead(5.0).cold_startup_seconds == COSTS.warm_startup_seconds
+
+
 def test_moving_results_back_counts_against_the_pool():
     # Compute is cheap to split, but the owner unpickles every result alone.
     costly_results = WorkSample(1_000, 1_000 * 2e-6, 0.0, 1_000 * 2.1e-6)

@@ -309,6 +309,63 @@ def test_workers_are_started_with_native_thread_pools_capped(start_method):
     assert seen["owner_after_pool"] == unset | {"OMP_NUM_THREADS": "3"}
 
 
+def test_a_fork_server_started_ahead_preloads_for_the_first_pool_which_then_starts_warm():
+    # A fresh process, so that its fork server starts when asked, before any pool.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in THREAD_LIMITS and not name.startswith("DATA_PIPELINE_")
+    }
+    owner = run_python(
+        "from data_pipeline_tests.pool_tasks import report_a_fork_server_started_ahead; "
+        "report_a_fork_server_started_ahead()",
+        stdout=subprocess.PIPE,
+        env=environment,
+    )
+    with fails_if_it_hangs(60):
+        output, _ = owner.communicate()
+    assert owner.returncode == 0
+    seen = json.loads(output)
+    # The fork server imported the module before any worker existed, with native thread
+    # pools capped; the owner never imported it.
+    assert seen["imported_by"] not in (seen["worker"], seen["owner"])
+    assert seen["limits"] == {name: "1" for name in THREAD_LIMITS}
+    assert not seen["owner_imported_it"]
+    assert seen["head_start"] >= 1.0, "auto counts the start-up paid ahead"
+    # Nothing left to load: the first pool forks its workers from the ready server.
+    assert seen["pool_startup_seconds"] < 1.0
+
+
+def test_a_fork_server_is_not_started_ahead_where_no_forkserver_pool_would_run():
+    for settings in (
+        PoolSettings(2, "spawn"),
+        PoolSettings(1, "forkserver"),
+        PoolSettings(2, "forkserver", mode="serial"),
+        PoolSettings(2, "forkserver", backend="threads"),
+    ):
+        owner = run_python(
+            "from data_pipeline.parallel.pool import start_fork_server_early; "
+            "from data_pipeline.parallel.settings import PoolSettings; "
+            "import multiprocessing.forkserver as server; "
+            f"start_fork_server_early(PoolSettings(**{settings_arguments(settings)!r}), []); "
+            "print(server._forkserver._forkserver_pid)",
+            stdout=subprocess.PIPE,
+        )
+        with fails_if_it_hangs(60):
+            output, _ = owner.communicate()
+        assert owner.returncode == 0
+        assert output.strip() == "None", settings
+
+
+def settings_arguments(settings: PoolSettings) -> dict:
+    return {
+        "workers": settings.workers,
+        "start_method": settings.start_method,
+        "mode": settings.mode,
+        "backend": settings.backend,
+    }
+
+
 def test_cpu_seconds_count_only_the_thread_running_the_task():
     # In a one-worker pool the task runs in this process, beside other threads: a second of
     # CPU used by another thread while the task waits is not the task's.

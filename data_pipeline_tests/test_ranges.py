@@ -97,6 +97,9 @@ def test_a_range_is_one_run_that_commits_materializes_and_checks_each_day(
         by_day.setdefault(evaluation.check_name, {})[evaluation.partition] = evaluation.passed
     for check in ("every_line_accepted_or_rejected", "one_transformed_row_per_accepted_value"):
         assert by_day[check] == {**dict.fromkeys(days, True), None: True}, by_day[check]
+    # The commits are said once for the range (each log line is a stored event), not per day.
+    assert f"committed the sets of {day_count} days, {days[0]} to {days[-1]}" in log, log[-3000:]
+    assert f"committed {days[0]}'s set" not in log
 
 
 def test_an_interrupt_mid_range_leaves_each_day_committed_whole_or_untouched(

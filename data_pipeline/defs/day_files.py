@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from data_pipeline.defs.partitions import committed_and_untouched
+from data_pipeline.defs.partitions import committed_and_untouched, described_days
 from data_pipeline.defs.resources.data_directory import DataDirectoryResource
 from data_pipeline.measure.timing import OutputMismatchError
 from data_pipeline.numbers.input_gate import UnusableInputError
@@ -121,7 +121,9 @@ class DayFiles:
         files = ", ".join(
             f"{name} ({entry.rows:,} rows)" for name, entry in done.current.files.items()
         )
-        self.context.log.info(f"committed {self.day}'s set {own.name}: {files}")
+        if self.days_in_step == 1:  # a range says it once for all its days (each log line
+            # is a stored event): see :func:`writing`
+            self.context.log.info(f"committed {self.day}'s set {own.name}: {files}")
         for name, reason in done.left_out.items():
             self.context.log.warning(f"{name} is not in the new set: {reason}; materialize it")
         if done.removed:
@@ -149,6 +151,13 @@ def writing(
             for files in days:
                 locks.enter_context(exclusive_writer(files.directory, files.run_id))
             yield days
+        committed = [files.day for files in days if files.committed]
+        if len(days) > 1 and committed:
+            context.log.info(
+                f"committed the sets of {described_days(committed)} (set directory "
+                f"{days[0].run_id} of each day); each day's files and rows are in its "
+                "materialization"
+            )
     except (DirectoryBusyError, UnusableInputError, ChunkFailedError, OutputMismatchError) as error:
         raise _lasting_failure(context, f"{error}{_committed(days)}") from error
     except OSError as error:

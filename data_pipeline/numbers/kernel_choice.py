@@ -182,6 +182,16 @@ def kernel_named(name: str) -> Kernel:
     return _KERNELS[name]
 
 
+def likely_worker_modules(name: str) -> tuple[str, ...]:
+    """The worker modules of the kernel ``name`` will most likely resolve to, known without
+    importing it: for ``auto``, the most preferred installed one (its self-check may still
+    fail, and a worker then imports what it lacks on its first task)."""
+    if name == AUTO:
+        name = next((choice for choice in _PREFERENCE if installed(choice)), "python")
+    kernel = _KERNELS.get(name)
+    return kernel.worker_modules if kernel else ()
+
+
 def start_seconds(name: str) -> float:
     """What starting kernel ``name`` cost this process: importing it, compiling it (or
     loading the compiled code from numba's disk cache) and its self-check; 0 before."""

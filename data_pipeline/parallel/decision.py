@@ -42,6 +42,12 @@ class PoolCosts:
     def startup_seconds(self, warm: bool) -> float:
         return self.warm_startup_seconds if warm else self.cold_startup_seconds
 
+    def started_ahead(self, seconds: float) -> "PoolCosts":
+        """These costs when the fork server started ``seconds`` ago, ahead of the pool: that
+        much of a cold start-up is paid already (never less than a warm one is left)."""
+        left = max(self.warm_startup_seconds, self.cold_startup_seconds - seconds)
+        return dataclasses.replace(self, cold_startup_seconds=left)
+
 
 @dataclass(frozen=True)
 class WorkSample:

@@ -13,6 +13,10 @@ from data_pipeline.parallel.local.process_pool import (
     forkserver_pools_started,
     workers_are_kept,
 )
+from data_pipeline.parallel.local.worker_processes import (
+    seconds_since_fork_server_started,
+    start_fork_server,
+)
 from data_pipeline.parallel.settings import PoolSettings
 from data_pipeline.parallel.threads.thread_pool import ThreadPool
 
@@ -73,6 +77,28 @@ def open_pool(
         in_process_when_one=in_process_when_one,
         reuse=reuse,
     )
+
+
+def fork_server_head_start(settings: PoolSettings | None = None) -> float:
+    """Seconds the fork server of this process's local pools has been starting ahead of
+    them (:func:`start_fork_server`); 0 for other start methods or if it was not."""
+    if settings is not None and settings.start_method != "forkserver":
+        return 0.0
+    return seconds_since_fork_server_started()
+
+
+def start_fork_server_early(settings: PoolSettings, preload_modules: Iterable[str]) -> None:
+    """For settings whose pool would fork its workers from this process's fork server (local
+    processes, forkserver, more than one worker, a mode that may run them), start that
+    server now with ``preload_modules``, while this process does other work; the first
+    pool then starts nearly warm, and ``auto`` counts the start-up already paid."""
+    if (
+        settings.backend == "local"
+        and settings.start_method == "forkserver"
+        and settings.mode != "serial"
+        and (settings.workers or 0) > 1
+    ):
+        start_fork_server(tuple(preload_modules))
 
 
 def starts_warm(settings: PoolSettings) -> bool:

@@ -9,7 +9,7 @@ from data_pipeline.parallel import calibration
 from data_pipeline.parallel.corrections import Corrections
 from data_pipeline.parallel.cpus import available_cpus_recently, effective_workers
 from data_pipeline.parallel.decision import Decision, PoolCosts, WorkSample, forced, predicted
-from data_pipeline.parallel.pool import starts_warm
+from data_pipeline.parallel.pool import fork_server_head_start, starts_warm
 from data_pipeline.parallel.pool_choice import predicted_among
 from data_pipeline.parallel.settings import PoolSettings
 
@@ -50,12 +50,16 @@ def predicted_decision(
     subject = _subject(settings, unit, preload)
 
     def costs_on(backend: str) -> Callable[[int], PoolCosts]:
-        return lambda workers: calibration.pool_costs(
-            directory,
-            calibration.PoolShape(
+        ahead = fork_server_head_start(settings) if backend == "local" else 0.0
+
+        def costs(workers: int) -> PoolCosts:
+            shape = calibration.PoolShape(
                 workers, settings.start_method, preload, backend, settings.scheduler_address
-            ),
-        )
+            )
+            measured = calibration.pool_costs(directory, shape)
+            return measured.started_ahead(ahead) if ahead else measured
+
+        return costs
 
     workers = effective_workers(settings.workers, chunk_count)
 

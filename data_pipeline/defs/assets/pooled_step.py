@@ -37,8 +37,10 @@ class StepKernel:
 def pooled_step_start(
     context: dg.AssetExecutionContext, process_pool: ProcessPoolResource
 ) -> StepKernel:
-    """What every pooled step does first: log its CPU plan, then choose its kernel."""
+    """What every pooled step does first: log its CPU plan, start the fork server its pool
+    would use (it loads the kernel on another CPU meanwhile), then choose its kernel."""
     context.log.info(process_pool.describe_plan())
+    process_pool.start_fork_server_early()
     return chosen_kernel(context, process_pool)
 
 

@@ -5,6 +5,7 @@ stop, kill or recycle any one of them without touching the others."""
 import contextlib
 import fcntl
 import multiprocessing
+import multiprocessing.forkserver
 import pickle
 import queue
 import signal
@@ -41,6 +42,31 @@ _LIFELINES_OF_SURVIVORS: list[Any] = []
 # Starting workers changes process-wide state for a moment (the environment, __main__): two
 # pools starting at once in different threads must not see each other's temporary values.
 _STARTING = threading.Lock()
+# When this process started its fork server ahead of any pool (see :func:`start_fork_server`).
+_fork_server_started_at: float | None = None
+
+
+def start_fork_server(preload_modules: tuple[str, ...]) -> None:
+    """Start this process's fork server now, preloading ``preload_modules``, and return at
+    once: the server imports them on another CPU while this process goes on (a step checking
+    its own kernel), so the first forkserver pool finds them loaded. Nothing if the server
+    runs already; the first pool's start-up decides its preloads otherwise."""
+    global _fork_server_started_at
+    if _fork_server_started_at is not None:
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload_modules))
+    with _STARTING, main_module_hidden(), native_threads_capped():
+        multiprocessing.forkserver.ensure_running()
+    _fork_server_started_at = time.monotonic()
+
+
+def seconds_since_fork_server_started() -> float:
+    """Seconds since :func:`start_fork_server` started the fork server (0 if it did not): the
+    part of a cold start-up already paid when a pool starts now."""
+    if _fork_server_started_at is None:
+        return 0.0
+    return time.monotonic() - _fork_server_started_at
 
 
 class WorkersFailedToStart(RuntimeError):
