@@ -3,9 +3,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_pipeline.numbers.stages.cleaning import clean_to_parquet
-from data_pipeline.numbers.stages.parquet_output import REJECTED_SCHEMA
+from data_pipeline.numbers.stages.parquet_output import (
+    REJECTED_SCHEMA,
+    TRANSFORMED_SCHEMA,
+    ParquetOutput,
+)
 from data_pipeline.numbers.stages.transform import transform_to_parquet
-from data_pipeline.numbers.verification import every_line_accounted_for, one_row_per_accepted_value
+from data_pipeline.numbers.verification import (
+    every_line_accounted_for,
+    one_row_per_accepted_value,
+    same_encoded_columns,
+)
 from data_pipeline.parallel.settings import PoolSettings
 
 CONTENT = b"1\nx\n3\n\n5\n6.5\n7\n"
@@ -25,6 +33,15 @@ def outputs(tmp_path):
 
 def rewrite(path, transform):
     pq.write_table(transform(pq.read_table(path)), path)
+
+
+def rewrite_as_the_pipeline_does(path, transform):
+    """The damaged table written by the pipeline's own writer, so that its untouched
+    columns are encoded exactly as before."""
+    table = transform(pq.read_table(path))
+    with ParquetOutput(path, TRANSFORMED_SCHEMA) as writer:
+        for batch in table.to_batches():
+            writer.write(batch)
 
 
 def test_real_outputs_pass_both_checks(outputs):
@@ -71,3 +88,33 @@ def test_a_missing_or_reordered_row_fails_the_transform_check(outputs, damage, c
     verdict = one_row_per_accepted_value(cleaned, transformed)
     assert not verdict.passed
     assert complaint in verdict.explanation
+
+
+def test_the_pipelines_files_are_proven_equal_from_their_encoded_columns_without_decoding(
+    outputs,
+):
+    _, cleaned, _, transformed = outputs
+    assert same_encoded_columns(cleaned, transformed, ["line_number", "value"])
+
+
+def test_the_same_values_encoded_differently_still_pass_by_their_decoded_values(outputs):
+    _, cleaned, _, transformed = outputs
+    rewrite(transformed, lambda table: table)  # snappy instead of zstd: other bytes
+    assert not same_encoded_columns(cleaned, transformed, ["line_number", "value"])
+    verdict = one_row_per_accepted_value(cleaned, transformed)
+    assert verdict.passed, verdict.explanation
+
+
+def test_a_changed_value_written_by_the_pipelines_writer_fails_the_transform_check(outputs):
+    _, cleaned, _, transformed = outputs
+
+    def change_the_third_value(table):
+        values = table.column("value").to_pylist()
+        values[2] += 1
+        return table.set_column(1, "value", pa.array(values, pa.int64()))
+
+    rewrite_as_the_pipeline_does(transformed, change_the_third_value)
+    assert not same_encoded_columns(cleaned, transformed, ["line_number", "value"])
+    verdict = one_row_per_accepted_value(cleaned, transformed)
+    assert not verdict.passed
+    assert "value differs first at row 3" in verdict.explanation
