@@ -60,6 +60,25 @@ def run_python(code: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code], text=True, **kwargs)
 
 
+def output_of_a_fresh_process(code: str, environment: dict | None = None) -> str:
+    """What ``code`` prints in a fresh Python process (so that its fork server starts there),
+    which must succeed within a minute."""
+    owner = run_python(code, stdout=subprocess.PIPE, env=environment)
+    with fails_if_it_hangs(60):
+        output, _ = owner.communicate()
+    assert owner.returncode == 0
+    return output
+
+
+def environment_without_thread_limits() -> dict[str, str]:
+    """This environment without native thread limits or the project's own variables."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in THREAD_LIMITS and not name.startswith("DATA_PIPELINE_")
+    }
+
+
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_results_come_back_in_input_order_even_when_a_later_task_finishes_first(
     start_method, tmp_path
@@ -282,21 +301,12 @@ def test_every_worker_is_running_before_any_work_even_beyond_the_cpu_count():
 def test_workers_are_started_with_native_thread_pools_capped(start_method):
     # A fresh process, so that its fork server starts with this pool and preloads the module
     # that records the environment at import time. A limit the user set is kept.
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in THREAD_LIMITS and not name.startswith("DATA_PIPELINE_")
-    }
-    environment["OMP_NUM_THREADS"] = "3"
-    owner = run_python(
+    environment = environment_without_thread_limits() | {"OMP_NUM_THREADS": "3"}
+    output = output_of_a_fresh_process(
         "from data_pipeline_tests.pool_tasks import report_what_workers_saw_at_import; "
         f"report_what_workers_saw_at_import({start_method!r})",
-        stdout=subprocess.PIPE,
-        env=environment,
+        environment,
     )
-    with fails_if_it_hangs(60):
-        output, _ = owner.communicate()
-    assert owner.returncode == 0
     seen = json.loads(output)
     expected = {name: "1" for name in THREAD_LIMITS} | {"OMP_NUM_THREADS": "3"}
     assert seen["limits"] == expected
@@ -311,20 +321,11 @@ def test_workers_are_started_with_native_thread_pools_capped(start_method):
 
 def test_a_fork_server_started_ahead_preloads_for_the_first_pool_which_then_starts_warm():
     # A fresh process, so that its fork server starts when asked, before any pool.
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in THREAD_LIMITS and not name.startswith("DATA_PIPELINE_")
-    }
-    owner = run_python(
+    output = output_of_a_fresh_process(
         "from data_pipeline_tests.pool_tasks import report_a_fork_server_started_ahead; "
         "report_a_fork_server_started_ahead()",
-        stdout=subprocess.PIPE,
-        env=environment,
+        environment_without_thread_limits(),
     )
-    with fails_if_it_hangs(60):
-        output, _ = owner.communicate()
-    assert owner.returncode == 0
     seen = json.loads(output)
     # The fork server imported the module before any worker existed, with native thread
     # pools capped; the owner never imported it.
@@ -343,17 +344,13 @@ def test_a_fork_server_is_not_started_ahead_where_no_forkserver_pool_would_run()
         PoolSettings(2, "forkserver", mode="serial"),
         PoolSettings(2, "forkserver", backend="threads"),
     ):
-        owner = run_python(
+        output = output_of_a_fresh_process(
             "from data_pipeline.parallel.pool import start_fork_server_early; "
             "from data_pipeline.parallel.settings import PoolSettings; "
             "import multiprocessing.forkserver as server; "
             f"start_fork_server_early(PoolSettings(**{settings_arguments(settings)!r}), []); "
-            "print(server._forkserver._forkserver_pid)",
-            stdout=subprocess.PIPE,
+            "print(server._forkserver._forkserver_pid)"
         )
-        with fails_if_it_hangs(60):
-            output, _ = owner.communicate()
-        assert owner.returncode == 0
         assert output.strip() == "None", settings
 
 

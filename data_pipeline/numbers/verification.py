@@ -61,12 +61,12 @@ def every_line_accounted_for(numbers: Path, cleaned: Path, rejected: Path) -> Ve
 
 def one_row_per_accepted_value(cleaned: Path, transformed: Path) -> Verdict:
     """The transform has exactly the cleaned (line_number, value) rows, in the same order."""
-    expected_rows = pq.read_metadata(cleaned).num_rows
-    rows = pq.read_metadata(transformed).num_rows
+    metadata = pq.read_metadata(cleaned), pq.read_metadata(transformed)
+    expected_rows, rows = (data.num_rows for data in metadata)
     figures = {"accepted": expected_rows, "rows": rows}
     if rows != expected_rows:
         return _verdict([f"{rows} rows for {expected_rows} accepted values"], figures, "")
-    if same_encoded_columns(cleaned, transformed, _ROW_COLUMNS):
+    if _same_encoded((cleaned, transformed), metadata, _ROW_COLUMNS):
         return _verdict([], figures, f"{rows} rows, same values in the same order")
     problems: list[str] = []  # encoded otherwise, or different: compare the decoded values
     for column in _ROW_COLUMNS:
@@ -136,13 +136,19 @@ def same_encoded_columns(first: Path, second: Path, columns: list[str]) -> bool:
     bytes decode to identical values, so they hold the same values in the same order, proven
     without decoding anything (the pipeline's writer encodes the columns it copies the same
     way in both files). False proves nothing: compare the decoded values then."""
-    metadata = [pq.read_metadata(path) for path in (first, second)]
+    paths = (first, second)
+    return _same_encoded(paths, tuple(pq.read_metadata(path) for path in paths), columns)
+
+
+def _same_encoded(
+    paths: tuple[Path, Path], metadata: tuple[pq.FileMetaData, pq.FileMetaData], columns: list
+) -> bool:
     if metadata[0].num_row_groups != metadata[1].num_row_groups:
         return False
     schemas = [data.schema.to_arrow_schema() for data in metadata]
     if any(schemas[0].field(name).type != schemas[1].field(name).type for name in columns):
         return False
-    with open(first, "rb") as first_file, open(second, "rb") as second_file:
+    with open(paths[0], "rb") as first_file, open(paths[1], "rb") as second_file:
         for group in range(metadata[0].num_row_groups):
             groups = [data.row_group(group) for data in metadata]
             if groups[0].num_rows != groups[1].num_rows:

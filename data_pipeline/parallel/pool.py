@@ -79,10 +79,10 @@ def open_pool(
     )
 
 
-def fork_server_head_start(settings: PoolSettings | None = None) -> float:
+def fork_server_head_start(settings: PoolSettings) -> float:
     """Seconds the fork server of this process's local pools has been starting ahead of
     them (:func:`start_fork_server`); 0 for other start methods or if it was not."""
-    if settings is not None and settings.start_method != "forkserver":
+    if settings.start_method != "forkserver":
         return 0.0
     return seconds_since_fork_server_started()
 
